@@ -1,0 +1,123 @@
+"""The contract every model backend fulfils.
+
+A backend turns chat messages into a :class:`Completion`. It knows nothing about retries,
+caching, rate limits or accounting: :mod:`promptweave.models.runtime` wraps every backend
+and owns those concerns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn. ``content`` is text, or a list of OpenAI-style content parts
+    (``{"type": "text", ...}`` / ``{"type": "image_url", ...}``) for multimodal models."""
+
+    role: Role
+    content: str | list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "content": self.content}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Message:
+        return cls(role=d["role"], content=d["content"])
+
+
+class GenParams(BaseModel):
+    """Sampling parameters. Temperature is first-class and defaults to 0 (greedy), as the
+    MT prompting literature recommends for translation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = 0.0
+    max_tokens: int = 512
+    top_p: float | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+
+    def merged(self, **overrides: Any) -> GenParams:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return self.model_copy(update=clean) if clean else self
+
+
+@dataclass
+class Completion:
+    """What a backend returns for one request."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    raw: dict[str, Any] | None = field(default=None, repr=False)
+
+
+class BackendError(Exception):
+    """A model call failed. ``retryable`` tells the runtime whether trying again can help;
+    ``retry_after`` (seconds) is the server's own wish, when it said one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A model backend.
+
+    ``identity`` names everything that changes the output for the same messages and params
+    (backend, model, base_url, ...); it is part of the cache key and must never hold a secret.
+    ``max_batch`` > 1 means the backend prefers whole batches through :meth:`complete_batch`
+    (vLLM in-process); the runtime then groups concurrent requests for it.
+    """
+
+    identity: dict[str, Any]
+    max_batch: int
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion: ...
+
+    async def complete_batch(
+        self, batch: list[list[Message]], params: GenParams
+    ) -> list[Completion | BackendError]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class BaseChatModel:
+    """Convenience base: a backend implements ``complete`` and optionally ``complete_batch``."""
+
+    identity: dict[str, Any] = {}
+    max_batch: int = 1
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        raise NotImplementedError
+
+    async def complete_batch(
+        self, batch: list[list[Message]], params: GenParams
+    ) -> list[Completion | BackendError]:
+        out: list[Completion | BackendError] = []
+        for messages in batch:
+            try:
+                out.append(await self.complete(messages, params))
+            except BackendError as exc:
+                out.append(exc)
+        return out
+
+    async def aclose(self) -> None:
+        return None

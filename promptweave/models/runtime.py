@@ -1,0 +1,287 @@
+"""The one place that knows about concurrency, rate limits, retries, timeouts, caching and
+usage accounting. Every backend is wrapped in a :class:`ModelRuntime`; steps only ever call
+:meth:`ModelRuntime.chat`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from .base import BackendError, ChatModel, Completion, GenParams, Message
+from .cache import CompletionCache, cache_key
+from .spec import ModelConfig
+
+log = logging.getLogger("promptweave.runtime")
+
+
+@dataclass
+class CallResult:
+    """The outcome of one logical request, as a step sees it. ``error`` is set (and ``text`` is
+    None) when every attempt failed; a step records that as an error, never as a score."""
+
+    text: str | None
+    error: str | None = None
+    cached: bool = False
+    attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    key: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def trace(self) -> dict[str, Any]:
+        """The fields worth keeping in a results row."""
+        d = {"key": self.key[:16], "cached": self.cached, "attempts": self.attempts,
+             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+             "finish_reason": self.finish_reason}
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+@dataclass
+class Ledger:
+    """Usage counters. ``calls`` counts requests that reached the backend (retries included);
+    ``requests`` counts logical requests, ``cache_hits`` those answered from the cache."""
+
+    requests: int = 0
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cost"] = round(self.cost, 6)
+        return d
+
+    def add(self, other: Ledger) -> None:
+        for k in ("requests", "calls", "cache_hits", "retries", "errors", "prompt_tokens",
+                  "completion_tokens", "cost"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        for k, v in other.by_status.items():
+            self.by_status[k] = self.by_status.get(k, 0) + v
+
+
+class RateLimiter:
+    """Sliding one-minute window over requests and (estimated) tokens."""
+
+    def __init__(self, rpm: float | None, tpm: float | None) -> None:
+        self.rpm, self.tpm = rpm, tpm
+        self._events: deque[tuple[float, int]] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, tokens: int) -> None:
+        if self.rpm is None and self.tpm is None:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._events and now - self._events[0][0] >= 60.0:
+                    self._events.popleft()
+                used_tokens = sum(t for _, t in self._events)
+                rpm_ok = self.rpm is None or len(self._events) < self.rpm
+                tpm_ok = self.tpm is None or used_tokens + tokens <= self.tpm or not self._events
+                if rpm_ok and tpm_ok:
+                    self._events.append((now, tokens))
+                    return
+                await asyncio.sleep(max(0.01, 60.0 - (now - self._events[0][0])))
+
+
+class _Batcher:
+    """Groups concurrent requests with equal params into one ``complete_batch`` call."""
+
+    def __init__(self, backend: ChatModel, max_batch: int, window: float = 0.005) -> None:
+        self.backend, self.max_batch, self.window = backend, max_batch, window
+        self._pending: dict[str, list[tuple[list[Message], asyncio.Future[Completion]]]] = {}
+        self._params: dict[str, GenParams] = {}
+        self._flushers: dict[str, asyncio.Task[None]] = {}
+
+    async def submit(self, messages: list[Message], params: GenParams) -> Completion:
+        pkey = params.model_dump_json()
+        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(pkey, []).append((messages, fut))
+        self._params[pkey] = params
+        if len(self._pending[pkey]) >= self.max_batch:
+            self._spawn(pkey, delay=0.0)
+        elif pkey not in self._flushers:
+            self._spawn(pkey, delay=self.window)
+        return await fut
+
+    def _spawn(self, pkey: str, delay: float) -> None:
+        old = self._flushers.pop(pkey, None)
+        if old is not None and delay == 0.0 and not old.done():
+            old.cancel()
+        self._flushers[pkey] = asyncio.ensure_future(self._flush(pkey, delay))
+
+    async def _flush(self, pkey: str, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        self._flushers.pop(pkey, None)
+        items = self._pending.pop(pkey, [])
+        while items:
+            chunk, items = items[: self.max_batch], items[self.max_batch:]
+            try:
+                results = await self.backend.complete_batch([m for m, _ in chunk], self._params[pkey])
+            except BackendError as exc:
+                results = [exc] * len(chunk)
+            except Exception as exc:  # noqa: BLE001 - a batch crash fails each item, visibly
+                results = [BackendError(f"{type(exc).__name__}: {exc}")] * len(chunk)
+            for (_, fut), res in zip(chunk, results):
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, BackendError) and exc.retryable
+
+
+class ModelRuntime:
+    """Wraps one backend with everything a production call needs."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        backend: ChatModel,
+        cache: CompletionCache | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.cache = cache if cfg.cache else None
+        self.ledger = ledger or Ledger()
+        self.params = cfg.gen_params()
+        self._sem = asyncio.Semaphore(cfg.max_concurrency)
+        self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
+        self._batcher = _Batcher(backend, backend.max_batch) if backend.max_batch > 1 else None
+        self._inflight: dict[str, asyncio.Future[CallResult]] = {}
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return self.backend.identity
+
+    async def chat(self, messages: list[Message], **overrides: Any) -> CallResult:
+        """Send one chat request; ``overrides`` change sampling params (e.g. temperature)."""
+        params = self.params.merged(**overrides)
+        key = cache_key(self.backend.identity, params, messages)
+        self.ledger.requests += 1
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.ledger.cache_hits += 1
+                return CallResult(hit.text, cached=True, prompt_tokens=hit.prompt_tokens,
+                                  completion_tokens=hit.completion_tokens,
+                                  finish_reason=hit.finish_reason, key=key)
+        # identical requests in flight share one call
+        if key in self._inflight:
+            self.ledger.cache_hits += 1
+            shared = await asyncio.shield(self._inflight[key])
+            return CallResult(**{**shared.__dict__, "cached": True, "attempts": 0})
+        fut: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            result = await self._call(messages, params, key)
+            fut.set_result(result)
+            return result
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved
+            raise
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _call(self, messages: list[Message], params: GenParams, key: str) -> CallResult:
+        attempts = 0
+
+        async def attempt() -> Completion:
+            nonlocal attempts
+            attempts += 1
+            self.ledger.calls += 1
+            return await self._attempt(messages, params)
+
+        try:
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.cfg.max_retries + 1),
+                retry=retry_if_exception(_is_retryable),
+                wait=self._wait,
+                before_sleep=self._before_sleep,
+                reraise=True,
+            )
+            completion = await retrying(attempt)
+        except BackendError as exc:
+            self.ledger.errors += 1
+            self._count_status(exc)
+            reason = str(exc) or type(exc).__name__
+            if attempts > 1:
+                reason += f" (after {attempts} attempts)"
+            return CallResult(None, error=reason, attempts=attempts, key=key)
+
+        self.ledger.prompt_tokens += completion.prompt_tokens
+        self.ledger.completion_tokens += completion.completion_tokens
+        if self.cfg.price is not None:
+            self.ledger.cost += (completion.prompt_tokens * self.cfg.price.input
+                                 + completion.completion_tokens * self.cfg.price.output) / 1e6
+        if self.cache is not None:
+            self.cache.put(key, completion)
+        return CallResult(completion.text, attempts=attempts, prompt_tokens=completion.prompt_tokens,
+                          completion_tokens=completion.completion_tokens,
+                          finish_reason=completion.finish_reason, key=key)
+
+    async def _attempt(self, messages: list[Message], params: GenParams) -> Completion:
+        est_tokens = params.max_tokens + sum(len(str(m.content)) for m in messages) // 4
+        await self._limiter.acquire(est_tokens)
+        async with self._sem:
+            try:
+                if self._batcher is not None:
+                    coro = self._batcher.submit(messages, params)
+                else:
+                    coro = self.backend.complete(messages, params)
+                return await asyncio.wait_for(coro, timeout=self.cfg.timeout)
+            except asyncio.TimeoutError:
+                raise BackendError(f"timed out after {self.cfg.timeout:g}s", retryable=True) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        n = state.attempt_number  # attempts made so far (>= 1)
+        backoff = min(self.cfg.backoff_max, self.cfg.backoff_base * (2 ** (n - 1)))
+        backoff = backoff * (0.5 + random.random() / 2)  # jitter in [backoff/2, backoff]
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, BackendError) and exc.retry_after is not None:
+            # never sooner than the server asked; a little jitter on top spreads the herd
+            return exc.retry_after + random.random() * 0.05 * max(exc.retry_after, 0.1)
+        return backoff
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.ledger.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, BackendError):
+            self._count_status(exc)
+        log.info("retrying %s after attempt %d: %s", self.backend.identity.get("model"),
+                 state.attempt_number, exc)
+
+    def _count_status(self, exc: BackendError) -> None:
+        label = str(exc.status) if exc.status else type(exc).__name__
+        if "timed out" in str(exc):
+            label = "timeout"
+        self.ledger.by_status[label] = self.ledger.by_status.get(label, 0) + 1
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

@@ -1,0 +1,54 @@
+"""The ``model:`` block of a pipeline file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import GenParams
+
+
+class Price(BaseModel):
+    """Price in currency units per million tokens, for the cost line of the usage ledger."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: float = 0.0
+    output: float = 0.0
+
+
+class ModelConfig(BaseModel):
+    """Which model to call and how. Backend-specific settings go under ``options``."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    backend: str = Field("llamacpp", description="openai | llamacpp | vllm | langchain | scripted | a registered plugin")
+    model: str = Field("default", description="model name, GGUF path, or 'module:Class' for langchain")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
+    # sampling
+    temperature: float = 0.0
+    max_tokens: int = 512
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    # runtime
+    max_concurrency: int = Field(8, ge=1)
+    timeout: float = Field(120.0, gt=0, description="seconds per call")
+    max_retries: int = Field(5, ge=0, description="retries after the first attempt")
+    backoff_base: float = Field(0.5, ge=0, description="first backoff in seconds, doubled per retry, jittered")
+    backoff_max: float = Field(30.0, ge=0)
+    rpm: float | None = Field(None, gt=0, description="requests per minute limit")
+    tpm: float | None = Field(None, gt=0, description="tokens per minute limit")
+    cache: bool = True
+    price: Price | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings")
+
+    def gen_params(self) -> GenParams:
+        return GenParams(
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=self.stop,
+        )
