@@ -38,9 +38,11 @@ class RunContext:
     src_lang: str | None = None
     tgt_lang: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def model(self, name: str | None = None) -> ModelRuntime:
         key = name or "default"
+        key = self.aliases.get(key, key)
         if key not in self.models:
             raise KeyError(f"no model named '{key}'; define it under 'models:'")
         return self.models[key]
@@ -78,6 +80,10 @@ class Step(ABC):
 
     def prepare(self) -> None:
         """Load templates and files once, before any row runs; raise PromptweaveError on bad input."""
+
+    def preflight(self, row: Row) -> None:
+        """Render this step's prompts for one row (earlier steps' values are placeholders) and
+        raise :class:`~promptweave.errors.TemplateError` before any model call is made."""
 
     def describe(self) -> dict[str, Any]:
         """Facts for the manifest (template hashes, presets)."""

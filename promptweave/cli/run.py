@@ -1,0 +1,119 @@
+"""``promptweave run | validate | schema``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import app
+
+_SET = typer.Option(None, "--set", "-s", help="override a config value: key.path=value (repeatable)")
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="pipeline YAML file"),
+    set_: Optional[list[str]] = _SET,
+    run_id: Optional[str] = typer.Option(None, help="run directory name (default: a hash of the config)"),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run only the rows that failed"),
+    limit: Optional[int] = typer.Option(None, help="process at most N rows (same as --set data.limit=N)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Run a pipeline; re-running the same file resumes where it stopped."""
+    from ..config import load_config
+    from ..pipelines.engine import Engine, run_dir_for
+    from ..pipelines.finish import finish_run
+
+    overrides = list(set_ or [])
+    if limit is not None:
+        overrides.append(f"data.limit={limit}")
+    loaded = load_config(config, overrides)
+    run_dir = run_dir_for(loaded, run_id)
+    engine = Engine(loaded, run_dir, progress=progress)
+    summary = asyncio.run(engine.run(retry_errors=retry_errors))
+    scores = finish_run(engine, summary, sys.argv[1:])
+    led = summary.ledger
+    if as_json:
+        typer.echo(json.dumps({"run_dir": str(run_dir), "rows": summary.total, "ran": summary.ran,
+                               "skipped": summary.skipped, "errors": summary.errors,
+                               "usage": led.to_dict(), "metrics": scores["metrics"], "judges": scores["judges"]},
+                              indent=2, default=str))
+    else:
+        console = Console()
+        console.print(f"[bold]{loaded.pipeline.name}[/]: {summary.total} rows "
+                      f"({summary.ran} run, {summary.skipped} resumed, {summary.errors} errors) in {summary.seconds:.1f}s")
+        console.print(f"model calls {led.calls}, cache hits {led.cache_hits}, retries {led.retries}, "
+                      f"tokens {led.prompt_tokens}+{led.completion_tokens}"
+                      + (f", cost {led.cost:.4f}" if led.cost else ""))
+        _print_scores(console, scores)
+        console.print(f"results: {run_dir}/results.jsonl · report: {run_dir}/report.md")
+        if summary.errors:
+            console.print(f"[yellow]{summary.errors} rows failed; re-run them with: "
+                          f"promptweave run {config} --retry-errors[/]")
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+def _print_scores(console: Console, scores: dict) -> None:
+    if scores["metrics"]:
+        table = Table("metric", "group", "score", "signature")
+        for name, m in scores["metrics"].items():
+            if "groups" in m:
+                for g, s in m["groups"].items():
+                    table.add_row(name, g, _f(s.get("corpus")), m["signature"])
+            else:
+                table.add_row(name, "all", _f(m.get("corpus")), m["signature"])
+        console.print(table)
+    if scores["judges"]:
+        table = Table("judge", "mean", "scored", "parse failures", "errors")
+        for step_id, j in scores["judges"].items():
+            table.add_row(step_id, _f(j["mean"], 3), str(j["scored"]), str(j["parse_failures"]), str(j["errors"]))
+        console.print(table)
+
+
+def _f(x: object, digits: int = 2) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, float) else ("—" if x is None else str(x))
+
+
+@app.command()
+def validate(
+    config: Path = typer.Argument(..., help="pipeline YAML file"),
+    set_: Optional[list[str]] = _SET,
+    data: bool = typer.Option(True, "--data/--no-data", help="also load the data and render prompts for row 1"),
+) -> None:
+    """Check a pipeline file (schema, templates, data) without calling a model."""
+    from ..config import load_config
+    from ..pipelines.engine import Engine
+    from ..pipelines.steps import Row
+
+    loaded = load_config(config, list(set_ or []))
+    engine = Engine(loaded, Path("."), progress=False)
+    engine.build_steps()
+    n_rows = None
+    if data:
+        rows = engine.load_data()
+        n_rows = len(rows)
+        engine.preflight(Row(index=0, key=rows[0][0], fields=rows[0][1]))
+    steps = ", ".join(f"{s.id} ({s.kind})" for s in loaded.steps)
+    typer.echo(f"{config}: OK — steps: {steps}" + (f"; {n_rows} rows" if n_rows is not None else ""))
+
+
+@app.command()
+def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write to a file")) -> None:
+    """Print the JSON Schema of pipeline files (for editor completion and validation)."""
+    from ..config import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text)

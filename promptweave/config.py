@@ -1,0 +1,268 @@
+"""The pipeline file: pydantic models that forbid unknown keys, ``${ENV}`` interpolation,
+``--set`` overrides, and one-line errors naming file:line and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .models.spec import ModelConfig
+from .pipelines.steps import StepConfig, steps as step_registry
+from .registry import UnknownNameError, suggest
+from .yamlio import LocatedYAML, Path_, apply_override, fmt_path
+
+_FORBID = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(BaseModel):
+    """Where rows come from."""
+
+    model_config = _FORBID
+
+    path: str | None = Field(None, description="data file (jsonl, json, tsv, csv), a HF dataset name or saved dir")
+    format: Literal["auto", "jsonl", "json", "tsv", "csv", "text", "hf"] = "auto"
+    files: dict[str, str] | None = Field(
+        None, description="plain parallel text: field name -> file with one segment a line")
+    fields: dict[str, str] = Field(default_factory=dict, description="our field name -> column in the file")
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    limit: int | None = Field(None, ge=1)
+    key: str | None = Field(None, description="field that identifies a row (default: row number)")
+    explode: str | None = Field(
+        None, description="a list field whose items become rows of their own (e.g. translations per system)")
+    split: str = Field("train", description="Hugging Face datasets split")
+    hf_config: str | None = None
+
+    @field_validator("src_lang", "tgt_lang")
+    @classmethod
+    def _lang(cls, v: str | None) -> str | None:
+        return v.strip() if isinstance(v, str) else v
+
+
+class ScoringConfig(BaseModel):
+    """Which fields the corpus metrics read."""
+
+    model_config = _FORBID
+
+    hypothesis: str | None = Field(None, description="step id or field; default: the last translate step")
+    reference: str | None = "reference"
+    source: str | None = "source"
+    group_by: str | None = Field(None, description="score each value of this field separately (e.g. system)")
+
+
+MetricSpec = str | dict[str, dict[str, Any]]
+
+
+class PipelineConfig(BaseModel):
+    model_config = _FORBID
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    models: dict[str, ModelConfig] = Field(default_factory=dict, description="extra named models for steps")
+    data: DataConfig
+    steps: list[dict[str, Any]] = Field(..., min_length=1)
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    output: str = "runs"
+    run_id: str | None = None
+    cache: str | None = Field(None, description="cache file; default <output>/cache.sqlite; 'off' disables")
+    concurrency: int = Field(64, ge=1, description="rows in flight at once")
+
+
+@dataclass
+class StepSpec:
+    id: str
+    kind: str
+    config: StepConfig
+    model: str | None = None
+
+
+@dataclass
+class LoadedConfig:
+    """A validated pipeline plus where it came from."""
+
+    pipeline: PipelineConfig
+    steps: list[StepSpec]
+    file: str
+    base_dir: Path
+    raw: dict[str, Any]
+    loc: LocatedYAML | None = None
+
+    def step_error(self, index: int, exc: Exception) -> ConfigError:
+        """Re-raise a step's set-up failure at the step's line in the file."""
+        spec = self.steps[index]
+        path: Path_ = ("steps", index, spec.kind)
+        line = self.loc.line_of(path) if self.loc else None
+        detail = exc.detail if isinstance(exc, ConfigError) else str(exc)
+        return ConfigError(detail, file=self.file, line=line, key=fmt_path(path))
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.raw, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+_STEP_COMMON = {"id", "model"}
+
+
+def _err(loc: LocatedYAML, path: Path_, message: str) -> ConfigError:
+    return ConfigError(message, file=loc.file, line=loc.line_of(path), key=fmt_path(path) or None)
+
+
+def _allowed_keys(model: type[BaseModel], path: Path_) -> list[str]:
+    """The field names valid at ``path`` below ``model`` (for did-you-mean)."""
+    cur: Any = model
+    for part in path:
+        if isinstance(part, int) or not (isinstance(cur, type) and issubclass(cur, BaseModel)):
+            continue
+        field = cur.model_fields.get(part)
+        if field is None:
+            return []
+        cur = _model_in(field.annotation)
+    return list(cur.model_fields) if isinstance(cur, type) and issubclass(cur, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _pydantic_error(loc: LocatedYAML, exc: ValidationError, model: type[BaseModel], prefix: Path_) -> ConfigError:
+    err = exc.errors()[0]
+    path = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    kind, msg = err["type"], err["msg"]
+    key = path[-1] if path else ""
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, tuple(err["loc"][:-1]))
+        hint = suggest(str(key), allowed) or (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        return _err(loc, path, f"unknown key{hint}")
+    if kind == "missing":
+        return _err(loc, path, "required key is missing; add it")
+    value = err.get("input")
+    shown = json.dumps(value, default=str)[:60] if not isinstance(value, dict) else "a mapping"
+    return _err(loc, path, f"{msg} (got {shown})")
+
+
+def parse_steps(loc: LocatedYAML, raw_steps: list[Any], models: set[str]) -> list[StepSpec]:
+    out: list[StepSpec] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(raw_steps):
+        path: Path_ = ("steps", i)
+        if not isinstance(entry, dict):
+            raise _err(loc, path, "each step is a mapping like {id: hyp, translate: {...}}")
+        kinds = [k for k in entry if k not in _STEP_COMMON]
+        if not kinds:
+            raise _err(loc, path, f"step names no kind; add one of: {', '.join(step_registry.names())}")
+        if len(kinds) > 1:
+            unknown = [k for k in kinds if k not in step_registry]
+            if unknown:
+                raise _err(loc, path + (unknown[0],),
+                           f"unknown key{suggest(unknown[0], step_registry.names() + sorted(_STEP_COMMON))}")
+            raise _err(loc, path, f"a step has exactly one kind, found {', '.join(kinds)}; split it into steps")
+        kind = kinds[0]
+        try:
+            cls = step_registry.get(kind)
+        except UnknownNameError as exc:
+            raise _err(loc, path + (kind,), str(exc)) from None
+        step_id = entry.get("id", kind)
+        if not isinstance(step_id, str) or not step_id.isidentifier():
+            raise _err(loc, path + ("id",), "step id must be a name like hyp or mqm_score (letters, digits, _)")
+        if step_id in seen:
+            raise _err(loc, path + ("id",), f"duplicate step id '{step_id}' (also steps[{seen[step_id]}]); "
+                                            "give each step its own id")
+        seen[step_id] = i
+        model = entry.get("model")
+        if model is not None and model not in models:
+            raise _err(loc, path + ("model",), f"no model named '{model}'{suggest(str(model), sorted(models))}; "
+                                               "define it under 'models:'")
+        body = entry[kind] if entry[kind] is not None else {}
+        if not isinstance(body, dict):
+            raise _err(loc, path + (kind,), f"'{kind}' takes a mapping of options, e.g. {kind}: {{...}}")
+        try:
+            config = cls.Config.model_validate(body)
+        except ValidationError as exc:
+            raise _pydantic_error(loc, exc, cls.Config, path + (kind,)) from None
+        out.append(StepSpec(step_id, kind, config, model))
+    return out
+
+
+def load_config(file: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
+    """Read, interpolate, override and validate a pipeline file."""
+    p = Path(file)
+    try:
+        raw_bytes = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("file does not exist; check the path", file=str(p)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", file=str(p)) from None
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw_bytes[: exc.start].count(b"\n") + 1
+        raise ConfigError("not valid UTF-8; save the file as UTF-8", file=str(p), line=line) from None
+    return load_config_text(text, str(p), overrides, base_dir=p.resolve().parent)
+
+
+def load_config_text(text: str, file: str = "<config>", overrides: list[str] | None = None,
+                     base_dir: Path | None = None) -> LoadedConfig:
+    loc = LocatedYAML(text, file)
+    data = loc.data
+    if not isinstance(data, dict):
+        raise ConfigError("a pipeline file is a mapping with name, model, data and steps", file=file, line=1)
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    try:
+        pipeline = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _pydantic_error(loc, exc, PipelineConfig, ()) from None
+    models = {"default", *pipeline.models}
+    specs = parse_steps(loc, pipeline.steps, models)
+    _check_metrics(loc, pipeline)
+    return LoadedConfig(pipeline, specs, file, base_dir or Path.cwd(), data, loc)
+
+
+def _check_metrics(loc: LocatedYAML, pipeline: PipelineConfig) -> None:
+    from .evaluators import metrics as metric_registry
+
+    for i, spec in enumerate(pipeline.metrics):
+        name = spec if isinstance(spec, str) else next(iter(spec), "")
+        if isinstance(spec, dict) and len(spec) != 1:
+            raise _err(loc, ("metrics", i), "a metric entry is a name or {name: {options}}")
+        if name not in metric_registry:
+            raise _err(loc, ("metrics", i), f"unknown metric '{name}'{suggest(name, metric_registry.names())}; "
+                                            f"known: {', '.join(metric_registry.names())}")
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the pipeline file, with one entry per registered step kind."""
+    schema = PipelineConfig.model_json_schema()
+    variants = []
+    for kind in step_registry.names():
+        try:
+            cls = step_registry.get(kind)
+        except Exception:  # noqa: BLE001 - a broken plugin must not break the schema
+            continue
+        sub = cls.Config.model_json_schema()
+        defs = sub.pop("$defs", {})
+        schema.setdefault("$defs", {}).update(defs)
+        variants.append({
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "model": {"type": "string"}, kind: sub},
+            "required": [kind],
+            "additionalProperties": False,
+        })
+    schema["properties"]["steps"]["items"] = {"oneOf": variants}
+    return schema

@@ -1,0 +1,1 @@
+"""The pipeline engine: rows flow through named steps."""

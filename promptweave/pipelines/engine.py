@@ -1,0 +1,173 @@
+"""Run a pipeline: rows flow concurrently through the steps; each finished row is appended
+to ``results.jsonl`` at once; metrics, manifest and report close the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import LoadedConfig, StepSpec
+from ..data import load_rows
+from ..errors import ConfigError, DataError, PromptweaveError
+from ..models import create_backend
+from ..models.cache import CompletionCache
+from ..models.runtime import Ledger, ModelRuntime
+from .progress import RunProgress
+from .steps import Row, RunContext, Step, steps as step_registry
+from .store import RunStore
+
+log = logging.getLogger("promptweave.engine")
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    total: int
+    ran: int
+    skipped: int
+    errors: int
+    ledger: Ledger
+    seconds: float
+    scores: dict[str, Any] = field(default_factory=dict)
+
+
+def run_dir_for(loaded: LoadedConfig, run_id: str | None = None) -> Path:
+    p = loaded.pipeline
+    return Path(p.output) / p.name / (run_id or p.run_id or loaded.config_hash())
+
+
+class Engine:
+    """Owns the model runtimes, the steps and the run store of one run."""
+
+    def __init__(self, loaded: LoadedConfig, run_dir: Path, *, progress: bool = True) -> None:
+        self.loaded = loaded
+        self.pipeline = loaded.pipeline
+        self.run_dir = run_dir
+        self.store = RunStore(run_dir)
+        self.show_progress = progress
+        self.cache: CompletionCache | None = None
+        self.runtimes: dict[str, ModelRuntime] = {}
+        self.ledgers: dict[str, Ledger] = {}
+        self.ctx = RunContext(models=self.runtimes, base_dir=loaded.base_dir,
+                              src_lang=self.pipeline.data.src_lang, tgt_lang=self.pipeline.data.tgt_lang)
+        self.steps: list[Step] = []
+
+    def _open_cache(self) -> CompletionCache | None:
+        setting = self.pipeline.cache
+        if setting == "off":
+            return None
+        path = Path(setting) if setting else Path(self.pipeline.output) / "cache.sqlite"
+        return CompletionCache(path)
+
+    def build_models(self) -> None:
+        self.cache = self._open_cache()
+        configs = {"default": self.pipeline.model, **self.pipeline.models}
+        for name, cfg in configs.items():
+            ledger = self.ledgers.setdefault(name, Ledger())
+            self.runtimes[name] = ModelRuntime(cfg, create_backend(cfg), self.cache, ledger)
+
+    def build_steps(self) -> None:
+        """Instantiate and prepare the steps (templates, example files); no model is touched."""
+        self.steps = [self._make_step(spec) for spec in self.loaded.steps]
+        for i, step in enumerate(self.steps):
+            try:
+                step.prepare()
+            except PromptweaveError as exc:
+                raise self.loaded.step_error(i, exc) from None
+
+    def load_data(self) -> list[tuple[str, dict[str, Any]]]:
+        """The rows, with data errors pointed at the ``data:`` block of the pipeline file."""
+        try:
+            return load_rows(self.pipeline.data, self.loaded.base_dir)
+        except DataError as exc:
+            key = ("data", "files") if self.pipeline.data.files else ("data", "path")
+            line = self.loaded.loc.line_of(key) if self.loaded.loc else None
+            raise ConfigError(str(exc).removeprefix("data: "), file=self.loaded.file, line=line,
+                              key=".".join(key)) from None
+
+    def preflight(self, row: Row) -> None:
+        """Render every step's prompts for one row before any call, so that a template that
+        needs a missing variable stops the run at once with the step's file:line."""
+        for i, step in enumerate(self.steps):
+            try:
+                step.preflight(row)
+            except PromptweaveError as exc:
+                raise self.loaded.step_error(i, exc) from None
+            row.outputs[step.id] = {"value": f"<{step.id}>"}
+
+    def _make_step(self, spec: StepSpec) -> Step:
+        cls = step_registry.get(spec.kind)
+        ctx = self.ctx
+        if spec.model:  # a step that names a model sees it as its default
+            ctx = RunContext(models=self.runtimes, base_dir=ctx.base_dir, src_lang=ctx.src_lang,
+                             tgt_lang=ctx.tgt_lang, aliases={"default": spec.model})
+        return cls(spec.id, spec.config, ctx)
+
+    async def run(self, *, retry_errors: bool = False) -> RunSummary:
+        start = time.perf_counter()
+        rows = self.load_data()
+        self.build_steps()
+        self.build_models()
+        self.store.open()
+        todo: list[Row] = []
+        for i, (key, fields) in enumerate(rows):
+            rec = self.store.records.get(key)
+            if rec is not None and (rec["status"] == "ok" or not retry_errors):
+                continue
+            todo.append(Row(index=i, key=key, fields=fields))
+        if todo:
+            self.preflight(Row(index=todo[0].index, key=todo[0].key, fields=todo[0].fields))
+        progress = RunProgress(total=len(rows), done=len(rows) - len(todo), ledgers=self.ledgers,
+                               enabled=self.show_progress)
+        errors = 0
+        sem = asyncio.Semaphore(self.pipeline.concurrency)
+
+        async def one(row: Row) -> None:
+            nonlocal errors
+            async with sem:
+                record = await self._run_row(row)
+            self.store.append(record)
+            if record["status"] != "ok":
+                errors += 1
+            progress.advance(ok=record["status"] == "ok")
+
+        try:
+            with progress:
+                await asyncio.gather(*(one(r) for r in todo))
+        finally:
+            self.store.close()
+            for rt in self.runtimes.values():
+                await rt.aclose()
+        self.store.compact()
+        ledger = Ledger()
+        for lg in self.ledgers.values():
+            ledger.add(lg)
+        total_errors = sum(1 for r in self.store.records.values() if r["status"] != "ok")
+        return RunSummary(self.run_dir, total=len(rows), ran=len(todo), skipped=len(rows) - len(todo),
+                          errors=total_errors, ledger=ledger, seconds=time.perf_counter() - start)
+
+    async def _run_row(self, row: Row) -> dict[str, Any]:
+        record: dict[str, Any] = {"key": row.key, "index": row.index, "status": "ok", "fields": row.fields,
+                                  "outputs": row.outputs}
+        for step in self.steps:
+            try:
+                out = await step.run(row)
+            except PromptweaveError as exc:
+                out = {"value": None, "error": str(exc)}
+            except Exception as exc:  # noqa: BLE001 - one bad row must not sink the run
+                log.exception("step %s failed on row %s", step.id, row.key)
+                out = {"value": None, "error": f"{type(exc).__name__}: {exc}"}
+            row.outputs[step.id] = out
+            if out.get("error"):
+                record["status"] = "error"
+                record["error"] = {"step": step.id, "message": out["error"]}
+                break
+        return record
+
+    def describe_steps(self) -> dict[str, Any]:
+        return {s.id: {"kind": spec.kind, **s.describe()} for s, spec in zip(self.steps, self.loaded.steps)}

@@ -1,0 +1,193 @@
+"""Close a run: corpus metrics, judge summaries, ``scores.json``, ``manifest.json``, ``report.md``."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from ..config import LoadedConfig
+from ..evaluators import create_metric
+from .engine import Engine, RunSummary
+from .store import write_json_atomic, write_text_atomic
+
+_JUDGE_KINDS = {"mqm", "da"}
+_VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama_cpp_python",
+              "vllm", "unbabel-comet", "torch", "langchain-core"]
+
+
+def hypothesis_field(loaded: LoadedConfig) -> str | None:
+    if loaded.pipeline.scoring.hypothesis:
+        return loaded.pipeline.scoring.hypothesis
+    translate = [s.id for s in loaded.steps if s.kind == "translate"]
+    return translate[-1] if translate else None
+
+
+def _value(rec: dict[str, Any], name: str | None) -> Any:
+    if name is None:
+        return None
+    if name in rec.get("outputs", {}):
+        return rec["outputs"][name].get("value")
+    return rec.get("fields", {}).get(name)
+
+
+def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Corpus metrics (per group if ``scoring.group_by``) and judge-step summaries."""
+    p = loaded.pipeline
+    sc = p.scoring
+    hyp_name = hypothesis_field(loaded)
+    ok = [r for r in records if r["status"] == "ok"]
+    out: dict[str, Any] = {"rows": len(records), "rows_ok": len(ok), "rows_error": len(records) - len(ok),
+                           "hypothesis": hyp_name, "metrics": {}, "judges": {}, "segments": {}}
+    if p.metrics and hyp_name:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in ok:
+            if _value(r, hyp_name) is None:
+                continue
+            label = str(_value(r, sc.group_by)) if sc.group_by else "all"
+            groups.setdefault(label, []).append(r)
+        for spec in p.metrics:
+            name, opts = (spec, {}) if isinstance(spec, str) else next(iter(spec.items()))
+            metric = create_metric(name, p.data.src_lang, p.data.tgt_lang, **(opts or {}))
+            per_group: dict[str, Any] = {}
+            signature = metric.signature
+            for label, rows in groups.items():
+                hyps = [str(_value(r, hyp_name)) for r in rows]
+                refs = [str(_value(r, sc.reference) or "") for r in rows] if metric.needs_reference else None
+                srcs = [str(_value(r, sc.source) or "") for r in rows] if sc.source else None
+                if refs is not None and not any(refs):
+                    per_group[label] = {"corpus": None, "note": f"no '{sc.reference}' field to score against"}
+                    continue
+                res = metric.score(hyps, refs, srcs)
+                per_group[label] = {"corpus": res.corpus, "n": len(rows)}
+                for r, seg in zip(rows, res.segments):
+                    out["segments"].setdefault(r["key"], {})[name] = seg
+                signature = res.signature
+            out["metrics"][name] = {"signature": signature,
+                                    "higher_is_better": metric.higher_is_better,
+                                    **({"corpus": per_group["all"]["corpus"]} if "all" in per_group else
+                                       {"groups": per_group})}
+    for spec in loaded.steps:
+        if spec.kind not in _JUDGE_KINDS:
+            continue
+        out["judges"][spec.id] = _judge_summary(spec.id, records, sc.group_by)
+    return out
+
+
+def _judge_summary(step_id: str, records: list[dict[str, Any]], group_by: str | None) -> dict[str, Any]:
+    def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        outs = [r.get("outputs", {}).get(step_id, {}) for r in rows]
+        values = [o.get("value") for o in outs if o.get("value") is not None]
+        failed = sum(1 for o in outs if o.get("parse_status") == "failed")
+        errors = sum(1 for o in outs if o.get("error"))
+        return {"mean": sum(values) / len(values) if values else None, "scored": len(values),
+                "parse_failures": failed, "errors": errors}
+
+    summary = summarise(records)
+    if group_by:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            groups.setdefault(str(_value(r, group_by)), []).append(r)
+        summary["groups"] = {k: summarise(v) for k, v in sorted(groups.items())}
+    return summary
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = None) -> dict[str, Any]:
+    loaded = engine.loaded
+    records = sorted(engine.store.records.values(), key=lambda r: r.get("index", 0))
+    scores = compute_scores(loaded, records)
+    run_dir = engine.run_dir
+    write_json_atomic(run_dir / "scores.json", scores)
+    manifest = {
+        "name": loaded.pipeline.name,
+        "run_dir": str(run_dir),
+        "config_file": loaded.file,
+        "config": loaded.raw,
+        "steps": engine.describe_steps(),
+        "metric_signatures": {k: v.get("signature") for k, v in scores["metrics"].items()},
+        "versions": package_versions(),
+        "models": {name: rt.identity for name, rt in engine.runtimes.items()},
+        "usage": {name: lg.to_dict() for name, lg in engine.ledgers.items()},
+        "last_run": {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(summary.seconds, 3),
+                     "rows_total": summary.total, "rows_run": summary.ran, "rows_skipped": summary.skipped,
+                     "rows_error": summary.errors, "argv": argv or []},
+    }
+    write_json_atomic(run_dir / "manifest.json", manifest)
+    write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records))
+    summary.scores = scores
+    return scores
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def render_report(loaded: LoadedConfig, scores: dict[str, Any], manifest: dict[str, Any],
+                  records: list[dict[str, Any]]) -> str:
+    p = loaded.pipeline
+    last = manifest["last_run"]
+    lines = [f"# {p.name}", ""]
+    if p.description:
+        lines += [p.description.strip(), ""]
+    lines += [f"- config: `{loaded.file}`", f"- rows: {scores['rows']} ({scores['rows_error']} with errors)",
+              f"- model: `{manifest['models'].get('default', {}).get('model')}` "
+              f"({manifest['models'].get('default', {}).get('backend')})",
+              f"- last run: {last['rows_run']} rows in {last['seconds']:.1f}s, {last['rows_skipped']} resumed", ""]
+    if scores["metrics"]:
+        lines += ["## Metrics", ""]
+        groups = sorted({g for m in scores["metrics"].values() for g in m.get("groups", {})})
+        if groups:
+            lines += ["| group | " + " | ".join(scores["metrics"]) + " |", "|---|" + "---|" * len(scores["metrics"])]
+            for g in groups:
+                cells = [_fmt(m.get("groups", {}).get(g, {}).get("corpus")) for m in scores["metrics"].values()]
+                lines.append(f"| {g} | " + " | ".join(cells) + " |")
+        else:
+            lines += ["| metric | score |", "|---|---|"]
+            for name, m in scores["metrics"].items():
+                lines.append(f"| {name} | {_fmt(m.get('corpus'))} |")
+        lines += [""] + [f"- `{name}`: `{m['signature']}`" for name, m in scores["metrics"].items()] + [""]
+    if scores["judges"]:
+        lines += ["## Judges", "", "| step | group | mean | scored | parse failures | errors |", "|---|---|---|---|---|---|"]
+        for step_id, j in scores["judges"].items():
+            lines.append(f"| {step_id} | all | {_fmt(j['mean'], 3)} | {j['scored']} | {j['parse_failures']} | {j['errors']} |")
+            for g, s in j.get("groups", {}).items():
+                lines.append(f"| {step_id} | {g} | {_fmt(s['mean'], 3)} | {s['scored']} | {s['parse_failures']} | {s['errors']} |")
+        lines.append("")
+    lines += ["## Usage", "", "| model | requests | calls | cache hits | retries | errors | prompt tok | completion tok | cost |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, u in manifest["usage"].items():
+        lines.append(f"| {name} | {u['requests']} | {u['calls']} | {u['cache_hits']} | {u['retries']} | {u['errors']} | "
+                     f"{u['prompt_tokens']} | {u['completion_tokens']} | {u['cost']:.4f} |")
+    errors = [r for r in records if r["status"] != "ok"]
+    if errors:
+        lines += ["", "## Errors", "", f"{len(errors)} rows failed; `promptweave run {loaded.file} --retry-errors` "
+                  "re-runs only those.", ""]
+        for r in errors[:10]:
+            err = r.get("error", {})
+            lines.append(f"- row `{r['key']}`, step `{err.get('step')}`: {err.get('message')}")
+    samples = [r for r in records if r["status"] == "ok"][:3]
+    hyp = scores.get("hypothesis")
+    if samples and hyp:
+        lines += ["", "## Samples", ""]
+        for r in samples:
+            lines.append(f"- **source**: {_value(r, 'source')}")
+            lines.append(f"  - **{hyp}**: {_value(r, hyp)}")
+            if _value(r, "reference"):
+                lines.append(f"  - **reference**: {_value(r, 'reference')}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,15 @@
+"""Step kinds. A pipeline file names a kind as the key of a step entry (``translate: {...}``)."""
+
+from __future__ import annotations
+
+from ...registry import Registry
+from .base import Row, RunContext, Step, StepConfig
+
+#: kind -> Step subclass; third parties add ``promptweave.steps`` entry points.
+steps: Registry[type[Step]] = Registry("step kind", "promptweave.steps")
+steps.register("generate", "promptweave.pipelines.steps.generate:GenerateStep")
+steps.register("translate", "promptweave.pipelines.steps.translate:TranslateStep")
+steps.register("mqm", "promptweave.pipelines.steps.judges:MQMStep")
+steps.register("da", "promptweave.pipelines.steps.judges:DAStep")
+
+__all__ = ["Row", "RunContext", "Step", "StepConfig", "steps"]

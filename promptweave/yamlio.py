@@ -1,0 +1,126 @@
+"""YAML loading that remembers where each key came from, so errors can name file:line."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+Path_ = tuple[Any, ...]
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def fmt_path(path: Path_) -> str:
+    """``('steps', 0, 'translate', 'prompt')`` -> ``steps[0].translate.prompt``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+class LocatedYAML:
+    """Parsed YAML data plus the 1-based line of every mapping key and sequence item."""
+
+    def __init__(self, text: str, file: str) -> None:
+        self.file = file
+        self.lines: dict[Path_, int] = {}
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"invalid YAML: {' '.join(str(problem).split())}; check indentation and quoting",
+                              file=file, line=mark.line + 1 if mark else None) from None
+        self.data = self._build(node, ()) if node is not None else None
+
+    def _build(self, node: yaml.Node, path: Path_) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._scalar(key_node)
+                if isinstance(key, (dict, list)):
+                    raise ConfigError("mapping keys must be plain text", file=self.file,
+                                      line=key_node.start_mark.line + 1, key=fmt_path(path))
+                if key in out:
+                    raise ConfigError(f"duplicate key '{key}'; keep only one", file=self.file,
+                                      line=key_node.start_mark.line + 1, key=fmt_path(path + (key,)))
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                out[key] = self._build(value_node, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                self.lines[path + (i,)] = item.start_mark.line + 1
+                items.append(self._build(item, path + (i,)))
+            return items
+        value = self._scalar(node)
+        if isinstance(value, str) and "${" in value:
+            value = self._interpolate(value, path, node.start_mark.line + 1)
+        return value
+
+    @staticmethod
+    def _scalar(node: yaml.Node) -> Any:
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_object(node, deep=True)
+        finally:
+            loader.dispose()
+
+    def _interpolate(self, value: str, path: Path_, line: int) -> str:
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set; export it or write ${{{name}:-default}}",
+                              file=self.file, line=line, key=fmt_path(path))
+        return _ENV.sub(sub, value)
+
+    def line_of(self, path: Path_) -> int | None:
+        """The line of ``path`` or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return None
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``--set a.b.0.c=value`` (value parsed as YAML) to nested data in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects KEY.PATH=VALUE, got '{assignment}'")
+    dotted, _, raw = assignment.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts: list[Any] = [int(p) if p.isdigit() else p for p in dotted.strip().split(".")]
+    cur: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(cur, list):
+            if not isinstance(part, int) or part >= len(cur):
+                raise ConfigError(f"--set {dotted}: index {part} is out of range")
+            cur = cur[part]
+            continue
+        if part not in cur or cur[part] is None:
+            cur[part] = [] if isinstance(nxt, int) else {}
+        cur = cur[part]
+    last = parts[-1]
+    if isinstance(cur, list):
+        if not isinstance(last, int) or last >= len(cur):
+            raise ConfigError(f"--set {dotted}: index {last} is out of range")
+        cur[last] = value
+    elif isinstance(cur, dict):
+        cur[last] = value
+    else:
+        raise ConfigError(f"--set {dotted}: '{fmt_path(tuple(parts[:-1]))}' is not a mapping")

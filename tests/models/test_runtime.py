@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from promptweave.models import BackendError, BaseChatModel, Completion, GenParams, Message, ModelConfig
+from promptweave.models.cache import CompletionCache, cache_key
+from promptweave.models.runtime import ModelRuntime
+from promptweave.models.scripted import ScriptedModel
+
+MSG = [Message("user", "hello")]
+
+
+class Flaky(BaseChatModel):
+    """Fails with the given errors in order, then answers."""
+
+    def __init__(self, errors: list[BackendError]) -> None:
+        self.errors = list(errors)
+        self.times: list[float] = []
+        self.identity = {"backend": "flaky", "model": "f"}
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        self.times.append(time.monotonic())
+        if self.errors:
+            raise self.errors.pop(0)
+        return Completion("ok", 3, 1, "stop")
+
+
+def rt(backend: object, **cfg: object) -> ModelRuntime:
+    base = {"backend": "scripted", "backoff_base": 0.01, "max_retries": 3}
+    return ModelRuntime(ModelConfig(**{**base, **cfg}), backend)  # type: ignore[arg-type]
+
+
+async def test_retry_after_is_honoured() -> None:
+    backend = Flaky([BackendError("429", retryable=True, retry_after=0.3, status=429)])
+    runtime = rt(backend)
+    res = await runtime.chat(MSG)
+    assert res.ok and res.attempts == 2
+    assert backend.times[1] - backend.times[0] >= 0.3
+    assert runtime.ledger.retries == 1 and runtime.ledger.by_status == {"429": 1}
+
+
+async def test_attempts_are_bounded_and_errors_are_recorded() -> None:
+    backend = Flaky([BackendError("boom", retryable=True, status=500)] * 10)
+    runtime = rt(backend, max_retries=2)
+    res = await runtime.chat(MSG)
+    assert not res.ok and res.text is None
+    assert res.attempts == 3 and len(backend.times) == 3
+    assert "boom" in (res.error or "") and "after 3 attempts" in (res.error or "")
+    assert runtime.ledger.errors == 1 and runtime.ledger.calls == 3
+
+
+async def test_non_retryable_errors_fail_at_once() -> None:
+    backend = Flaky([BackendError("bad request", retryable=False, status=400)])
+    res = await rt(backend).chat(MSG)
+    assert not res.ok and res.attempts == 1
+
+
+async def test_timeout_is_retried() -> None:
+    class Slow(Flaky):
+        async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+            self.times.append(time.monotonic())
+            if len(self.times) == 1:
+                await asyncio.sleep(5)
+            return Completion("late but fine")
+
+    res = await rt(Slow([]), timeout=0.2).chat(MSG)
+    assert res.ok and res.attempts == 2 and res.text == "late but fine"
+
+
+async def test_concurrency_is_bounded() -> None:
+    active = peak = 0
+
+    class Counting(Flaky):
+        async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.02)
+            active -= 1
+            return Completion(str(messages[0].content))
+
+    runtime = rt(Counting([]), max_concurrency=4, cache=False)
+    results = await asyncio.gather(*(runtime.chat([Message("user", str(i))]) for i in range(20)))
+    assert [r.text for r in results] == [str(i) for i in range(20)]
+    assert peak == 4
+
+
+async def test_cache_and_inflight_dedup(tmp_path: Path) -> None:
+    backend = ScriptedModel(default="hi {echo}", delay=0.05)
+    cache = CompletionCache(tmp_path / "c.sqlite")
+    runtime = ModelRuntime(ModelConfig(backend="scripted"), backend, cache)
+    same = await asyncio.gather(*(runtime.chat(MSG) for _ in range(5)))
+    assert len(backend.calls) == 1 and {r.text for r in same} == {"hi hello"}
+    again = await runtime.chat(MSG)
+    assert again.cached and len(backend.calls) == 1
+    other = await runtime.chat(MSG, temperature=0.7)  # other params, other key
+    assert not other.cached and len(backend.calls) == 2
+    assert runtime.ledger.calls == 2 and runtime.ledger.cache_hits == 5
+
+
+def test_cache_key_never_holds_the_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptweave.models.openai_api import create
+
+    monkeypatch.setenv("PW_SECRET_KEY", "sk-MARKER-123")
+    model = create(ModelConfig(backend="openai", model="m", base_url="http://127.0.0.1:9/v1",
+                               api_key_env="PW_SECRET_KEY"))
+    assert "sk-MARKER-123" not in repr(model.identity)
+    k1 = cache_key(model.identity, GenParams(), MSG)
+    monkeypatch.setenv("PW_SECRET_KEY", "sk-OTHER")
+    model2 = create(ModelConfig(backend="openai", model="m", base_url="http://127.0.0.1:9/v1",
+                                api_key_env="PW_SECRET_KEY"))
+    assert cache_key(model2.identity, GenParams(), MSG) == k1  # the key does not change the cache key
+
+
+async def test_batching_backend_gets_whole_batches() -> None:
+    class Batchy(BaseChatModel):
+        max_batch = 8
+        identity = {"backend": "batchy"}
+
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+
+        async def complete_batch(self, batch: list[list[Message]], params: GenParams) -> list[Completion | BackendError]:
+            self.batches.append(len(batch))
+            return [Completion(f"out {m[0].content}") for m in batch]
+
+    backend = Batchy()
+    runtime = rt(backend, max_concurrency=64, cache=False)
+    results = await asyncio.gather(*(runtime.chat([Message("user", str(i))]) for i in range(20)))
+    assert [r.text for r in results] == [f"out {i}" for i in range(20)]
+    assert sum(backend.batches) == 20 and max(backend.batches) == 8 and len(backend.batches) <= 4
+
+
+async def test_rate_limit_rpm_spaces_requests() -> None:
+    from promptweave.models.runtime import RateLimiter
+
+    limiter = RateLimiter(rpm=2, tpm=None)
+    t0 = time.monotonic()
+    await limiter.acquire(1)
+    await limiter.acquire(1)
+    assert time.monotonic() - t0 < 0.5  # two fit in the window
+    limiter._events[0] = (limiter._events[0][0] - 59.8, 1)  # pretend the first was long ago
+    await limiter.acquire(1)
+    assert time.monotonic() - t0 < 1.0
