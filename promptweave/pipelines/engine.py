@@ -112,6 +112,7 @@ class Engine:
         start = time.perf_counter()
         rows = self.load_data()
         self.build_steps()
+        self.preflight(Row(index=0, key=rows[0][0], fields=rows[0][1]))
         self.build_models()
         self.store.open()
         todo: list[Row] = []
@@ -120,8 +121,6 @@ class Engine:
             if rec is not None and (rec["status"] == "ok" or not retry_errors):
                 continue
             todo.append(Row(index=i, key=key, fields=fields))
-        if todo:
-            self.preflight(Row(index=todo[0].index, key=todo[0].key, fields=todo[0].fields))
         progress = RunProgress(total=len(rows), done=len(rows) - len(todo), ledgers=self.ledgers,
                                enabled=self.show_progress)
         errors = 0
