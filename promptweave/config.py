@@ -38,6 +38,8 @@ class DataConfig(BaseModel):
     key: str | None = Field(None, description="field that identifies a row (default: row number)")
     explode: str | None = Field(
         None, description="a list field whose items become rows of their own (e.g. translations per system)")
+    systems: dict[str, str] | None = Field(
+        None, description="per-system hypothesis files (one segment a line), beside files: {source, reference}")
     split: str = Field("train", description="Hugging Face datasets split")
     hf_config: str | None = None
 
@@ -56,6 +58,8 @@ class ScoringConfig(BaseModel):
     reference: str | None = "reference"
     source: str | None = "source"
     group_by: str | None = Field(None, description="score each value of this field separately (e.g. system)")
+    human: str | None = Field(None, description="field with human scores (e.g. mqm_score), exported beside "
+                                                "the metric scores for meta-evaluation")
 
 
 MetricSpec = str | dict[str, dict[str, Any]]

@@ -100,18 +100,37 @@ def read_delimited(p: Path, delimiter: str) -> Iterator[dict[str, Any]]:
         yield {h: (None if c == "None" and delimiter == "\t" else c) for h, c in zip(header, cells)}
 
 
-def read_parallel(files: dict[str, str], base_dir: Path | None) -> Iterator[dict[str, Any]]:
-    columns: dict[str, list[str]] = {}
-    for field, name in files.items():
-        p = _resolve(name, base_dir)
-        columns[field] = [line for _, line in iter_lines(p, f"data.files.{field}")]
+def _read_columns(files: dict[str, str], base_dir: Path | None, what: str) -> dict[str, list[str]]:
+    return {name: [line for _, line in iter_lines(_resolve(path, base_dir), f"{what}.{name}")]
+            for name, path in files.items()}
+
+
+def _check_counts(columns: dict[str, list[str]], what: str) -> int:
     counts = {f: len(v) for f, v in columns.items()}
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{f}={n}" for f, n in counts.items())
-        raise DataError(f"data.files: the files have different line counts ({detail}); "
+        raise DataError(f"{what}: the files have different line counts ({detail}); "
                         "parallel files need one segment per line each")
-    for i in range(next(iter(counts.values()), 0)):
+    return next(iter(counts.values()), 0)
+
+
+def read_parallel(files: dict[str, str], base_dir: Path | None) -> Iterator[dict[str, Any]]:
+    columns = _read_columns(files, base_dir, "data.files")
+    for i in range(_check_counts(columns, "data.files")):
         yield {f: v[i] for f, v in columns.items()}
+
+
+def read_systems(files: dict[str, str], systems: dict[str, str],
+                 base_dir: Path | None) -> Iterator[dict[str, Any]]:
+    """Plain per-system hypothesis files: one record per segment with a ``translations`` list
+    (as in the WMT MQM JSONL files), to be exploded into one row per system."""
+    shared = _read_columns(files, base_dir, "data.files")
+    hyps = _read_columns(systems, base_dir, "data.systems")
+    n = _check_counts({**shared, **{f"system {k}": v for k, v in hyps.items()}}, "data.files/data.systems")
+    for i in range(n):
+        rec: dict[str, Any] = {f: v[i] for f, v in shared.items()}
+        rec["translations"] = [{"system": name, "hypothesis": lines[i]} for name, lines in hyps.items()]
+        yield rec
 
 
 def read_hf(path: str, split: str, config: str | None, base_dir: Path | None) -> Iterator[dict[str, Any]]:
@@ -143,6 +162,9 @@ def _detect(p: Path) -> str:
 
 def iter_records(cfg: Any, base_dir: Path | None = None) -> Iterator[dict[str, Any]]:
     """Raw records of a :class:`~promptweave.config.DataConfig` (no mapping or limit)."""
+    if cfg.systems:
+        yield from read_systems(cfg.files or {}, cfg.systems, base_dir)
+        return
     if cfg.files:
         yield from read_parallel(cfg.files, base_dir)
         return
@@ -186,16 +208,15 @@ def load_rows(cfg: Any, base_dir: Path | None = None) -> list[tuple[str, dict[st
         else:
             base_key = str(i)
         items = [(base_key, fields)]
-        if cfg.explode:
-            items = list(_explode(fields, cfg.explode, base_key, i))
+        explode = cfg.explode or ("translations" if cfg.systems else None)
+        if explode:
+            items = list(_explode(fields, explode, base_key, i))
         for key, row in items:
             if key in seen:
                 raise DataError(f"data: duplicate row key '{key}'; choose a unique data.key")
             seen.add(key)
             rows.append((key, row))
-        if cfg.limit and not cfg.explode and len(rows) >= cfg.limit:
-            break
-        if cfg.limit and cfg.explode and i + 1 >= cfg.limit:
+        if cfg.limit and (i + 1 if explode else len(rows)) >= cfg.limit:
             break
     if not rows:
         raise DataError(f"data: no rows in {cfg.path or cfg.files}; is the file empty?")
@@ -210,4 +231,5 @@ def _explode(fields: dict[str, Any], name: str, base_key: str, i: int) -> Iterat
     for j, item in enumerate(items):
         sub = item if isinstance(item, dict) else {"value": item}
         label = sub.get("system", j)
-        yield f"{base_key}:{label}", {**parent, **sub}
+        # "item" ties a system's row to its source segment (for per-item statistics)
+        yield f"{base_key}:{label}", {**parent, **sub, "item": base_key}

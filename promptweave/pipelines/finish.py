@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -76,6 +77,70 @@ def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[
     return out
 
 
+def system_table(loaded: LoadedConfig, records: list[dict[str, Any]],
+                 scores: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per-system scores (corpus metrics, judge means, the human mean) when rows are grouped."""
+    sc = loaded.pipeline.scoring
+    if not sc.group_by:
+        return {}
+    table: dict[str, dict[str, float | None]] = {}
+    for r in records:
+        table.setdefault(str(_value(r, sc.group_by)), {})
+    for name, m in scores["metrics"].items():
+        for system, g in m.get("groups", {}).items():
+            table.setdefault(system, {})[name] = g.get("corpus")
+    for step_id, j in scores["judges"].items():
+        for system, g in j.get("groups", {}).items():
+            table.setdefault(system, {})[step_id] = g.get("mean")
+    if sc.human:
+        for system in table:
+            vals = [_value(r, sc.human) for r in records if str(_value(r, sc.group_by)) == system]
+            nums = [float(v) for v in vals if isinstance(v, (int, float))]
+            table[system][sc.human] = sum(nums) / len(nums) if nums else None
+    return table
+
+
+def export_mtme(loaded: LoadedConfig, records: list[dict[str, Any]], scores: dict[str, Any],
+                out_dir: Path) -> list[str]:
+    """Write mt-metrics-eval score files (``<lp>.<name>.seg.score`` / ``.sys.score``) for every
+    metric, judge and the human score, so results plug into existing meta-evaluation tooling."""
+    from ..evaluators.mtme import write_score_file
+
+    p, sc = loaded.pipeline, loaded.pipeline.scoring
+    if not sc.group_by:
+        return []
+    lp = f"{p.data.src_lang or 'xx'}-{p.data.tgt_lang or 'yy'}"
+    items: dict[str, int] = {}
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        item = str(r["fields"].get("item", r["key"]))
+        items.setdefault(item, len(items))
+        cells[(str(_value(r, sc.group_by)), item)] = r
+    systems = scores["systems"]
+    names = list(scores["metrics"]) + list(scores["judges"]) + ([sc.human] if sc.human else [])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names:
+        seg: dict[str, list[float | None]] = {}
+        for system in systems:
+            col = []
+            for item in items:
+                r = cells.get((system, item))
+                if r is None:
+                    col.append(None)
+                elif name in scores["metrics"]:
+                    col.append(scores["segments"].get(r["key"], {}).get(name))
+                else:
+                    v = _value(r, name) if r["status"] == "ok" or name == sc.human else None
+                    col.append(float(v) if isinstance(v, (int, float)) else None)
+            seg[system] = col
+        base = out_dir / f"{lp}.{name}"
+        write_score_file(f"{base}.seg.score", seg)
+        write_score_file(f"{base}.sys.score", {s: [systems[s].get(name)] for s in systems})
+        written += [f"{base}.seg.score", f"{base}.sys.score"]
+    return written
+
+
 def _judge_summary(step_id: str, records: list[dict[str, Any]], group_by: str | None) -> dict[str, Any]:
     def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         outs = [r.get("outputs", {}).get(step_id, {}) for r in rows]
@@ -108,7 +173,9 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
     loaded = engine.loaded
     records = sorted(engine.store.records.values(), key=lambda r: r.get("index", 0))
     scores = compute_scores(loaded, records)
+    scores["systems"] = system_table(loaded, records, scores)
     run_dir = engine.run_dir
+    scores["mtme_files"] = export_mtme(loaded, records, scores, run_dir / "mtme")
     write_json_atomic(run_dir / "scores.json", scores)
     manifest = {
         "name": loaded.pipeline.name,
@@ -138,6 +205,23 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return str(x)
 
 
+def _ranking(loaded: LoadedConfig, scores: dict[str, Any]) -> list[str]:
+    table = scores["systems"]
+    cols = list(next(iter(table.values())).keys()) if table else []
+    for row in table.values():
+        cols += [c for c in row if c not in cols]
+    human = loaded.pipeline.scoring.human
+    key = human if human in cols else (cols[0] if cols else None)
+    order = sorted(table, key=lambda s: (table[s].get(key) is None, -(table[s].get(key) or 0.0)))
+    lines = [f"## Systems (ranked by {key})", "", "| rank | system | " + " | ".join(cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for rank, system in enumerate(order, 1):
+        lines.append(f"| {rank} | {system} | " + " | ".join(_fmt(table[system].get(c), 3) for c in cols) + " |")
+    if scores.get("mtme_files"):
+        lines += ["", f"mt-metrics-eval score files: `{Path(scores['mtme_files'][0]).parent}/`"]
+    return lines + [""]
+
+
 def render_report(loaded: LoadedConfig, scores: dict[str, Any], manifest: dict[str, Any],
                   records: list[dict[str, Any]]) -> str:
     p = loaded.pipeline
@@ -162,6 +246,8 @@ def render_report(loaded: LoadedConfig, scores: dict[str, Any], manifest: dict[s
             for name, m in scores["metrics"].items():
                 lines.append(f"| {name} | {_fmt(m.get('corpus'))} |")
         lines += [""] + [f"- `{name}`: `{m['signature']}`" for name, m in scores["metrics"].items()] + [""]
+    if scores.get("systems"):
+        lines += _ranking(loaded, scores)
     if scores["judges"]:
         lines += ["## Judges", "", "| step | group | mean | scored | parse failures | errors |", "|---|---|---|---|---|---|"]
         for step_id, j in scores["judges"].items():

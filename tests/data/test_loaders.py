@@ -78,3 +78,17 @@ def test_huggingface_saved_dataset(tmp_path: Path) -> None:
     ds.save_to_disk(str(tmp_path / "hfds"))
     out = rows(tmp_path, path=str(tmp_path / "hfds"), fields={"source": "src"}, limit=2)
     assert [r["source"] for _, r in out] == ["a", "b"]
+
+
+def test_per_system_text_files(tmp_path: Path) -> None:
+    (tmp_path / "src.txt").write_text("eins\nzwei\n", encoding="utf-8")
+    (tmp_path / "ref.txt").write_text("one\ntwo\n", encoding="utf-8")
+    (tmp_path / "A.txt").write_text("one\n2\n", encoding="utf-8")
+    (tmp_path / "B.txt").write_text("uno\ndos\n", encoding="utf-8")
+    out = rows(tmp_path, files={"source": "src.txt", "reference": "ref.txt"},
+               systems={"A": "A.txt", "B": "B.txt"})
+    assert [k for k, _ in out] == ["0:A", "0:B", "1:A", "1:B"]
+    assert out[3][1] == {"source": "zwei", "reference": "two", "system": "B", "hypothesis": "dos", "item": "1"}
+    (tmp_path / "B.txt").write_text("uno\n", encoding="utf-8")
+    with pytest.raises(DataError, match="system B=1"):
+        rows(tmp_path, files={"source": "src.txt"}, systems={"A": "A.txt", "B": "B.txt"})
