@@ -71,9 +71,8 @@ def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[
                                     **({"corpus": per_group["all"]["corpus"]} if "all" in per_group else
                                        {"groups": per_group})}
     for spec in loaded.steps:
-        if spec.kind not in _JUDGE_KINDS:
-            continue
-        out["judges"][spec.id] = _judge_summary(spec.id, records, sc.group_by)
+        if spec.kind in _JUDGE_KINDS or _numeric_step(spec.id, records):
+            out["judges"][spec.id] = _judge_summary(spec.id, records, sc.group_by)
     return out
 
 
@@ -139,6 +138,13 @@ def export_mtme(loaded: LoadedConfig, records: list[dict[str, Any]], scores: dic
         write_score_file(f"{base}.sys.score", {s: [systems[s].get(name)] for s in systems})
         written += [f"{base}.seg.score", f"{base}.sys.score"]
     return written
+
+
+def _numeric_step(step_id: str, records: list[dict[str, Any]]) -> bool:
+    """A step whose values are all numbers (e.g. ``generate`` with ``parser: number``) is a score."""
+    values = [r.get("outputs", {}).get(step_id, {}).get("value") for r in records]
+    present = [v for v in values if v is not None]
+    return bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
 
 
 def _judge_summary(step_id: str, records: list[dict[str, Any]], group_by: str | None) -> dict[str, Any]:
