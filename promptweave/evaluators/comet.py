@@ -74,8 +74,7 @@ def resolve_checkpoint(model: str, local_files_only: bool = False) -> Path:
         except Exception as err:  # comet turns every failure into KeyError("not supported")
             raise PromptweaveError(
                 f"COMET model '{model}' is not a local checkpoint and could not be downloaded or found "
-                f"in the Hugging Face cache "
-                f"({type(err).__name__}); pass a local checkpoint path as model "
+                f"in the Hugging Face cache ({type(err).__name__}); pass a local checkpoint path as model "
                 "(a .../checkpoints/model.ckpt file or its model directory)") from err
     with _LOCK:
         _RESOLVED[model] = ckpt
@@ -112,7 +111,7 @@ def requires_reference(hparams: dict[str, Any]) -> bool:
 
 def load_model(ckpt: Path | str, local_files_only: bool = False) -> Any:
     """Load a comet model once per process; later calls return the same object."""
-    ckpt = Path(ckpt)
+    ckpt = Path(ckpt).resolve()
     with _LOCK:
         if ckpt not in _MODELS:
             comet = _import_comet()
@@ -157,7 +156,7 @@ def score_pairs(model: Any, sources: Sequence[str], hypotheses: Sequence[str],
             raise DataError(f"COMET: {n} hypotheses but {len(items)} {what}; give one per hypothesis")
     if n == 0:
         return []
-    comet_model = load_model(resolve_checkpoint(model)) if isinstance(model, (str, Path)) else model
+    comet_model = load_model(resolve_checkpoint(str(model))) if isinstance(model, (str, Path)) else model
     hparams = dict(comet_model.hparams)
     with_ref = references is not None and uses_segment(hparams, "ref")
     if references is None and comet_model.requires_references():
@@ -192,7 +191,7 @@ class COMETMetric(Metric):
                                    f"known: {', '.join(sorted(_OPTIONS))}")
         self.model = str(options.get("model", DEFAULT_MODEL))
         self.batch_size = int(options.get("batch_size", 16))
-        self.gpus: int | None = options.get("gpus")
+        self.gpus: int | None = None if options.get("gpus") is None else int(options["gpus"])
         self.progress_bar = bool(options.get("progress_bar", False))
         self.reference_free: bool | None = options.get("reference_free")
         self.local_files_only = bool(options.get("local_files_only", False))
