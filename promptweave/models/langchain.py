@@ -1,0 +1,160 @@
+"""Any LangChain chat model, named as ``model: "package.module:Class"``.
+
+``options``: ``kwargs`` (constructor keywords of the class), ``pass_params`` (default true: send
+temperature, max_tokens and, when set, top_p and seed as call-time keywords of ``ainvoke``; turn it
+off for a model class that rejects them). Stop sequences always go through ``ainvoke(stop=...)``.
+
+Provider exceptions become :class:`BackendError`: rate limits, timeouts, connection failures and
+5xx answers are retryable, when the exception says so through its class name or an HTTP status.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import ConfigError, MissingDependency
+from ..registry import load_object
+from .base import BackendError, BaseChatModel, Completion, GenParams, Message
+from .spec import ModelConfig
+
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+_RETRYABLE_NAMES = re.compile(r"RateLimit|Timeout|TimedOut|Connection|Overloaded|ServiceUnavailable|"
+                              r"InternalServer|APIConnection|Throttl", re.I)
+_SECRET_PARTS = {"key", "apikey", "token", "secret", "password", "passwd", "credential",
+                 "credentials", "auth", "authorization"}
+
+
+def is_secret_name(name: str) -> bool:
+    """``api_key``, ``openai_api_key``, ``hf_token``, ``client_secret``... but not ``max_tokens``."""
+    lowered = name.lower()
+    parts = set(re.split(r"[_\-.]+", lowered))
+    return bool(parts & _SECRET_PARTS) or lowered.endswith(("key", "token", "secret", "password"))
+
+
+def _jsonable(value: Any) -> Any:
+    """A stable, JSON-safe stand-in for a constructor argument (no ``repr`` with addresses)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items() if not is_secret_name(str(k))}
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+def _public_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in kwargs.items():
+        if is_secret_name(name) or type(value).__name__ == "SecretStr":
+            continue
+        out[name] = _jsonable(value)
+    return out
+
+
+def _status(exc: BaseException) -> int | None:
+    for obj in (exc, getattr(exc, "response", None)):
+        for attr in ("status_code", "status", "http_status"):
+            value = getattr(obj, attr, None)
+            if isinstance(value, int) and 100 <= value < 600:
+                return value
+    return None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    try:
+        value = headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def to_backend_error(exc: BaseException) -> BackendError:
+    """Classify a provider's exception; unknown ones are not retried."""
+    status = _status(exc)
+    name = type(exc).__name__
+    retryable = (
+        (status is not None and (status in _RETRYABLE_STATUS or status >= 500))
+        or isinstance(exc, (TimeoutError, ConnectionError))
+        or any(_RETRYABLE_NAMES.search(cls.__name__) for cls in type(exc).__mro__)
+    )
+    text = " ".join(str(exc).split())[:200]
+    label = f"HTTP {status}: " if status else ""
+    return BackendError(f"{label}{name}: {text}", retryable=retryable,
+                        retry_after=_retry_after(exc) if retryable else None, status=status)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content
+                       if isinstance(p, str) or p.get("type") == "text")
+    return str(content)
+
+
+class LangChainChatModel(BaseChatModel):
+    def __init__(self, chat_model: Any, identity: dict[str, Any], pass_params: bool = True) -> None:
+        from langchain_core import messages as lc
+
+        self.chat_model = chat_model
+        self.identity = identity
+        self.pass_params = pass_params
+        self._classes = {"system": lc.SystemMessage, "user": lc.HumanMessage, "assistant": lc.AIMessage}
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        lc_messages = [self._classes[m.role](content=m.content) for m in messages]
+        kwargs: dict[str, Any] = {}
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        if self.pass_params:
+            kwargs["temperature"] = params.temperature
+            kwargs["max_tokens"] = params.max_tokens
+            if params.top_p is not None:
+                kwargs["top_p"] = params.top_p
+            if params.seed is not None:
+                kwargs["seed"] = params.seed
+        try:
+            reply = await self.chat_model.ainvoke(lc_messages, **kwargs)
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every provider has its own exception tree
+            raise to_backend_error(exc) from exc
+        usage = getattr(reply, "usage_metadata", None) or {}
+        meta = getattr(reply, "response_metadata", None) or {}
+        return Completion(
+            text=_text(getattr(reply, "content", reply)),
+            prompt_tokens=int(usage.get("input_tokens", 0) or 0),
+            completion_tokens=int(usage.get("output_tokens", 0) or 0),
+            finish_reason=meta.get("finish_reason") or meta.get("stop_reason"),
+        )
+
+
+def create(cfg: ModelConfig) -> LangChainChatModel:
+    try:
+        import langchain_core.messages  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependency("langchain-core", "langchain", exc) from None
+    opts = dict(cfg.options)
+    kwargs = opts.pop("kwargs", None) or {}
+    pass_params = bool(opts.pop("pass_params", True))
+    if opts:
+        raise ConfigError(f"unknown langchain option(s) {', '.join(sorted(opts))}; known: kwargs, pass_params",
+                          key="model.options")
+    if ":" not in cfg.model and "." not in cfg.model:
+        raise ConfigError(f"'{cfg.model}' is not a class path; write it as 'package.module:Class', "
+                          "e.g. langchain_openai:ChatOpenAI", key="model.model")
+    try:
+        cls = load_object(cfg.model)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import {cfg.model}: {exc}", key="model.model") from None
+    try:
+        chat_model = cls(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - pydantic validation errors and friends
+        raise ConfigError(f"cannot create {cfg.model}: {' '.join(str(exc).split())[:300]}",
+                          key="model.options.kwargs") from None
+    identity = {"backend": "langchain", "model": cfg.model, "kwargs": _public_kwargs(kwargs)}
+    return LangChainChatModel(chat_model, identity, pass_params)

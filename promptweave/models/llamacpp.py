@@ -1,0 +1,166 @@
+"""llama.cpp in-process through llama-cpp-python: the embedded default backend.
+
+``model: default`` is the packaged Qwen2.5-Coder-0.5B-Instruct GGUF (see :mod:`.embedded`); any
+other value is the path of a GGUF file. ``options``: ``n_ctx`` (4096), ``n_threads`` (all cores),
+``n_batch``, ``chat_format`` (default: the template stored in the GGUF), ``seed``; any other
+keyword of ``llama_cpp.Llama`` (``n_gpu_layers``, ``flash_attn``, ...) passes through.
+
+One ``Llama`` object is not thread-safe, and a process rarely has memory for two copies of the
+same weights, so every backend that names the same file and options shares one loaded model. It
+loads on the first call and runs every call on its own single worker thread: calls queue there in
+order, the event loop never blocks, and a call whose caller gave up before it started is dropped.
+A call already generating runs to its end (bounded by ``max_tokens``); llama-cpp-python has no way
+to interrupt ``create_chat_completion``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, MissingDependency
+from .base import BackendError, BaseChatModel, Completion, GenParams, Message
+from .embedded import MODEL_NAME, MODEL_SHA256, default_model_path
+from .spec import ModelConfig
+
+DEFAULT_N_CTX = 4096
+
+
+class _SharedLlama:
+    """One loaded model and the one thread allowed to touch it."""
+
+    def __init__(self, path: Path, kwargs: dict[str, Any]) -> None:
+        self.path, self.kwargs = path, kwargs
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llamacpp-{path.name}")
+        self._llm: Any = None
+
+    def llm(self) -> Any:
+        # only ever called on the worker thread, so loading needs no lock of its own
+        if self._llm is None:
+            import llama_cpp
+
+            self._llm = llama_cpp.Llama(model_path=str(self.path), verbose=False, **self.kwargs)
+        return self._llm
+
+    def close(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            self.executor.submit(llm.close).result()
+        self.executor.shutdown(wait=True)
+
+
+_shared: dict[tuple[str, str], _SharedLlama] = {}
+_shared_lock = threading.Lock()
+
+
+def _get_shared(path: Path, kwargs: dict[str, Any]) -> _SharedLlama:
+    key = (str(path.resolve()), repr(sorted(kwargs.items())))
+    with _shared_lock:
+        shared = _shared.get(key)
+        if shared is None:
+            shared = _shared[key] = _SharedLlama(path, kwargs)
+        return shared
+
+
+def unload_all() -> None:
+    """Free every loaded model (tests, long-lived processes switching models)."""
+    with _shared_lock:
+        items = list(_shared.values())
+        _shared.clear()
+    for shared in items:
+        shared.close()
+
+
+def _text_content(content: str | list[dict[str, Any]]) -> str:
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        if part.get("type") != "text":
+            raise BackendError(f"the llamacpp backend is text-only; got a '{part.get('type')}' part")
+        parts.append(str(part.get("text", "")))
+    return "".join(parts)
+
+
+class LlamaCppChatModel(BaseChatModel):
+    def __init__(self, shared: _SharedLlama, identity: dict[str, Any]) -> None:
+        self._shared = shared
+        self.identity = identity
+
+    def _run(self, messages: list[dict[str, str]], kwargs: dict[str, Any]) -> dict[str, Any]:
+        return self._shared.llm().create_chat_completion(messages=messages, **kwargs)  # type: ignore[no-any-return]
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        msgs = [{"role": m.role, "content": _text_content(m.content)} for m in messages]
+        kwargs: dict[str, Any] = {"temperature": params.temperature, "max_tokens": params.max_tokens}
+        if params.top_p is not None:
+            kwargs["top_p"] = params.top_p
+        if params.stop:
+            kwargs["stop"] = params.stop
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        loop = asyncio.get_running_loop()
+        try:
+            resp = await loop.run_in_executor(self._shared.executor, self._run, msgs, kwargs)
+        except (ValueError, RuntimeError) as exc:
+            # prompt longer than n_ctx, a file llama.cpp cannot load, ...: trying again won't help
+            raise BackendError(f"llama.cpp: {exc}") from None
+        choice = resp["choices"][0]
+        usage = resp.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+
+def _llama_kwargs(options: dict[str, Any], llama_cls: Any) -> dict[str, Any]:
+    opts = dict(options)
+    kwargs: dict[str, Any] = {
+        "n_ctx": int(opts.pop("n_ctx", DEFAULT_N_CTX)),
+        "n_threads": int(opts.pop("n_threads", None) or os.cpu_count() or 1),
+    }
+    for name in ("n_batch", "seed"):
+        value = opts.pop(name, None)
+        if value is not None:
+            kwargs[name] = int(value)
+    if (chat_format := opts.pop("chat_format", None)) is not None:
+        kwargs["chat_format"] = str(chat_format)
+    accepted = set(inspect.signature(llama_cls.__init__).parameters) - {"self", "model_path", "kwargs", "verbose"}
+    unknown = sorted(set(opts) - accepted)
+    if unknown:
+        raise ConfigError(f"unknown llamacpp option(s) {', '.join(unknown)}; known: n_ctx, n_threads, "
+                          "n_batch, chat_format, seed, or any keyword of llama_cpp.Llama",
+                          key="model.options")
+    kwargs.update(opts)
+    return kwargs
+
+
+def create(cfg: ModelConfig) -> LlamaCppChatModel:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise MissingDependency("llama-cpp-python", "local", exc) from None
+    kwargs = _llama_kwargs(cfg.options, llama_cpp.Llama)
+    if cfg.model == "default":
+        path = default_model_path()
+        # a fixed name and hash, never the local path: cache entries move between machines
+        identity: dict[str, Any] = {"backend": "llamacpp", "model": MODEL_NAME,
+                                    "sha256_or_size": f"sha256:{MODEL_SHA256}"}
+    else:
+        path = Path(cfg.model).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"GGUF file not found: {path} (use 'default' for the embedded model)",
+                              key="model.model")
+        identity = {"backend": "llamacpp", "model": path.name,
+                    "sha256_or_size": f"size:{path.stat().st_size}"}
+    for name in ("chat_format", "seed"):  # they change the output; threads and batch sizes do not
+        if name in kwargs:
+            identity[name] = kwargs[name]
+    return LlamaCppChatModel(_get_shared(path, kwargs), identity)
