@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # sub-command modules; each does ``@app.command()`` on import
-_COMMANDS = ["run", "templates"]  # TODO(lead): add "evaluate", "meta" when they land
+_COMMANDS = ["run", "evaluate", "meta", "templates"]
 for _name in _COMMANDS:
     importlib.import_module(f"{__name__}.{_name}")
 
