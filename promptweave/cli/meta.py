@@ -58,6 +58,32 @@ def load_from_score_files(human_files: list[str], metric_files: list[str], human
                              sys_metrics=sys_metrics)
 
 
+def load_from_run(run_dir: Path, human: str | None) -> tuple[Any, str]:
+    """A promptweave run directory: its ``mtme/`` score files (written when the pipeline sets
+    ``scoring.group_by`` and ``scoring.human``); the human column defaults to ``scoring.human``."""
+    mtme = run_dir / "mtme"
+    if not mtme.is_dir():
+        raise DataError(f"--run {run_dir}: no mtme/ score files; run a pipeline with scoring: "
+                        "{group_by: system, human: <human score field>} first")
+    if human is None:
+        try:
+            manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+            human = manifest["config"]["scoring"]["human"]
+        except (OSError, KeyError, TypeError, json.JSONDecodeError):
+            human = None
+        if not human:
+            raise PromptweaveError(f"--run {run_dir}: the run names no scoring.human; pass --human NAME")
+    seg_files = sorted(str(p) for p in mtme.glob("*.seg.score"))
+    human_seg = [p for p in seg_files if _score_file_name(p) == human]
+    if not human_seg:
+        have = ", ".join(_score_file_name(p) for p in seg_files)
+        raise DataError(f"--run {run_dir}: no human scores '{human}' in mtme/ (have: {have})")
+    sys_files = sorted(str(p) for p in mtme.glob("*.sys.score"))
+    human_sys = [p for p in sys_files if _score_file_name(p) == human]
+    metric_files = [p for p in seg_files + sys_files if p not in human_seg + human_sys]
+    return load_from_score_files(human_seg + human_sys, metric_files, human), human
+
+
 def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -66,9 +92,10 @@ def _csv(value: str | None) -> list[str] | None:
 def meta_eval(
     tsv: Optional[Path] = typer.Option(None, "--tsv", help="TSV with a header: system, seg_id, the human column, metric columns"),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="JSONL rows {system, seg_id, <human>, <metric>...}"),
+    run: Optional[Path] = typer.Option(None, "--run", help="a promptweave run directory (its mtme/ score files)"),
     human_file: Optional[list[str]] = typer.Option(None, "--human-file", help="mt-metrics-eval human scores: a *.seg.score file, optionally a *.sys.score file too"),
     metric_file: Optional[list[str]] = typer.Option(None, "--metric-file", help="[NAME=]PATH of an mt-metrics-eval *.seg.score or *.sys.score file (repeatable)"),
-    human: str = typer.Option("mqm", "--human", help="human score column (TSV/JSONL) or its name"),
+    human: Optional[str] = typer.Option(None, "--human", help="human score column (TSV/JSONL) or its name [default: mqm; for --run: the run's scoring.human]"),
     metric_names: Optional[str] = typer.Option(None, "--metrics", help="comma-separated metric columns to evaluate [default: all]"),
     refs: str = typer.Option("wmt", "--refs", help=_REFS_HELP),
     ref_systems: Optional[str] = typer.Option(None, "--ref-systems", help="comma-separated systems that are human translations [default: names like ref, refA, refB]"),
@@ -83,13 +110,23 @@ def meta_eval(
     from ..evaluators.meta import meta_evaluate
     from ..evaluators.mtme import read_score_jsonl, read_score_tsv
 
-    sources = [x for x in (tsv, jsonl, human_file) if x]
+    sources = [x for x in (tsv, jsonl, human_file, run) if x]
     if len(sources) != 1:
-        raise PromptweaveError("give exactly one input: --tsv FILE, --jsonl FILE, or --human-file with --metric-file")
+        raise PromptweaveError("give exactly one input: --tsv FILE, --jsonl FILE, --run DIR, "
+                               "or --human-file with --metric-file")
+    if run is not None:
+        table, human = load_from_run(run, human)
+    human = human or "mqm"
     if refs not in ("wmt", "exclude", "include"):
         raise PromptweaveError(f"--refs '{refs}': choose wmt, exclude or include")
     wanted = _csv(metric_names)
-    if tsv:
+    if run is not None:
+        if wanted:
+            unknown = [m for m in wanted if m not in table.metrics]
+            if unknown:
+                raise PromptweaveError(f"--metrics: no scores for {', '.join(unknown)}; have: {', '.join(table.metrics)}")
+            table.metrics = {m: table.metrics[m] for m in wanted}
+    elif tsv:
         table = read_score_tsv(tsv, human, wanted)
     elif jsonl:
         table = read_score_jsonl(jsonl, human, wanted)

@@ -43,3 +43,20 @@ output: {tmp_path / 'runs'}
     assert abs(read_score_file(mtme / "de-en.bleu.sys.score")["good"][0] - 100.0) < 1e-6
     report = (summary.run_dir / "report.md").read_text()
     assert "| 1 | good |" in report and "| 2 | bad |" in report
+
+
+def test_meta_eval_reads_a_run_directory(tmp_path: Path) -> None:
+    from tests.helpers import cli
+
+    test_systems_are_scored_ranked_and_exported(tmp_path)
+    (run,) = list((tmp_path / "runs" / "sys-eval").iterdir())
+    res = cli("meta-eval", "--run", str(run), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["human"] == "mqm_score"
+    by_metric = {r["metric"]: r for r in out["results"]}
+    assert set(by_metric) == {"bleu", "chrf", "da"}
+    # the judge and BLEU both rank good above bad, as the human scores do
+    assert by_metric["da"]["sys_acc"] == 1.0 and by_metric["bleu"]["sys_acc"] == 1.0
+    bad = cli("meta-eval", "--run", str(tmp_path))
+    assert bad.returncode == 2 and "no mtme/ score files" in bad.stderr
