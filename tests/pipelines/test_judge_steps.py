@@ -1,0 +1,391 @@
+"""Judge steps through a real ModelRuntime over scripted backends."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from promptweave.errors import ConfigError, TemplateError
+from promptweave.evaluators import MetricResult, metrics
+from promptweave.evaluators.mqm import MQM_APE
+from promptweave.models.base import BaseChatModel, Completion, GenParams, Message
+from promptweave.models.runtime import ModelRuntime
+from promptweave.models.scripted import ScriptedModel
+from promptweave.models.spec import ModelConfig
+from promptweave.pipelines.steps.base import Row, RunContext
+from promptweave.pipelines.steps.judges import DAStep, MQMStep
+
+SOURCE, HYP, REF = "The house is good.", "Das Haus ist gut.", "Das Haus ist schön."
+GEMBA_REPLY = ('Critical:\nno-error\nMajor:\naccuracy/mistranslation - "Haus"\n'
+               'Minor:\nfluency/grammar - "ist"\nstyle/awkward - "gut"')
+# MQM-APE: the verifier rules come first (their prompts also quote the translation)
+APE_RULES = [
+    # error 1 (major "Haus"): the post-edit wins in both orders -> keep 1
+    {"match": r'translation A: "Das Gebäude ist gut\."', "reply": "A is better."},
+    {"match": r'translation B: "Das Gebäude ist gut\."', "reply": "**B**"},
+    # error 2 (minor "ist"): the original wins in both orders -> drop (0)
+    {"match": r'translation A: "Das Haus sei gut\."', "reply": "B"},
+    {"match": r'translation B: "Das Haus sei gut\."', "reply": "Translation A"},
+    # error 3 (minor "gut"): always "A" -> position bias, a tie (0.5)
+    {"match": r'translation B: "Das Haus ist prima\."', "reply": "A"},
+    {"match": r'translation A: "Das Haus ist prima\."', "reply": "答案：A"},
+    {"match": r'error: "accuracy/mistranslation - Haus"', "reply": "Corrected Translation: Das Gebäude ist gut."},
+    {"match": r'error: "fluency/grammar - ist"', "reply": 'Corrected Translation: "Das Haus sei gut."'},
+    {"match": r'error: "style/awkward - gut"', "reply": "Das Haus ist prima."},
+    {"match": r"triple backticks", "reply": GEMBA_REPLY},
+]
+
+
+def make(step_cls: type, rules: list[dict[str, str]] | None = None, backend: Any = None, delay: float = 0.0,
+         max_retries: int = 5, **cfg: Any) -> tuple[Any, Any]:
+    model = backend or ScriptedModel(rules=rules or [], default="I am not sure.", delay=delay)
+    rt = ModelRuntime(ModelConfig(backend="scripted", max_concurrency=64, max_retries=max_retries,
+                                  backoff_base=0.0), model)
+    ctx = RunContext(models={"default": rt}, src_lang=cfg.pop("src_lang", "en"), tgt_lang=cfg.pop("tgt_lang", "de"))
+    step = step_cls("judge", step_cls.Config(**cfg), ctx)
+    step.prepare()
+    return step, model
+
+
+def row(**fields: Any) -> Row:
+    return Row(index=0, key="0", fields={"source": SOURCE, "translation": HYP, "reference": REF, **fields})
+
+
+class Sequence(BaseChatModel):
+    """Answers with the given replies in order and records each call's temperature."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies, self.temperatures, self.max_tokens = list(replies), [], []
+        self.identity = {"backend": "sequence"}
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        self.temperatures.append(params.temperature)
+        self.max_tokens.append(params.max_tokens)
+        return Completion(text=self.replies.pop(0))
+
+
+# ---------------------------------------------------------------- GEMBA-MQM
+
+async def test_gemba_mqm_scores_and_keeps_everything():
+    step, model = make(MQMStep, [{"match": "triple backticks", "reply": GEMBA_REPLY}])
+    out = await step.run(row())
+    assert out["value"] == -7.0 and out["parse_status"] == "ok" and "error" not in out
+    assert [(e["severity"], e["span"]) for e in out["errors"]] == [("major", "Haus"), ("minor", "ist"), ("minor", "gut")]
+    assert out["raw"] == GEMBA_REPLY and len(out["calls"]) == 1
+    (messages,) = model.calls
+    assert [m.role for m in messages] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+    assert "English source:\n```The house is good.```\nGerman translation:\n```Das Haus ist gut.```" in messages[-1].content
+
+
+async def test_parse_failure_retries_with_rising_temperature_then_succeeds():
+    backend = Sequence(["I think it is fine.", "Here you go: it is good", GEMBA_REPLY])
+    step, _ = make(MQMStep, backend=backend, max_parse_retries=3)
+    out = await step.run(row())
+    assert backend.temperatures == [0.0, 0.1, 0.2]
+    assert out["value"] == -7.0 and out["parse_status"] == "ok"
+    assert [c["parse_status"] for c in out["calls"]] == ["failed", "failed", "ok"]
+    assert out["calls"][0]["raw"] == "I think it is fine."  # failed attempts keep their text
+
+
+async def test_parse_failure_after_retries_is_missing_not_zero():
+    step, model = make(MQMStep, [], max_parse_retries=2)
+    out = await step.run(row())
+    assert out["value"] is None and out["parse_status"] == "failed" and "error" not in out
+    assert out["raw"] == "I am not sure." and out["parse_error"]
+    assert [c["temperature"] for c in out["calls"]] == [0.0, 0.1, 0.2] and len(model.calls) == 3
+
+
+async def test_on_parse_error_missing_does_not_retry():
+    step, model = make(MQMStep, [], on_parse_error="missing")
+    out = await step.run(row())
+    assert out["value"] is None and out["parse_status"] == "failed" and len(model.calls) == 1
+
+
+async def test_failed_call_is_an_error_not_a_score():
+    backend = ScriptedModel(rules=[{"match": ".", "reply": GEMBA_REPLY}], fail_first=100)
+    step, _ = make(MQMStep, backend=backend, max_retries=1)
+    out = await step.run(row())
+    assert out["value"] is None and "scripted failure" in out["error"]
+    assert out["calls"][0]["error"]
+
+
+async def test_translation_from_an_earlier_step():
+    step, model = make(MQMStep, [{"match": "triple backticks", "reply": "Critical:\nno-error"}], translation="hyp")
+    r = row()
+    r.outputs["hyp"] = {"value": "Ein Haus."}
+    out = await step.run(r)
+    assert out["value"] == 0.0 and "```Ein Haus.```" in model.calls[0][-1].content
+
+
+@pytest.mark.parametrize("fields, outputs, needle", [
+    ({}, {"hyp": {"value": None, "error": "boom"}}, "did that step fail"),
+    ({}, {}, "'hyp' is not a field"),
+])
+async def test_missing_translation_is_a_row_error(fields, outputs, needle):
+    step, model = make(MQMStep, [], translation="hyp")
+    r = row(**fields)
+    r.outputs.update(outputs)
+    out = await step.run(r)
+    assert out["value"] is None and needle in out["error"] and not model.calls
+
+
+async def test_unknown_languages_are_a_row_error():
+    step, _ = make(MQMStep, [], src_lang=None, tgt_lang=None)
+    out = await step.run(row())
+    assert "src_lang_name" in out["error"]
+
+
+async def test_unknown_model_is_a_config_error():
+    rt = ModelRuntime(ModelConfig(backend="scripted"), ScriptedModel())
+    step = MQMStep("judge", MQMStep.Config(model="big"), RunContext(models={"default": rt}, src_lang="en",
+                                                                     tgt_lang="de"))
+    step.prepare()  # the engine prepares steps before it builds the models
+    with pytest.raises(ConfigError, match="no model named 'big'"):
+        await step.run(row())
+
+
+async def test_temperature_and_max_tokens_overrides():
+    backend = Sequence(["no idea", GEMBA_REPLY])
+    step, _ = make(MQMStep, backend=backend, temperature=0.3, max_tokens=900)
+    out = await step.run(row())
+    assert backend.temperatures == [0.3, 0.4] and backend.max_tokens == [900, 900] and out["value"] == -7.0
+
+
+@pytest.mark.parametrize("cfg", [{"method": "gemba_mqm"}, {"method": "mqm_ape"}, {"method": "eaprompt"},
+                                 {"method": "eaprompt", "two_step": False, "reference": True}])
+def test_preflight_renders_without_calls(cfg):
+    step, model = make(MQMStep, [], **cfg)
+    step.preflight(row())
+    assert model.calls == []
+
+
+@pytest.mark.parametrize("step_cls, cfg, fields, needle", [
+    (MQMStep, {"method": "eaprompt", "reference": True}, {"source": SOURCE, "translation": HYP}, "reference"),
+    (DAStep, {"reference": True}, {"source": SOURCE, "translation": HYP}, "reference"),
+    (MQMStep, {"src_lang": None}, {"source": SOURCE, "translation": HYP}, "src_lang_name"),
+    (MQMStep, {"translation": "hyp"}, {"source": SOURCE}, "'hyp'"),
+])
+def test_preflight_stops_on_missing_inputs(step_cls, cfg, fields, needle):
+    step, _ = make(step_cls, [], **cfg)
+    with pytest.raises(TemplateError, match=needle):
+        step.preflight(Row(index=0, key="0", fields=fields))
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"method": "gemba_mqm", "variant": "detailed"}, "'variant' is an option of method eaprompt"),
+    ({"method": "eaprompt", "verifier": "cometkiwi"}, "'verifier' is an option of method mqm_ape"),
+    ({"method": "gemba_mqm", "reference": True}, "reference-free"),
+    ({"method": "eaprompt", "variant": "detailed", "count": "regex"}, "itemized"),
+    ({"method": "mqm_ape", "temprature": 0.5}, "Extra inputs are not permitted"),
+    ({"method": "gemba", }, "gemba_mqm"),
+])
+def test_config_validation(cfg, message):
+    with pytest.raises(ValidationError, match=message):
+        MQMStep.Config(**cfg)
+
+
+# ---------------------------------------------------------------- EAPrompt
+
+EA_ANALYSIS = 'Major errors:\n(1) “Haus” – Mistranslation\nMinor errors:\n(1) “ist” – Grammar\n(2) “gut” – Awkward Style'
+
+
+@pytest.mark.parametrize("w_major, expected", [(5.0, -7.0), (10.0, -12.0)])
+async def test_eaprompt_two_step(w_major, expected):
+    step, model = make(MQMStep, [{"match": "Output 2 numbers ONLY", "reply": "1, 2"},
+                                 {"match": "identify the major and minor errors", "reply": EA_ANALYSIS}],
+                       method="eaprompt", w_major=w_major)
+    out = await step.run(row())
+    assert out["value"] == expected and out["counts"] == {"major": 1, "minor": 2}
+    assert out["raw"] == EA_ANALYSIS and out["raw_count"] == "1, 2" and out["count_source"] == "llm"
+    first, second = model.calls
+    assert [m.role for m in first] == ["user", "assistant", "user"] and "Reference:" not in first[-1].content
+    assert len(second) == 1 and second[0].content.startswith(EA_ANALYSIS + "\n\nBased on the above error")
+    assert len(out["errors"]) == 3 and out["demo"] == "en-de"
+
+
+async def test_eaprompt_regex_count_needs_one_call():
+    step, model = make(MQMStep, [{"match": "identify", "reply": EA_ANALYSIS}], method="eaprompt", count="regex")
+    out = await step.run(row())
+    assert out["value"] == -7.0 and out["count_source"] == "regex" and len(model.calls) == 1
+
+
+async def test_eaprompt_one_step_reads_the_trailing_counts():
+    step, model = make(MQMStep, [{"match": "Output 2 numbers ONLY", "reply": EA_ANALYSIS + "\n1, 2"}],
+                       method="eaprompt", two_step=False)
+    out = await step.run(row())
+    assert out["value"] == -7.0 and len(model.calls) == 1
+    assert model.calls[0][1].content.endswith("\n2, 5")  # the en-de demonstration's counts
+
+
+async def test_eaprompt_reference_and_detailed_variant():
+    step, model = make(MQMStep, [{"match": "Output 2", "reply": "0, 1"}, {"match": "identify", "reply": "Fine."}],
+                       method="eaprompt", reference=True, variant="detailed")
+    out = await step.run(row())
+    assert out["value"] == -1.0
+    demo_turn, answer, test_turn = (m.content for m in model.calls[0])
+    assert f"Reference: {REF}" in test_turn and "Reference: Sie seien" in demo_turn
+    assert answer.startswith("I think the mistranslation of")
+    missing = await step.run(Row(index=1, key="1", fields={"source": SOURCE, "translation": HYP}))
+    assert "reference" in missing["error"]
+
+
+async def test_eaprompt_bad_count_is_missing():
+    step, _ = make(MQMStep, [{"match": "Output 2", "reply": "Many."}, {"match": "identify", "reply": EA_ANALYSIS}],
+                   method="eaprompt", max_parse_retries=1)
+    out = await step.run(row())
+    assert out["value"] is None and out["parse_status"] == "failed" and out["raw"] == EA_ANALYSIS
+
+
+@pytest.mark.parametrize("src, tgt, demo", [
+    ("en", "de", "en-de"), ("en", "ru", "en-ru"), ("zh", "en", "zh-en"), ("de", "en", "zh-en"),
+    ("en", "fr", "en-de"), ("zh-Hans", "en-US", "zh-en"),
+])
+async def test_eaprompt_demo_per_language_pair(src, tgt, demo):
+    step, _ = make(MQMStep, [{"match": "Output 2", "reply": "0, 0"}, {"match": "identify", "reply": "None."}],
+                   method="eaprompt", src_lang=src, tgt_lang=tgt)
+    out = await step.run(row())
+    assert out["demo"] == demo and out["value"] == 0.0
+
+
+# ---------------------------------------------------------------- MQM-APE
+
+async def test_mqm_ape_keeps_drops_and_ties():
+    step, model = make(MQMStep, APE_RULES, method="mqm_ape")
+    out = await step.run(row())
+    assert [r["keep"] for r in out["errors"]] == [1.0, 0.0, 0.5]
+    assert out["value"] == -5.5                 # -(5*1 + 1*0 + 1*0.5)
+    assert out["value_unverified"] == -7.0      # -(5 + 1 + 1)
+    assert out["post_edits"] == ["Das Gebäude ist gut.", "Das Haus sei gut.", "Das Haus ist prima."]
+    assert out["ape"] == "Das Gebäude ist gut."
+    assert [[v["winner"] for v in votes] for votes in out["votes"]] == [
+        ["post_edit", "post_edit"], ["original", "original"], ["original", "post_edit"]]
+    assert out["parse_status"] == "ok" and len(out["calls"]) == 10 == len(model.calls)
+    assert [c["call"] for c in out["calls"]][:4] == ["evaluator", "post_edit[0]", "verify[0].1", "verify[0].2"]
+
+
+async def test_mqm_ape_per_error_calls_run_concurrently():
+    step, model = make(MQMStep, APE_RULES, delay=0.2, method="mqm_ape")
+    start = time.perf_counter()
+    out = await step.run(row())
+    elapsed = time.perf_counter() - start
+    assert len(model.calls) == 10  # 1 evaluator + 3 post-edits + 6 verifier calls
+    # three rounds (evaluate, post-edit, verify) of 0.2 s, not ten calls one after another (2 s)
+    assert elapsed < 1.0, elapsed
+    assert out["value"] == -5.5
+
+
+async def test_mqm_ape_unreadable_verdict_counts_half():
+    rules = [{"match": r"translation A:", "reply": "Both are equally good."}] + APE_RULES[6:]
+    step, _ = make(MQMStep, rules, method="mqm_ape", max_parse_retries=1)
+    out = await step.run(row())
+    assert [r["keep"] for r in out["errors"]] == [0.5, 0.5, 0.5] and out["value"] == -3.5
+    assert out["parse_status"] == "partial" and out["errors"][0]["status"] == "verdict_failed"
+    assert out["ape"] == HYP  # no post-edit beat the original outright
+
+
+async def test_mqm_ape_no_errors():
+    step, model = make(MQMStep, [{"match": "triple backticks", "reply": "Critical:\nno-error\nMajor:\nno-error"}],
+                       method="mqm_ape")
+    out = await step.run(row())
+    assert out["value"] == 0.0 and out["errors"] == [] and out["ape"] == HYP and len(model.calls) == 1
+
+
+async def test_mqm_ape_keeps_every_error_line_and_reports_dropped():
+    reply = "Errors found:\n" + "".join(f'Minor:\nfluency/grammar - "w{i}"\n' for i in range(7))
+    rules = [{"match": "post-edit", "reply": "Corrected Translation: X."}, {"match": "translation A", "reply": "B"},
+             {"match": "triple backticks", "reply": reply}]
+    step, _ = make(MQMStep, rules, method="mqm_ape")
+    out = await step.run(row())
+    assert len(out["errors"]) == 7 and out["dropped"] == ["Errors found:"]
+    assert out["value"] == -3.5  # 7 ties of 0.5, no 5-error cap
+
+
+async def test_mqm_ape_failed_sub_call_fails_the_row():
+    class FailVerifier(ScriptedModel):
+        async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+            if "translation A" in messages[-1].content:
+                from promptweave.models.base import BackendError
+                raise BackendError("verifier down", retryable=False)
+            return await super().complete(messages, params)
+
+    step, _ = make(MQMStep, backend=FailVerifier(rules=APE_RULES), method="mqm_ape")
+    out = await step.run(row())
+    assert out["value"] is None and "verifier down" in out["error"]
+    assert out["post_edits"][0] == "Das Gebäude ist gut."  # intermediates are kept
+
+
+class FakeKiwi:
+    """Stands in for the 'comet' metric: scores by a table of hypotheses."""
+
+    table = {HYP: 0.80, "Das Gebäude ist gut.": 0.90, "Das Haus sei gut.": 0.70, "Das Haus ist prima.": 0.81}
+
+    def __init__(self, src_lang: str | None = None, tgt_lang: str | None = None, **options: Any) -> None:
+        self.options = options
+
+    def score(self, hypotheses: list[str], references: list[str] | None = None,
+              sources: list[str] | None = None) -> MetricResult:
+        assert references is None and sources == [SOURCE] * len(hypotheses)
+        return MetricResult("comet", None, [self.table[h] for h in hypotheses], "fake")
+
+
+async def test_mqm_ape_cometkiwi_verifier(monkeypatch):
+    monkeypatch.setitem(metrics._items, "comet", FakeKiwi)
+    step, model = make(MQMStep, APE_RULES, method="mqm_ape", verifier="cometkiwi", comet_model="kiwi-path")
+    assert step._kiwi.options == {"model": "kiwi-path"}
+    out = await step.run(row())
+    # gains +0.10 (keep), -0.10 (drop), +0.01 (within 0.03: tie)
+    assert [r["keep"] for r in out["errors"]] == [1.0, 0.0, 0.5] and out["value"] == -5.5
+    assert len(model.calls) == 4  # no LLM verifier calls
+    assert out["ape"] == "Das Gebäude ist gut."
+
+
+@pytest.mark.comet
+@pytest.mark.slow
+async def test_mqm_ape_real_cometkiwi(tmp_path, monkeypatch):
+    """The real comet path on a tiny, randomly initialised CometKiwi checkpoint built offline
+    (tests/evaluators/comet_tiny.py): plumbing only, its scores mean nothing."""
+    pytest.importorskip("comet")
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "evaluators"
+    monkeypatch.syspath_prepend(str(here))
+    import comet_tiny
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    encoder = comet_tiny.build_encoder_dir(tmp_path / "tiny-xlmr", comet_tiny.corpus_lines(None))
+    kiwi = comet_tiny.build_tiny_comet(tmp_path, "kiwi", encoder_dir=encoder).parents[1]
+    step, model = make(MQMStep, APE_RULES, method="mqm_ape", verifier="cometkiwi", comet_model=str(kiwi))
+    out = await step.run(row())
+    assert "error" not in out and len(model.calls) == 4
+    assert all(r["keep"] in (0.0, 0.5, 1.0) for r in out["errors"])
+    assert all(isinstance(r["votes"][0]["cometkiwi_post_edit"], float) for r in out["errors"])
+    assert out["value"] == MQM_APE.score((r["severity"], r["keep"]) for r in out["errors"])
+
+
+# ---------------------------------------------------------------- GEMBA-DA
+
+@pytest.mark.parametrize("reference, needle", [(False, "German translation:"), (True, "German human reference:")])
+async def test_da(reference, needle):
+    step, model = make(DAStep, [{"match": "Score the following", "reply": "Score: 87"}], reference=reference)
+    out = await step.run(row())
+    assert out["value"] == 87.0 and out["parse_status"] == "ok"
+    assert needle in model.calls[0][0].content
+
+
+async def test_da_out_of_range_retries_then_missing():
+    backend = Sequence(["150", "Score: 120"])
+    step, _ = make(DAStep, backend=backend, max_parse_retries=1)
+    out = await step.run(row())
+    assert out["value"] is None and out["parse_status"] == "failed" and out["raw"] == "Score: 120"
+    assert backend.temperatures == [0.0, 0.1]
+
+
+def test_describe_names_templates_and_scoring():
+    step, _ = make(MQMStep, [], method="mqm_ape")
+    info = step.describe()
+    assert set(info["templates"]) == {"judges/gemba-mqm", "judges/mqm-ape-postedit", "judges/mqm-ape-verify"}
+    assert info["scoring"]["max_penalty"] == 25.0
