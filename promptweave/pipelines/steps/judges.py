@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ...errors import ConfigError, PromptweaveError, TemplateError
+from ...errors import PromptweaveError, TemplateError
 from ...evaluators.mqm import GEMBA_MQM, MQM_APE, SEVERITIES, eaprompt_scoring
 from ...models.base import Message
 from ...models.runtime import ModelRuntime
@@ -40,7 +40,6 @@ class JudgeConfig(StepConfig):
     """Options every judge shares."""
 
     translation: str = Field("translation", description="row field or step id holding the hypothesis")
-    model: str | None = Field(None, description="a named model under 'models:'; default: the default model")
     on_parse_error: Literal["retry", "missing"] = Field(
         "retry", description="retry: ask again at temperature +0.1 (as GEMBA); missing: no score")
     max_parse_retries: int = Field(5, ge=0, le=10, description="retries per call after a parse failure")
@@ -113,11 +112,9 @@ class _Judge(Step):
 
     @property
     def runtime(self) -> ModelRuntime:
-        """The judge's model (looked up on use: the engine builds models after prepare)."""
-        try:
-            return self.ctx.model(self.config.model)
-        except KeyError as exc:
-            raise ConfigError(str(exc.args[0]), key=f"{self.id}.model") from None
+        """The judge's model (looked up on use: the engine builds models after prepare); a step
+        picks a named model with the step-level ``model:`` key, checked when the file loads."""
+        return self.ctx.model()
 
     def preflight(self, row: Row) -> None:
         if not getattr(self, "_prepared", False):
