@@ -88,8 +88,66 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+class MetaEvalFile:
+    """A meta-eval YAML file: the command's options as keys (``tsv``, ``run``, ``human``,
+    ``metrics``, ``refs``, ``bootstrap``...); relative paths resolve against the file's directory."""
+
+    PATHS = {"tsv", "jsonl", "run"}
+    LISTS = {"human_file", "metric_file"}
+    SCALARS = {"human", "metrics", "refs", "ref_systems", "std_ref", "bootstrap", "seed", "confidence",
+               "recalibrate"}
+
+    @classmethod
+    def load(cls, path: Path) -> dict[str, Any]:
+        from ..errors import ConfigError
+        from ..registry import suggest
+        from ..yamlio import LocatedYAML
+
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError("file does not exist; check the path", file=str(path)) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the file: {exc}", file=str(path)) from None
+        loc = LocatedYAML(text, str(path))
+        data = loc.data or {}
+        if not isinstance(data, dict):
+            raise ConfigError("a meta-eval file is a mapping of options (tsv, run, human, metrics...)",
+                              file=str(path), line=1)
+        known = cls.PATHS | cls.LISTS | cls.SCALARS
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigError(f"unknown key{suggest(str(key), sorted(known))}", file=str(path),
+                                  line=loc.line_of((key,)), key=str(key))
+            if key in cls.PATHS:
+                value = _near(path, str(value))
+            elif key in cls.LISTS:
+                items = value if isinstance(value, list) else [value]
+                value = [_near_item(path, str(v)) for v in items]
+            elif key in {"metrics", "ref_systems", "std_ref"} and isinstance(value, list):
+                value = ",".join(map(str, value))
+            out[key] = value
+        return out
+
+
+def _near(config: Path, value: str) -> Path:
+    p = Path(value)
+    if p.is_absolute() or p.exists():
+        return p
+    return config.resolve().parent / p
+
+
+def _near_item(config: Path, item: str) -> str:
+    name, eq, path = item.partition("=")
+    if eq and not Path(item).exists():
+        return f"{name}={_near(config, path)}"
+    return str(_near(config, item))
+
+
 @app.command("meta-eval")
 def meta_eval(
+    config: Optional[Path] = typer.Argument(None, help="a meta-eval YAML file holding these options (flags override it)"),
     tsv: Optional[Path] = typer.Option(None, "--tsv", help="TSV with a header: system, seg_id, the human column, metric columns"),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="JSONL rows {system, seg_id, <human>, <metric>...}"),
     run: Optional[Path] = typer.Option(None, "--run", help="a promptweave run directory (its mtme/ score files)"),
@@ -110,6 +168,22 @@ def meta_eval(
     from ..evaluators.meta import meta_evaluate
     from ..evaluators.mtme import read_score_jsonl, read_score_tsv
 
+    if config is not None:
+        given = MetaEvalFile.load(config)
+        tsv = tsv or given.get("tsv")
+        jsonl = jsonl or given.get("jsonl")
+        run = run or given.get("run")
+        human_file = human_file or given.get("human_file")
+        metric_file = metric_file or given.get("metric_file")
+        human = human or given.get("human")
+        metric_names = metric_names or given.get("metrics")
+        refs = refs if refs != "wmt" else str(given.get("refs", "wmt"))
+        ref_systems = ref_systems or given.get("ref_systems")
+        std_ref = std_ref or given.get("std_ref")
+        bootstrap = bootstrap or int(given.get("bootstrap", 0))
+        seed = seed or int(given.get("seed", 0))
+        confidence = float(given.get("confidence", confidence)) if confidence == 0.95 else confidence
+        recalibrate = recalibrate or bool(given.get("recalibrate", False))
     sources = [x for x in (tsv, jsonl, human_file, run) if x]
     if len(sources) != 1:
         raise PromptweaveError("give exactly one input: --tsv FILE, --jsonl FILE, --run DIR, "
