@@ -2,71 +2,140 @@
 
 The key is a SHA-256 over the backend identity (backend, model, base_url, ...), the sampling
 parameters and the messages. Identity objects never carry secrets, so no API key reaches a key
-or a row. Writes commit at once (WAL, synchronous=NORMAL): a run killed mid-way keeps every
-completion it paid for.
+or a row. Writes are batched into one transaction every 50 ms (WAL, synchronous=NORMAL): a run
+killed mid-way keeps every completion it paid for but the last 50 ms.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 from .base import Completion, GenParams, Message
 
 
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def cache_key(identity: dict[str, Any], params: GenParams, messages: list[Message]) -> str:
-    payload = {
-        "identity": identity,
-        "params": params.model_dump(exclude_none=True),
-        "messages": [m.to_dict() for m in messages],
-    }
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """SHA-256 of the sorted-key JSON of ``{"identity", "messages", "params"}``."""
+    return key_from_parts(canonical_json(identity), params_json(params), messages)
+
+
+def params_json(params: GenParams) -> str:
+    return canonical_json(params.model_dump(exclude_none=True))
+
+
+def key_from_parts(identity_json: str, params_json: str, messages: list[Message]) -> str:
+    """:func:`cache_key` from pre-serialised identity and params (a runtime serialises those
+    once, not per request). The blob is byte-for-byte what ``json.dumps(..., sort_keys=True)``
+    writes for the whole payload: its top-level keys sort as identity < messages < params."""
+    blob = ('{"identity":' + identity_json + ',"messages":' + canonical_json([m.to_dict() for m in messages])
+            + ',"params":' + params_json + "}")
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-class CompletionCache:
-    """A small SQLite key-value store; safe to share between threads of one process."""
+_INSERT = "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?)"
 
-    def __init__(self, path: str | Path) -> None:
+
+class CompletionCache:
+    """A small SQLite key-value store; safe to share between threads of one process.
+
+    Writes are batched: :meth:`put` keeps the row in memory (where :meth:`get` sees it at once)
+    and one transaction writes the batch within ``flush_after`` seconds, or when ``max_pending``
+    rows wait, or on :meth:`flush` / :meth:`close` / interpreter exit. A commit per row cost
+    ~100us of a request's ~4ms of client CPU; batching brings that to ~10us. A SIGKILLed run
+    loses at most the last ``flush_after`` seconds of completions, and only those of rows not yet
+    in ``results.jsonl`` need asking again.
+    """
+
+    def __init__(self, path: str | Path, *, flush_after: float = 0.05, max_pending: int = 256) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.flush_after, self.max_pending = flush_after, max_pending
         self._lock = threading.Lock()
+        self._pending: dict[str, tuple[Any, ...]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS completions ("
-            " key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER,"
-            " completion_tokens INTEGER, finish_reason TEXT, created REAL)"
-        )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS completions ("
+                " key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER,"
+                " completion_tokens INTEGER, finish_reason TEXT, created REAL)"
+            )
+        except sqlite3.Error:
+            self._db.close()
+            raise
+        # a process that ends without close() still writes what it was given
+        self._finalizer = weakref.finalize(self, _write, self._db, self._lock, self._pending, True)
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM completions WHERE key=?",
-                (key,),
-            ).fetchone()
+            row = self._pending.get(key)
+            if row is None:
+                row = self._db.execute(
+                    "SELECT key, text, prompt_tokens, completion_tokens, finish_reason FROM completions WHERE key=?",
+                    (key,),
+                ).fetchone()
         if row is None:
             return None
-        return Completion(text=row[0], prompt_tokens=row[1] or 0, completion_tokens=row[2] or 0,
-                          finish_reason=row[3])
+        return Completion(text=row[1], prompt_tokens=row[2] or 0, completion_tokens=row[3] or 0,
+                          finish_reason=row[4])
 
     def put(self, key: str, c: Completion) -> None:
+        row = (key, c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, time.time())
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?)",
-                (key, c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, time.time()),
-            )
+            self._pending[key] = row
+            full = len(self._pending) >= self.max_pending
+        if full or not self._schedule():
+            self.flush()
+
+    def _schedule(self) -> bool:
+        """Arrange a flush on the running event loop; False when there is none to do it."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer, self._timer_loop = loop.call_later(self.flush_after, self.flush), loop
+        return True
+
+    def flush(self) -> None:
+        """Write every pending row in one transaction."""
+        self._timer = None  # a timer still armed finds nothing to do
+        _write(self._db, self._lock, self._pending, False)
 
     def __len__(self) -> int:
+        self.flush()
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._finalizer()  # flush and close, once
+
+
+def _write(db: sqlite3.Connection, lock: threading.Lock, pending: dict[str, tuple[Any, ...]], close: bool) -> None:
+    with lock:
+        if pending:
+            rows = list(pending.values())
+            db.execute("BEGIN")
+            try:
+                db.executemany(_INSERT, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            pending.clear()
+        if close:
+            db.close()

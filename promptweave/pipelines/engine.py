@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,13 @@ class Engine:
         if setting == "off":
             return None
         path = Path(setting) if setting else Path(self.pipeline.output) / "cache.sqlite"
-        return CompletionCache(path)
+        try:
+            return CompletionCache(path)
+        except (OSError, sqlite3.Error) as exc:
+            key = "cache" if setting else "output"
+            line = self.loaded.loc.line_of((key,)) if self.loaded.loc else None
+            raise ConfigError(f"cannot open the cache {path}: {exc}; fix the path or set cache: off",
+                              file=self.loaded.file, line=line, key=key) from None
 
     def build_models(self) -> None:
         self.cache = self._open_cache()
@@ -142,6 +149,8 @@ class Engine:
             self.store.close()
             for rt in self.runtimes.values():
                 await rt.aclose()
+            if self.cache is not None:
+                self.cache.close()  # writes the last batch of completions
         self.store.compact()
         ledger = Ledger()
         for lg in self.ledgers.values():

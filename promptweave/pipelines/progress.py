@@ -21,6 +21,7 @@ class RunProgress:
         self._started_at = done
         self._tty = sys.stderr.isatty()
         self._last_line = 0.0
+        self._last_refresh = 0.0
         self._progress: Progress | None = None
         self._task: Any = None
 
@@ -48,7 +49,11 @@ class RunProgress:
         if not ok:
             self.errors += 1
         if self._progress is not None:
-            self._refresh()
+            # rich redraws 10 times a second anyway; updating it per row cost more than the row
+            now = time.perf_counter()
+            if now - self._last_refresh >= 0.1 or self.done >= self.total:
+                self._last_refresh = now
+                self._refresh()
         elif self.enabled:
             self._line()
 
