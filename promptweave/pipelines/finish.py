@@ -70,9 +70,9 @@ def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[
                                     "higher_is_better": metric.higher_is_better,
                                     **({"corpus": per_group["all"]["corpus"]} if "all" in per_group else
                                        {"groups": per_group})}
-    for spec in loaded.steps:
-        if spec.kind in _JUDGE_KINDS or _numeric_step(spec.id, records):
-            out["judges"][spec.id] = _judge_summary(spec.id, records, sc.group_by)
+    for step in loaded.steps:
+        if step.kind in _JUDGE_KINDS or _numeric_step(step.id, records):
+            out["judges"][step.id] = _judge_summary(step.id, records, sc.group_by)
     return out
 
 
@@ -122,15 +122,15 @@ def export_mtme(loaded: LoadedConfig, records: list[dict[str, Any]], scores: dic
     for name in names:
         seg: dict[str, list[float | None]] = {}
         for system in systems:
-            col = []
+            col: list[float | None] = []
             for item in items:
-                r = cells.get((system, item))
-                if r is None:
+                cell = cells.get((system, item))
+                if cell is None:
                     col.append(None)
                 elif name in scores["metrics"]:
-                    col.append(scores["segments"].get(r["key"], {}).get(name))
+                    col.append(scores["segments"].get(cell["key"], {}).get(name))
                 else:
-                    v = _value(r, name) if r["status"] == "ok" or name == sc.human else None
+                    v = _value(cell, name) if cell["status"] == "ok" or name == sc.human else None
                     col.append(float(v) if isinstance(v, (int, float)) else None)
             seg[system] = col
         base = out_dir / f"{lp}.{name}"
