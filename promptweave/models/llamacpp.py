@@ -16,6 +16,7 @@ to interrupt ``create_chat_completion``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import os
 import threading
@@ -65,6 +66,16 @@ def _get_shared(path: Path, kwargs: dict[str, Any]) -> _SharedLlama:
         if shared is None:
             shared = _shared[key] = _SharedLlama(path, kwargs)
         return shared
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    # Free the models while llama_cpp's globals still exist; ``Llama.__del__`` during interpreter
+    # teardown fails noisily. concurrent.futures has joined the worker threads by now.
+    for shared in list(_shared.values()):
+        llm, shared._llm = shared._llm, None
+        if llm is not None:
+            llm.close()
 
 
 def unload_all() -> None:
