@@ -227,7 +227,10 @@ def load_config_text(text: str, file: str = "<config>", overrides: list[str] | N
     if not isinstance(data, dict):
         raise ConfigError("a pipeline file is a mapping with name, model, data and steps", file=file, line=1)
     for assignment in overrides or []:
-        apply_override(data, assignment)
+        try:
+            apply_override(data, assignment)
+        except ConfigError as exc:
+            raise ConfigError(exc.detail, file=file) from None
     try:
         pipeline = PipelineConfig.model_validate(data)
     except ValidationError as exc:
@@ -235,7 +238,18 @@ def load_config_text(text: str, file: str = "<config>", overrides: list[str] | N
     models = {"default", *pipeline.models}
     specs = parse_steps(loc, pipeline.steps, models)
     _check_metrics(loc, pipeline)
+    _check_backends(loc, pipeline)
     return LoadedConfig(pipeline, specs, file, base_dir or Path.cwd(), data, loc)
+
+
+def _check_backends(loc: LocatedYAML, pipeline: PipelineConfig) -> None:
+    from .models import backends
+
+    named = [(("model", "backend"), pipeline.model)] + [(("models", n, "backend"), m) for n, m in pipeline.models.items()]
+    for path, cfg in named:
+        if cfg.backend not in backends:
+            raise _err(loc, path, f"unknown backend '{cfg.backend}'{suggest(cfg.backend, backends.names())}; "
+                                  f"known: {', '.join(backends.names())}")
 
 
 def _check_metrics(loc: LocatedYAML, pipeline: PipelineConfig) -> None:

@@ -11,6 +11,7 @@ import yaml
 from .errors import ConfigError
 
 Path_ = tuple[Any, ...]
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -28,19 +29,34 @@ def fmt_path(path: Path_) -> str:
 class LocatedYAML:
     """Parsed YAML data plus the 1-based line of every mapping key and sequence item."""
 
+    #: values a file may expand to; aliases (&a / *a) can nest into a "billion laughs" bomb
+    MAX_VALUES = 100_000
+
     def __init__(self, text: str, file: str) -> None:
         self.file = file
         self.lines: dict[Path_, int] = {}
+        self._values = 0
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data = self._build(node, ()) if node is not None else None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError(f"invalid YAML: {' '.join(str(problem).split())}; check indentation and quoting",
                               file=file, line=mark.line + 1 if mark else None) from None
-        self.data = self._build(node, ()) if node is not None else None
+        except RecursionError:
+            raise ConfigError("invalid YAML: nested too deeply", file=file) from None
 
     def _build(self, node: yaml.Node, path: Path_) -> Any:
+        self._values += 1
+        if self._values > self.MAX_VALUES:
+            raise ConfigError(f"the file expands to more than {self.MAX_VALUES:,} values; "
+                              "are aliases (*name) nested into a YAML bomb?",
+                              file=self.file, line=node.start_mark.line + 1)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            # a safe loader never builds such objects, but neither should they turn silently into lists
+            raise ConfigError(f"the YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed here; "
+                              "remove it", file=self.file, line=node.start_mark.line + 1, key=fmt_path(path) or None)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:

@@ -45,6 +45,8 @@ def iter_lines(p: Path, what: str = "data") -> Iterator[tuple[int, str]]:
             try:
                 line = f.readline(MAX_LINE + 1)
             except UnicodeDecodeError:
+                # the decoder reads ahead, so the error can surface a few lines early
+                lineno = _first_bad_utf8_line(p, lineno)
                 raise DataError(f"{p}:{lineno}: not valid UTF-8; convert the file to UTF-8") from None
             if not line:
                 return
@@ -52,6 +54,19 @@ def iter_lines(p: Path, what: str = "data") -> Iterator[tuple[int, str]]:
                 raise DataError(f"{p}:{lineno}: line is longer than {MAX_LINE // (1024 * 1024)} MiB; "
                                 "is this really a line-based data file?")
             yield lineno, line.rstrip("\r\n")
+
+
+def _first_bad_utf8_line(p: Path, start: int) -> int:
+    with open(p, "rb") as f:
+        n = 0
+        while raw := f.readline(MAX_LINE + 1):
+            n += 1
+            if n >= start:
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return n
+    return start
 
 
 def read_jsonl(p: Path) -> Iterator[dict[str, Any]]:

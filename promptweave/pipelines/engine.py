@@ -121,7 +121,12 @@ class Engine:
         self.build_steps()
         self.preflight(Row(index=0, key=rows[0][0], fields=rows[0][1]))
         self.build_models()
-        self.store.open()
+        try:
+            self.store.open()
+        except OSError as exc:
+            line = self.loaded.loc.line_of(("output",)) if self.loaded.loc else None
+            raise ConfigError(f"cannot write the run directory {self.run_dir}: {exc.strerror or exc}",
+                              file=self.loaded.file, line=line, key="output") from None
         todo: list[Row] = []
         for i, (key, fields) in enumerate(rows):
             rec = self.store.records.get(key)

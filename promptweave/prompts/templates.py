@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError
+from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ..errors import TemplateError
@@ -38,8 +38,27 @@ BUILTIN_DIR = Path(__file__).parent / "templates"
 _ROLES = {"system", "user", "assistant"}
 _FOR = re.compile(r"^\s*([A-Za-z_]\w*)\s+in\s+([A-Za-z_][\w.]*)\s*$")
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False,
-                                     autoescape=False)
+_MAX_SIZE = 1_000_000  # characters or items a ``*`` may build; bits a ``**`` may build
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus bounds on ``*`` and ``**``: ``'x' * 10**12`` or
+    ``2 ** (2 ** 40)`` would otherwise exhaust memory or CPU before any error is raised."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > _MAX_SIZE:
+                    raise SecurityError(f"'*' would build more than {_MAX_SIZE:,} items")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
+            if right * max(abs(left).bit_length(), 1) > _MAX_SIZE:
+                raise SecurityError(f"'**' would build a number of more than {_MAX_SIZE:,} bits")
+        return super().call_binop(context, operator, left, right)
+
+
+_env = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
 @dataclass
@@ -91,6 +110,9 @@ class PromptTemplate:
             raise TemplateError(f"template '{self.name}' ({self.path}) is not allowed: {exc}") from None
         except JinjaTemplateError as exc:
             raise TemplateError(f"template '{self.name}' ({self.path}): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. range() past the sandbox's limit, 1/0
+            raise TemplateError(f"template '{self.name}' ({self.path}) failed: {type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]}") from None
 
 
 def _lookup(scope: dict[str, Any], dotted: str, tpl: PromptTemplate) -> Any:
@@ -100,7 +122,15 @@ def _lookup(scope: dict[str, Any], dotted: str, tpl: PromptTemplate) -> Any:
                             f"available: {', '.join(sorted(scope))}")
     value = scope[head]
     for part in rest:
-        value = value[part] if isinstance(value, dict) else getattr(value, part)
+        if part.startswith("_"):  # the same rule as the sandbox: no private attributes
+            raise TemplateError(f"template '{tpl.name}' ({tpl.path}): loop over '{dotted}' is not allowed")
+        try:
+            value = value[part] if isinstance(value, dict) else getattr(value, part)
+        except (KeyError, AttributeError):
+            raise TemplateError(f"template '{tpl.name}' ({tpl.path}): loop variable '{dotted}' is undefined") from None
+    if value is not None and not isinstance(value, (list, tuple, dict)):
+        raise TemplateError(f"template '{tpl.name}' ({tpl.path}): '{dotted}' is not a list to loop over "
+                            f"(got {type(value).__name__})")
     return value
 
 
@@ -135,8 +165,13 @@ def _validate_messages(items: Any, where: str) -> None:
             raise TemplateError(f"{where}: messages[{i}] has unknown key(s) {', '.join(sorted(unknown))}")
         try:
             _compile(item["content"])
+            reads_files = _env.parse(item["content"]).find_all((nodes.Include, nodes.Import, nodes.FromImport,
+                                                                 nodes.Extends))
         except JinjaTemplateError as exc:
             raise TemplateError(f"{where}: messages[{i}].content is not a valid Jinja2 template: {exc}") from None
+        if next(iter(reads_files), None) is not None:
+            raise TemplateError(f"{where}: messages[{i}].content uses include/import/extends, which are not allowed: "
+                                "a template cannot read other files; use 'for:' turns or variables instead")
 
 
 def parse_template(text: str, path: str = "<inline>", name: str | None = None) -> PromptTemplate:

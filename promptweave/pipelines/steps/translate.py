@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ...data import load_rows
-from ...errors import ConfigError
+from ...errors import ConfigError, TemplateError
 from .base import Row, StepConfig
 from .generate import TemplateStep
 from .textclean import clean_translation, wrong_language
@@ -84,7 +84,12 @@ class TranslateStep(TemplateStep):
         return random.Random(seed).sample(candidates, min(ex.k, len(candidates)))
 
     def extra_vars(self, row: Row) -> dict[str, Any]:
-        out: dict[str, Any] = {"source": row.fields.get(self.config.source), "examples": self.examples_for(row)}
+        source = row.fields.get(self.config.source)
+        if source is None:  # else the prompt would ask to translate the word "None"
+            raise TemplateError(f"row {row.key} has no '{self.config.source}' field to translate; map a column "
+                                f"to it (data.fields) or name another field (translate.source); the row has: "
+                                f"{', '.join(map(str, row.fields))[:200]}")
+        out: dict[str, Any] = {"source": source, "examples": self.examples_for(row)}
         domain = self.config.domain or row.fields.get("domain")
         if domain:
             out["domain"] = domain
