@@ -20,7 +20,7 @@ from .spec import ModelConfig
 
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 _RETRYABLE_NAMES = re.compile(r"RateLimit|Timeout|TimedOut|Connection|Overloaded|ServiceUnavailable|"
-                              r"InternalServer|APIConnection|Throttl", re.I)
+                              r"InternalServer|APIConnection|Throttl", re.IGNORECASE)
 _SECRET_PARTS = {"key", "apikey", "token", "secret", "password", "passwd", "credential",
                  "credentials", "auth", "authorization"}
 
@@ -121,7 +121,7 @@ class LangChainChatModel(BaseChatModel):
             reply = await self.chat_model.ainvoke(lc_messages, **kwargs)
         except BackendError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every provider has its own exception tree
+        except Exception as exc:  # every provider has its own exception tree
             raise to_backend_error(exc) from exc
         usage = getattr(reply, "usage_metadata", None) or {}
         meta = getattr(reply, "response_metadata", None) or {}

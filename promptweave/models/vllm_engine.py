@@ -140,7 +140,7 @@ def create(cfg: ModelConfig) -> VLLMChatModel:
         raise MissingDependency("vllm", "vllm", exc) from None
     engine_kwargs = dict(cfg.options)
     max_batch = int(engine_kwargs.pop("max_batch", DEFAULT_MAX_BATCH))
-    chat_kwargs = {k: engine_kwargs.pop(k) for k in ("chat_template", "chat_template_kwargs")
+    chat_kwargs: dict[str, Any] = {k: engine_kwargs.pop(k) for k in ("chat_template", "chat_template_kwargs")
                    if k in engine_kwargs}
     identity: dict[str, Any] = {"backend": "vllm", "model": cfg.model}
     identity.update({k: engine_kwargs[k] for k in _OUTPUT_OPTIONS if k in engine_kwargs})

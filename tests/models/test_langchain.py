@@ -4,6 +4,7 @@ import sys
 from typing import Any
 
 import pytest
+from pydantic import Field
 
 from promptweave.errors import ConfigError, MissingDependency
 from promptweave.models import Message, ModelConfig
@@ -78,7 +79,7 @@ class Recorder(LCBase):  # type: ignore[valid-type,misc]
     fail: int = 0
     fail_status: int = 503
     api_key: str = ""
-    seen: list[Any] = []
+    seen: list[Any] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:

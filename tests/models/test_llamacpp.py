@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from promptweave.errors import ConfigError, MissingDependency
-from promptweave.models import Message, ModelConfig
-from promptweave.models import embedded
+from promptweave.models import Message, ModelConfig, embedded
 from promptweave.models.cache import CompletionCache
 from promptweave.models.embedded import ModelIntegrityError, assemble, find_chunks
 from promptweave.models.runtime import ModelRuntime

@@ -11,13 +11,12 @@ import tempfile
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from promptweave.errors import MissingDependency
-from promptweave.models import Message, ModelConfig
-from promptweave.models import vllm_engine
+from promptweave.models import Message, ModelConfig, vllm_engine
 from promptweave.models.runtime import ModelRuntime
 
 
@@ -37,7 +36,7 @@ class _Out:
 
 
 class FakeLLM:
-    instances: list[FakeLLM] = []
+    instances: ClassVar[list[FakeLLM]] = []
 
     def __init__(self, model: str, **kwargs: Any) -> None:
         self.model, self.kwargs = model, kwargs
