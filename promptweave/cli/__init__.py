@@ -33,7 +33,9 @@ def fail(message: str, code: int = 2) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # a command's typer.Exit(n) comes back as n here
+            sys.exit(code)
     except PromptweaveError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)

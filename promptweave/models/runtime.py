@@ -158,6 +158,17 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, BackendError) and exc.retryable
 
 
+def _failure_label(message: str) -> str:
+    """A ledger label for a failure without an HTTP status (the backends' message prefixes)."""
+    if "timed out" in message:
+        return "timeout"
+    if message.startswith("connection error"):
+        return "connection"
+    if message.startswith(("malformed response", "response has no choices")):
+        return "malformed"
+    return "other"
+
+
 def _outcome(state: RetryCallState) -> BaseException | None:
     return state.outcome.exception() if state.outcome else None
 
@@ -314,9 +325,7 @@ class ModelRuntime:
         log.info("retrying %s after attempt %d: %s", self.backend.identity.get("model"), failed_attempts, exc)
 
     def _count_status(self, exc: BackendError) -> None:
-        label = str(exc.status) if exc.status else type(exc).__name__
-        if "timed out" in str(exc):
-            label = "timeout"
+        label = str(exc.status) if exc.status else _failure_label(str(exc))
         self.ledger.by_status[label] = self.ledger.by_status.get(label, 0) + 1
 
     async def aclose(self) -> None:
