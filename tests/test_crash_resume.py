@@ -1,0 +1,139 @@
+"""Crash safety: a run SIGKILLed halfway resumes to the same results, and pays again for at most
+the requests that were in flight when it died."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from promptweave.models.cache import CompletionCache
+from promptweave.testing import serve, stats
+from tests.helpers import REPO, cli, read_jsonl
+from tests.test_faults import make_pipeline
+
+ROWS, CONCURRENCY = 400, 8
+
+
+def _lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def _kill_halfway(cfg: Path, results: Path, at: int) -> int:
+    """Start ``promptweave run`` and SIGKILL it once ``at`` rows are in results.jsonl."""
+    proc = subprocess.Popen([sys.executable, "-m", "promptweave", "run", str(cfg), "--no-progress"],
+                            cwd=cfg.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    try:
+        while _lines(results) < at:
+            assert proc.poll() is None, f"the run ended before the kill: {proc.stderr.read()!r}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(10)
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert proc.returncode == -signal.SIGKILL
+    return _lines(results)
+
+
+def _outputs(cfg: Path) -> dict[str, Any]:
+    (run_dir,) = (cfg.parent / "runs" / "faults").iterdir()
+    return {r["key"]: (r["status"], r["fields"], r["outputs"]["hyp"]["value"], r["outputs"]["hyp"]["raw"])
+            for r in read_jsonl(run_dir / "results.jsonl")}
+
+
+def test_sigkill_halfway_then_resume(tmp_path: Path) -> None:
+    model = f", max_concurrency: {CONCURRENCY}, max_retries: 0"
+    with serve(delay=0.05) as url:
+        crash = tmp_path / "crash"
+        crash.mkdir()
+        cfg = make_pipeline(crash, url, ROWS, model=model, extra=f"concurrency: {CONCURRENCY}\n")
+        (run_dir,) = [crash / "runs" / "faults" / d for d in _run_dir_names(cfg)]
+        at_kill = _kill_halfway(cfg, run_dir / "results.jsonl", ROWS // 2)
+        assert ROWS // 2 <= at_kill < ROWS
+        calls_before = stats(url)["requests"]
+
+        resumed = cli("run", str(cfg), "--no-progress", "--json", cwd=crash)
+        assert resumed.returncode == 0, resumed.stderr
+        total_calls = stats(url)["requests"]
+
+        # the same pipeline, never interrupted, fresh cache
+        ref = tmp_path / "ref"
+        ref.mkdir()
+        ref_cfg = make_pipeline(ref, url, ROWS, model=model, extra=f"concurrency: {CONCURRENCY}\n")
+        assert cli("run", str(ref_cfg), "--no-progress", cwd=ref).returncode == 0
+
+    records = read_jsonl(run_dir / "results.jsonl")
+    assert [r["key"] for r in records] == [f"r{i:04d}" for i in range(ROWS)]  # every row, once, in order
+    assert all(r["status"] == "ok" for r in records)
+    # paid again for at most what was in flight at the kill
+    assert calls_before >= at_kill
+    assert total_calls <= ROWS + CONCURRENCY, (calls_before, total_calls)
+    assert _outputs(cfg) == _outputs(ref_cfg)
+
+
+def _run_dir_names(cfg: Path) -> list[str]:
+    from promptweave import load_config
+    from promptweave.pipelines.engine import run_dir_for
+
+    return [run_dir_for(load_config(cfg)).name]
+
+
+def test_sigkill_keeps_cache_writes_older_than_the_flush_window(tmp_path: Path) -> None:
+    """The cache batches writes for at most ``flush_after`` (50 ms); a process killed later keeps
+    every completion it was given."""
+    db = tmp_path / "cache.sqlite"
+    code = (
+        "import asyncio, os, signal, sys\n"
+        "from promptweave.models.base import Completion\n"
+        "from promptweave.models.cache import CompletionCache\n"
+        "async def main():\n"
+        "    cache = CompletionCache(sys.argv[1])\n"
+        "    for i in range(300):\n"
+        "        cache.put(f'k{i}', Completion(f'text {i}', 3, 2, 'stop'))\n"
+        "        if i % 10 == 0:\n"
+        "            await asyncio.sleep(0.001)\n"
+        "    await asyncio.sleep(0.25)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "asyncio.run(main())\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(db)], cwd=REPO, capture_output=True, timeout=60)
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    cache = CompletionCache(db)
+    assert len(cache) == 300
+    hit = cache.get("k299")
+    assert hit is not None and hit.text == "text 299" and hit.completion_tokens == 2
+    cache.close()
+
+
+def test_cache_sees_its_own_pending_writes_and_flushes_on_close(tmp_path: Path) -> None:
+    import asyncio
+    import sqlite3
+
+    from promptweave.models.base import Completion
+
+    path = tmp_path / "c.sqlite"
+    cache = CompletionCache(path, flush_after=3600)
+
+    def on_disk() -> int:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+
+    async def body() -> None:
+        cache.put("a", Completion("A"))
+        hit = cache.get("a")
+        assert hit is not None and hit.text == "A"
+        assert on_disk() == 0  # still in the batch
+
+    asyncio.run(body())
+    cache.close()
+    assert on_disk() == 1
