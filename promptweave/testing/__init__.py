@@ -50,8 +50,9 @@ def stats(base_url: str) -> dict[str, Any]:
 
 
 def request_log(base_url: str) -> dict[str, Any]:
-    """``{"log": {key: [[arrival, sent, outcome, retry_after], ...]}, "texts": {key: last user turn}}``.
-    A key is a hash of the request body, so retries of one request share it."""
+    """``{"log": {key: [[arrival, sent, outcome, retry_after], ...]}, "texts": {key: last user turn},
+    "auth": [sha256 of each Authorization header seen]}``. A key is a hash of the request body, so
+    retries of one request share it."""
     return _call(_root(base_url) + "/log")  # type: ignore[no-any-return]
 
 

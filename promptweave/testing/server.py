@@ -16,7 +16,8 @@ Endpoints:
   ``{echo}`` stands for that turn) with real ``usage`` counts (whitespace tokens), or a fault.
 - ``GET /stats``: ``{"requests": n, "by_status": {"200": n, "429": n, "reset": n, ...}}``.
 - ``GET /log``: per request key (a hash of the request body, equal across retries) the
-  ``[arrival, sent, outcome, retry_after]`` of each arrival, in seconds of the server's clock.
+  ``[arrival, sent, outcome, retry_after]`` of each arrival, in seconds of the server's clock;
+  the last user turn of each key; SHA-256 hashes of the Authorization headers seen.
 - ``POST /control``: ``{"faults": {...}, "reset": true}`` changes faults and/or clears counters.
 
 Faults are drawn per (seed, request key, arrival number of that key), so a run sees the same
@@ -83,6 +84,7 @@ class _State:
     by_status: dict[str, int] = field(default_factory=dict)
     log: dict[str, list[list[Any]]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
+    auth: set[str] = field(default_factory=set)
     fail_re: re.Pattern[str] | None = None
 
     def reset(self) -> None:
@@ -90,6 +92,7 @@ class _State:
         self.by_status.clear()
         self.log.clear()
         self.texts.clear()
+        self.auth.clear()
 
     def count(self, outcome: str) -> None:
         self.by_status[outcome] = self.by_status.get(outcome, 0) + 1
@@ -152,18 +155,20 @@ class App:
     def now(self) -> float:
         return time.monotonic() - self.state.started
 
-    def handle(self, method: str, target: str, body: bytes, keep_alive: bool) -> _Plan:
+    def handle(self, method: str, target: str, body: bytes, keep_alive: bool, auth: str | None = None) -> _Plan:
         path = target.split("?", 1)[0]
         if path.endswith("/chat/completions"):
             if method != "POST":
                 return _Plan(_json(405, {"error": {"message": "use POST"}}, keep_alive=keep_alive))
+            if auth:  # only a hash: a test can check which key arrived without the server keeping it
+                self.state.auth.add(hashlib.sha256(auth.encode()).hexdigest())
             return self.chat(body, keep_alive)
         if path == "/stats":
             st = self.state
             return _Plan(_json(200, {"requests": st.requests, "by_status": st.by_status}, keep_alive=keep_alive))
         if path == "/log":
             st = self.state
-            return _Plan(_json(200, {"log": st.log, "texts": st.texts}, keep_alive=keep_alive))
+            return _Plan(_json(200, {"log": st.log, "texts": st.texts, "auth": sorted(st.auth)}, keep_alive=keep_alive))
         if path == "/health":
             return _Plan(_json(200, {"ok": True}, keep_alive=keep_alive))
         if path == "/control" and method == "POST":
@@ -300,7 +305,7 @@ class _Connection(asyncio.Protocol):
             body = bytes(self.buf[end + 4: end + 4 + length])
             del self.buf[: end + 4 + length]
             keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-            plan = self.app.handle(method, target, body, keep_alive)
+            plan = self.app.handle(method, target, body, keep_alive, headers.get("authorization"))
             if plan.wait > 0:
                 self.pending = asyncio.ensure_future(self._later(plan))
                 return
