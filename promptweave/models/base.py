@@ -84,11 +84,15 @@ class ChatModel(Protocol):
     ``identity`` names everything that changes the output for the same messages and params
     (backend, model, base_url, ...); it is part of the cache key and must never hold a secret.
     ``max_batch`` > 1 means the backend prefers whole batches through :meth:`complete_batch`
-    (vLLM in-process); the runtime then groups concurrent requests for it.
+    (vLLM in-process); the runtime then groups concurrent requests for it. ``max_parallel``
+    caps the calls in flight whatever ``max_concurrency`` says (1 for an in-process model that
+    serves one call at a time), so that waiting in the backend's own queue never eats into a
+    call's timeout.
     """
 
     identity: dict[str, Any]
     max_batch: int
+    max_parallel: int | None
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion: ...
 
@@ -104,6 +108,7 @@ class BaseChatModel:
 
     identity: dict[str, Any] = {}
     max_batch: int = 1
+    max_parallel: int | None = None
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         raise NotImplementedError

@@ -99,6 +99,8 @@ def _text_content(content: str | list[dict[str, Any]]) -> str:
 
 
 class LlamaCppChatModel(BaseChatModel):
+    max_parallel = 1  # one worker thread serves the model; more in flight would only queue there
+
     def __init__(self, shared: _SharedLlama, identity: dict[str, Any]) -> None:
         self._shared = shared
         self.identity = identity

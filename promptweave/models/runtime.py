@@ -198,7 +198,8 @@ class ModelRuntime:
         self.cache = cache if cfg.cache else None
         self.ledger = ledger or Ledger()
         self.params = cfg.gen_params()
-        self._sem = asyncio.Semaphore(cfg.max_concurrency)
+        parallel = getattr(backend, "max_parallel", None)
+        self._sem = asyncio.Semaphore(min(cfg.max_concurrency, parallel) if parallel else cfg.max_concurrency)
         self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
         self._batcher = _Batcher(backend, backend.max_batch) if backend.max_batch > 1 else None
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}

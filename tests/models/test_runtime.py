@@ -146,3 +146,23 @@ async def test_rate_limit_rpm_spaces_requests() -> None:
     limiter._events[0] = (limiter._events[0][0] - 59.8, 1)  # pretend the first was long ago
     await limiter.acquire(1)
     assert time.monotonic() - t0 < 1.0
+
+
+async def test_backend_max_parallel_caps_concurrency() -> None:
+    active = peak = 0
+
+    class OneAtATime(Flaky):
+        max_parallel = 1
+
+        async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.05)
+            active -= 1
+            return Completion("ok")
+
+    # 6 calls of 0.05 s queue one by one, and none times out although 6 x 0.05 > timeout
+    runtime = rt(OneAtATime([]), max_concurrency=8, timeout=0.2, cache=False)
+    results = await asyncio.gather(*(runtime.chat([Message("user", str(i))]) for i in range(6)))
+    assert all(r.ok and r.attempts == 1 for r in results) and peak == 1
