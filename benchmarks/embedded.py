@@ -12,7 +12,7 @@ GGUF (``embedded.default_model_path()``), ``n_ctx`` and thread count, go through
 interleaved, best of ``--repeats``. Models load before the clock starts. Tokens are the
 completion tokens each call reports; at temperature 0 all three must produce the same text.
 
-    .venv/bin/python benchmarks/embedded.py [--max-tokens 48] [--repeats 2]
+    .venv/bin/python benchmarks/embedded.py [--max-tokens 48] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -106,7 +107,7 @@ def write_pipeline(tmp: Path, max_tokens: int, n_threads: int) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-tokens", type=int, default=48)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     import llama_cpp
 
@@ -148,9 +149,7 @@ def main() -> int:
     print("| variant | completion tokens | best s | median s | tokens/s (best) |")
     print("|---|---:|---:|---:|---:|")
     for name, ts in times.items():
-        ts_sorted = sorted(ts)
-        print(f"| {name} | {tokens[name]} | {ts_sorted[0]:.2f} | {ts_sorted[len(ts) // 2]:.2f} | "
-              f"{tokens[name] / ts_sorted[0]:.1f} |")
+        print(f"| {name} | {tokens[name]} | {min(ts):.2f} | {statistics.median(ts):.2f} | {tokens[name] / min(ts):.1f} |")
     print()
     rate = {k: tokens[k] / min(v) for k, v in times.items()}
     print(f"RESULT runtime/raw = {rate['runtime'] / rate['raw']:.2f}x tokens/s; pipeline/raw = "
