@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .server import Faults
+from .faults import Faults
 
 __all__ = ["Faults", "configure", "request_log", "serve", "stats"]
 

@@ -42,38 +42,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-# outcome labels, in the order their shares are stacked on [0, 1)
-_DRAWN = ("429", "500", "503", "reset", "hang", "truncated")
+from .faults import Faults
+
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 429: "Too Many Requests",
             500: "Internal Server Error", 503: "Service Unavailable"}
-
-
-@dataclass
-class Faults:
-    """What the server does. Shares are probabilities per request; they must sum to <= 1."""
-
-    seed: int = 0
-    reply: str = "{echo}"
-    delay: float = 0.0          # seconds before every answer
-    p429: float = 0.0
-    retry_after: float = 1.0    # seconds, sent as Retry-After with each 429
-    p500: float = 0.0
-    p503: float = 0.0
-    reset: float = 0.0          # close the connection without a response (TCP RST)
-    hang: float = 0.0           # answer only after hang_seconds (past any sane client timeout)
-    hang_seconds: float = 30.0
-    truncated: float = 0.0      # 200 with a body cut in half (invalid JSON)
-    fail_match: str | None = None  # regex on the last user turn: always fail_status, never drawn
-    fail_status: int = 500
-
-    def shares(self) -> list[tuple[str, float]]:
-        return [("429", self.p429), ("500", self.p500), ("503", self.p503), ("reset", self.reset),
-                ("hang", self.hang), ("truncated", self.truncated)]
-
-    def check(self) -> None:
-        total = sum(p for _, p in self.shares())
-        if any(p < 0 for _, p in self.shares()) or total > 1.0 + 1e-9:
-            raise ValueError(f"fault shares must be >= 0 and sum to <= 1, got {total:g}")
 
 
 @dataclass
@@ -229,9 +201,9 @@ class App:
             return self._ok(req, last, keep_alive, wait=f.delay + f.hang_seconds, key=key, index=index)
         if outcome == "truncated":
             plan = self._ok(req, last, keep_alive, wait=f.delay, key=key, index=index)
-            body_start = plan.payload.index(b"\r\n\r\n") + 4  # type: ignore[union-attr]
-            cut = plan.payload[body_start:][: max(1, (len(plan.payload) - body_start) // 2)]  # type: ignore[index]
-            plan.payload = _response(200, cut, keep_alive=False)
+            assert plan.payload is not None
+            body = plan.payload[plan.payload.index(b"\r\n\r\n") + 4:]
+            plan.payload = _response(200, body[: max(1, len(body) // 2)], keep_alive=False)
             return plan
         if outcome != "200":
             status = int(outcome)
