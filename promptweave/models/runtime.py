@@ -154,10 +154,6 @@ class _Batcher:
                     fut.set_result(res)
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, BackendError) and exc.retryable
-
-
 def _failure_label(message: str) -> str:
     """A ledger label for a failure without an HTTP status (the backends' message prefixes)."""
     if "timed out" in message:
@@ -262,7 +258,7 @@ class ModelRuntime:
                 # ~200us (3% of a request against a fast local server), so it waits for a failure
                 completion = await attempt()
             except BackendError as first:
-                if not first.retryable or self.cfg.max_retries == 0:
+                if not self._retryable(first) or self.cfg.max_retries == 0:
                     raise
                 completion = await self._retry(attempt, first)
         except BackendError as exc:
@@ -284,13 +280,24 @@ class ModelRuntime:
                           completion_tokens=completion.completion_tokens,
                           finish_reason=completion.finish_reason, key=key)
 
+    def _retryable(self, exc: BaseException) -> bool:
+        """Retry what may pass next time, unless the server asks for a longer wait than
+        ``retry_after_max``: then the row fails at once with the reason (never a silent stall)."""
+        if not (isinstance(exc, BackendError) and exc.retryable):
+            return False
+        if exc.retry_after is not None and exc.retry_after > self.cfg.retry_after_max:
+            exc.args = (f"{exc} (server asked to retry after {exc.retry_after:g}s, over "
+                        f"retry_after_max={self.cfg.retry_after_max:g}s)",)
+            return False
+        return True
+
     async def _retry(self, attempt: Callable[[], Awaitable[Completion]], first: BackendError) -> Completion:
         """Attempts 2 .. max_retries + 1, under tenacity, after the wait the first failure asks for."""
         self._note_retry(1, first)
         await asyncio.sleep(self._delay(1, first))
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.cfg.max_retries),
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(self._retryable),
             wait=lambda state: self._delay(state.attempt_number + 1, _outcome(state)),
             before_sleep=lambda state: self._note_retry(state.attempt_number + 1, _outcome(state)),
             reraise=True,

@@ -38,6 +38,8 @@ class ModelConfig(BaseModel):
     max_retries: int = Field(5, ge=0, description="retries after the first attempt")
     backoff_base: float = Field(0.5, ge=0, description="first backoff in seconds, doubled per retry, jittered")
     backoff_max: float = Field(30.0, ge=0)
+    retry_after_max: float = Field(300.0, ge=0, description="a longer Retry-After fails the call instead of "
+                                                            "stalling its row")
     rpm: float | None = Field(None, gt=0, description="requests per minute limit")
     tpm: float | None = Field(None, gt=0, description="tokens per minute limit")
     cache: bool = True

@@ -166,3 +166,11 @@ async def test_backend_max_parallel_caps_concurrency() -> None:
     runtime = rt(OneAtATime([]), max_concurrency=8, timeout=0.2, cache=False)
     results = await asyncio.gather(*(runtime.chat([Message("user", str(i))]) for i in range(6)))
     assert all(r.ok and r.attempts == 1 for r in results) and peak == 1
+
+
+async def test_retry_after_beyond_the_cap_fails_the_call_at_once() -> None:
+    backend = Flaky([BackendError("429", retryable=True, retry_after=3600, status=429)])
+    t0 = time.monotonic()
+    res = await rt(backend, retry_after_max=60).chat(MSG)
+    assert not res.ok and res.attempts == 1 and time.monotonic() - t0 < 1
+    assert "retry after 3600s" in (res.error or "") and "retry_after_max=60s" in (res.error or "")
