@@ -70,12 +70,12 @@ class PipelineConfig(BaseModel):
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
     models: dict[str, ModelConfig] = Field(default_factory=dict, description="extra named models for steps")
     data: DataConfig
     steps: list[dict[str, Any]] = Field(..., min_length=1)
     metrics: list[MetricSpec] = Field(default_factory=list)
-    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    scoring: ScoringConfig = Field(default_factory=lambda: ScoringConfig())
     output: str = "runs"
     run_id: str | None = None
     cache: str | None = Field(None, description="cache file; default <output>/cache.sqlite; 'off' disables")
