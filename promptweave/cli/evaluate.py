@@ -76,17 +76,9 @@ def read_text_files(hyps: list[Path], refs: list[Path], src: Path | None) -> Eva
 def read_jsonl(path: Path, hyp_fields: list[str], ref_field: str | None,
                src_field: str | None) -> EvalData:
     """One JSON object per segment; a reference field may hold a list (several references)."""
-    rows = []
-    for lineno, line in enumerate(read_lines(path), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object per line")
-        rows.append((lineno, row))
+    from ..data import iter_jsonl
+
+    rows = list(iter_jsonl(path))
     if not rows:
         raise DataError(f"{path}: no rows; nothing to score")
 

@@ -31,7 +31,7 @@ def _open_text(p: Path, what: str) -> io.TextIOWrapper:
     if p.is_dir():
         raise DataError(f"{what}: {p} is a directory, not a file")
     try:
-        return open(p, encoding="utf-8", newline="")
+        return open(p, encoding="utf-8-sig", newline="")  # -sig: a leading BOM is not data
     except OSError as exc:
         raise DataError(f"{what}: cannot read {p}: {exc.strerror}") from None
 
@@ -69,7 +69,8 @@ def _first_bad_utf8_line(p: Path, start: int) -> int:
     return start
 
 
-def read_jsonl(p: Path) -> Iterator[dict[str, Any]]:
+def iter_jsonl(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; one-line errors name file:line."""
     for lineno, line in iter_lines(p):
         if not line.strip():
             continue
@@ -80,6 +81,11 @@ def read_jsonl(p: Path) -> Iterator[dict[str, Any]]:
                             "each line must be one JSON object") from None
         if not isinstance(obj, dict):
             raise DataError(f"{p}:{lineno}: each line must be a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def read_jsonl(p: Path) -> Iterator[dict[str, Any]]:
+    for _, obj in iter_jsonl(p):
         yield obj
 
 

@@ -15,7 +15,6 @@ on the same items (segments) as ``(systems, items)`` float matrices with NaN for
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,17 +205,12 @@ def read_score_jsonl(path: str | Path, human: str = "mqm", metrics: Sequence[str
                      system_field: str = "system", item_field: str = "seg_id") -> ScoreTable:
     """Read JSONL rows ``{system, seg_id, <human>, <metric>...}``; metrics default to every other
     numeric (or null) field."""
-    records = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or system_field not in row or item_field not in row:
+    from ..data import iter_jsonl
+
+    records = list(iter_jsonl(Path(path)))
+    for lineno, row in records:
+        if system_field not in row or item_field not in row:
             raise DataError(f"{path}:{lineno}: each row needs '{system_field}' and '{item_field}' fields")
-        records.append((lineno, row))
     if not records:
         raise DataError(f"{path}: no rows")
     ids = (system_field, item_field)

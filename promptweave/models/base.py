@@ -43,6 +43,18 @@ class GenParams(BaseModel):
     stop: list[str] | None = None
     seed: int | None = None
 
+    def sampling_kwargs(self) -> dict[str, Any]:
+        """The OpenAI-style keywords every backend sends: temperature and max_tokens always,
+        top_p/stop/seed when set."""
+        out: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.top_p is not None:
+            out["top_p"] = self.top_p
+        if self.stop:
+            out["stop"] = list(self.stop)
+        if self.seed is not None:
+            out["seed"] = self.seed
+        return out
+
     def merged(self, **overrides: Any) -> GenParams:
         clean = {k: v for k, v in overrides.items() if v is not None}
         return self.model_copy(update=clean) if clean else self

@@ -107,16 +107,9 @@ class LangChainChatModel(BaseChatModel):
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         lc_messages = [self._classes[m.role](content=m.content) for m in messages]
-        kwargs: dict[str, Any] = {}
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
-        if self.pass_params:
-            kwargs["temperature"] = params.temperature
-            kwargs["max_tokens"] = params.max_tokens
-            if params.top_p is not None:
-                kwargs["top_p"] = params.top_p
-            if params.seed is not None:
-                kwargs["seed"] = params.seed
+        kwargs = params.sampling_kwargs()
+        if not self.pass_params:  # the chat model's own settings rule; only stop goes per call
+            kwargs = {"stop": kwargs["stop"]} if "stop" in kwargs else {}
         try:
             reply = await self.chat_model.ainvoke(lc_messages, **kwargs)
         except BackendError:

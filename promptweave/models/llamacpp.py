@@ -110,13 +110,7 @@ class LlamaCppChatModel(BaseChatModel):
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         msgs = [{"role": m.role, "content": _text_content(m.content)} for m in messages]
-        kwargs: dict[str, Any] = {"temperature": params.temperature, "max_tokens": params.max_tokens}
-        if params.top_p is not None:
-            kwargs["top_p"] = params.top_p
-        if params.stop:
-            kwargs["stop"] = params.stop
-        if params.seed is not None:
-            kwargs["seed"] = params.seed
+        kwargs = params.sampling_kwargs()
         loop = asyncio.get_running_loop()
         try:
             resp = await loop.run_in_executor(self._shared.executor, self._run, msgs, kwargs)

@@ -80,13 +80,7 @@ class OpenAIChatModel(BaseChatModel):
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         kwargs: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in messages],
-                                  "temperature": params.temperature, "max_tokens": params.max_tokens}
-        if params.top_p is not None:
-            kwargs["top_p"] = params.top_p
-        if params.stop:
-            kwargs["stop"] = params.stop
-        if params.seed is not None:
-            kwargs["seed"] = params.seed
+                                  **params.sampling_kwargs()}
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
         try:

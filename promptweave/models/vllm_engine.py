@@ -79,14 +79,7 @@ class VLLMChatModel(BaseChatModel):
     def _sampling(self, params: GenParams) -> Any:
         import vllm
 
-        kwargs: dict[str, Any] = {"temperature": params.temperature, "max_tokens": params.max_tokens}
-        if params.top_p is not None:
-            kwargs["top_p"] = params.top_p
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
-        if params.seed is not None:
-            kwargs["seed"] = params.seed
-        return vllm.SamplingParams(**kwargs)
+        return vllm.SamplingParams(**params.sampling_kwargs())
 
     def _chat(self, conversations: list[list[dict[str, Any]]], params: GenParams) -> list[Any]:
         llm = self._shared.llm()
