@@ -12,6 +12,7 @@ class Faults:
 
     seed: int = 0
     reply: str = "{echo}"
+    rules: str | None = None    # JSON [[regex, reply], ...] on the last user turn; first match wins
     delay: float = 0.0          # seconds before every answer
     p429: float = 0.0
     retry_after: float = 1.0    # seconds, sent as Retry-After with each 429

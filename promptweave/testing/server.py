@@ -13,7 +13,8 @@ It prints ``READY http://127.0.0.1:PORT/v1`` on stdout once it accepts connectio
 Endpoints:
 
 - ``POST /v1/chat/completions``: the last user turn echoed (or ``--reply TEXT``, where
-  ``{echo}`` stands for that turn) with real ``usage`` counts (whitespace tokens), or a fault.
+  ``{echo}`` stands for that turn; ``--rules '[["regex", "reply"], ...]'`` picks the reply by
+  the first regex that matches the last user turn) with real ``usage`` counts (whitespace tokens), or a fault.
 - ``GET /stats``: ``{"requests": n, "by_status": {"200": n, "429": n, "reset": n, ...}}``.
 - ``GET /log``: per request key (a hash of the request body, equal across retries) the
   ``[arrival, sent, outcome, retry_after]`` of each arrival, in seconds of the server's clock;
@@ -58,6 +59,14 @@ class _State:
     texts: dict[str, str] = field(default_factory=dict)
     auth: set[str] = field(default_factory=set)
     fail_re: re.Pattern[str] | None = None
+    rules: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+
+    def reply_for(self, last: str) -> str:
+        """The first rule whose regex matches the last user turn, else the fixed reply."""
+        for pattern, reply in self.rules:
+            if pattern.search(last):
+                return reply
+        return self.faults.reply
 
     def reset(self) -> None:
         self.requests = 0
@@ -123,6 +132,8 @@ class App:
     def _compile(self) -> None:
         pattern = self.state.faults.fail_match
         self.state.fail_re = re.compile(pattern) if pattern else None
+        rules = json.loads(self.state.faults.rules) if self.state.faults.rules else []
+        self.state.rules = [(re.compile(rx, re.S), str(reply)) for rx, reply in rules]
 
     def now(self) -> float:
         return time.monotonic() - self.state.started
@@ -215,7 +226,7 @@ class App:
 
     def _ok(self, req: dict[str, Any], last: str, keep_alive: bool, *, wait: float, key: str,
             index: int) -> _Plan:
-        text = self.state.faults.reply.replace("{echo}", last)
+        text = self.state.reply_for(last).replace("{echo}", last)
         prompt_tokens = _words(req.get("messages"))
         completion_tokens = max(1, len(text.split()))
         obj = {
@@ -347,7 +358,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Fault
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (the parent died)")
     for f in dataclasses.fields(Faults):
         default = _env(f.name, getattr(d, f.name))
-        kind = str if f.name in ("reply", "fail_match") else type(getattr(d, f.name))
+        kind = str if f.name in ("reply", "fail_match", "rules") else type(getattr(d, f.name))
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default)
     args = p.parse_args(argv)
     faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})
