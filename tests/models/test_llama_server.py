@@ -43,3 +43,22 @@ async def test_concurrent_requests_all_answer(llama_server):
         assert runtime.ledger.calls == 3 and runtime.ledger.errors == 0
     finally:
         await runtime.aclose()
+
+
+@pytest.mark.embedded
+def test_translation_pipeline_through_the_openai_backend(llama_server, tmp_path):
+    """The quickstart's pipeline, with the model behind a real llama.cpp server on 127.0.0.1."""
+    import json
+
+    from promptweave import run_pipeline
+    from tests.helpers import REPO
+
+    summary = run_pipeline(REPO / "configs" / "tsp.yaml", [
+        "model.backend=openai", f"model.base_url={llama_server}", "model.model=qwen",
+        "model.max_concurrency=2", "data.limit=4", f"output={tmp_path}"])
+    assert summary.errors == 0 and summary.ledger.calls == 4
+    rows = [json.loads(line) for line in (summary.run_dir / "results.jsonl").read_text().splitlines()]
+    assert all(r["outputs"]["hyp"]["value"] for r in rows)
+    assert summary.scores["metrics"]["bleu"]["corpus"] > 15
+    manifest = json.loads((summary.run_dir / "manifest.json").read_text())
+    assert manifest["models"]["default"]["base_url"].startswith("http://127.0.0.1:")
