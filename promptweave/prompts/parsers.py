@@ -106,8 +106,9 @@ def _split_error(body: str) -> tuple[str, str | None] | None:
     return category, span
 
 
-def _scan_mqm(text: object, default: str | None) -> tuple[list[tuple[str | None, str]], bool, bool]:
-    """Lines of an MQM reply with the severity in force: ``(severity or default, body)``.
+def _scan_sections(text: object, header: re.Pattern[str], default: str | None,
+                   strip_bullets: bool) -> tuple[list[tuple[str | None, str]], bool, bool]:
+    """Lines of a sectioned reply with the severity in force: ``(severity or default, line)``.
 
     Returns the lines, whether a severity header was seen and whether a no-error statement
     was seen. Headers are read leniently (``**Major:**``, ``Major errors:``, ``### Minor``,
@@ -117,7 +118,7 @@ def _scan_mqm(text: object, default: str | None) -> tuple[list[tuple[str | None,
     level, headers, no_error = default, False, False
     for raw in _clean(text).split("\n"):
         line = raw.strip()
-        head = _header(_HEADER, line)
+        head = _header(header, line)
         if head:
             (level, line), headers = head, True
         if not line:
@@ -125,8 +126,13 @@ def _scan_mqm(text: object, default: str | None) -> tuple[list[tuple[str | None,
         if _NO_ERROR.search(line) or line.strip("*_.` ").lower() in _EMPTY:
             no_error = True
             continue
-        lines.append((level, _BULLET.sub("", line, count=1).strip()))
+        lines.append((level, _BULLET.sub("", line, count=1).strip() if strip_bullets else line))
     return lines, headers, no_error
+
+
+def _scan_mqm(text: object, default: str | None) -> tuple[list[tuple[str | None, str]], bool, bool]:
+    """MQM reply lines (bullets stripped) under ``Critical:``/``Major:``/``Minor:`` headers."""
+    return _scan_sections(text, _HEADER, default, strip_bullets=True)
 
 
 def parse_gemba_mqm(text: object) -> Parsed[list[MQMError]]:
@@ -187,18 +193,8 @@ def parse_eaprompt_errors(text: object) -> Parsed[list[MQMError]]:
     the second (counting) call. Lines under a header that are not items are dropped."""
     errors: list[MQMError] = []
     dropped: list[str] = []
-    level: str | None = None
-    headers = no_error = False
-    for raw in _clean(text).split("\n"):
-        line = raw.strip()
-        head = _header(_EA_HEADER, line)
-        if head:
-            (level, line), headers = head, True
-        if not line:
-            continue
-        if _NO_ERROR.search(line) or line.strip("*_.` ").lower() in _EMPTY:
-            no_error = True
-            continue
+    lines, headers, no_error = _scan_sections(text, _EA_HEADER, None, strip_bullets=False)
+    for level, line in lines:
         item = _EA_ITEM.match(line)
         quoted = re.match(r"[\"“”„«‘'`](.+?)[\"“”»’'`]\s*(.*)$", item.group("body") if item else line)
         if level is None or (item is None and quoted is None):
