@@ -101,13 +101,15 @@ class LoadedConfig:
     raw: dict[str, Any]
     loc: LocatedYAML | None = None
 
+    def error_at(self, path: Path_, message: str) -> ConfigError:
+        """A one-line error at the line of ``path`` (e.g. ``("data", "path")``) in the file."""
+        line = self.loc.line_of(path) if self.loc else None
+        return ConfigError(message, file=self.file, line=line, key=fmt_path(path))
+
     def step_error(self, index: int, exc: Exception) -> ConfigError:
         """Re-raise a step's set-up failure at the step's line in the file."""
-        spec = self.steps[index]
-        path: Path_ = ("steps", index, spec.kind)
-        line = self.loc.line_of(path) if self.loc else None
         detail = exc.detail if isinstance(exc, ConfigError) else str(exc)
-        return ConfigError(detail, file=self.file, line=line, key=fmt_path(path))
+        return self.error_at(("steps", index, self.steps[index].kind), detail)
 
     def config_hash(self) -> str:
         blob = json.dumps(self.raw, sort_keys=True, default=str)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import LoadedConfig, StepSpec
 from ..data import load_rows
-from ..errors import ConfigError, DataError, PromptweaveError
+from ..errors import DataError, PromptweaveError
 from ..models import create_backend
 from ..models.cache import CompletionCache
 from ..models.runtime import Ledger, ModelRuntime
@@ -35,6 +35,7 @@ class RunSummary:
     ledger: Ledger
     seconds: float
     scores: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
 
 
 def run_dir_for(loaded: LoadedConfig, run_id: str | None = None) -> Path:
@@ -66,10 +67,8 @@ class Engine:
         try:
             return CompletionCache(path)
         except (OSError, sqlite3.Error) as exc:
-            key = "cache" if setting else "output"
-            line = self.loaded.loc.line_of((key,)) if self.loaded.loc else None
-            raise ConfigError(f"cannot open the cache {path}: {exc}; fix the path or set cache: off",
-                              file=self.loaded.file, line=line, key=key) from None
+            raise self.loaded.error_at(("cache" if setting else "output",),
+                                       f"cannot open the cache {path}: {exc}; fix the path or set cache: off") from None
 
     def build_models(self) -> None:
         self.cache = self._open_cache()
@@ -93,9 +92,7 @@ class Engine:
             return load_rows(self.pipeline.data, self.loaded.base_dir)
         except DataError as exc:
             key = ("data", "files") if self.pipeline.data.files else ("data", "path")
-            line = self.loaded.loc.line_of(key) if self.loaded.loc else None
-            raise ConfigError(str(exc).removeprefix("data: "), file=self.loaded.file, line=line,
-                              key=".".join(key)) from None
+            raise self.loaded.error_at(key, str(exc).removeprefix("data: ")) from None
 
     def preflight(self, row: Row) -> None:
         """Render every step's prompts for one row before any call, so that a template that
@@ -124,9 +121,8 @@ class Engine:
         try:
             self.store.open()
         except OSError as exc:
-            line = self.loaded.loc.line_of(("output",)) if self.loaded.loc else None
-            raise ConfigError(f"cannot write the run directory {self.run_dir}: {exc.strerror or exc}",
-                              file=self.loaded.file, line=line, key="output") from None
+            raise self.loaded.error_at(("output",), f"cannot write the run directory {self.run_dir}: "
+                                                    f"{exc.strerror or exc}") from None
         todo: list[Row] = []
         for i, (key, fields) in enumerate(rows):
             rec = self.store.records.get(key)
@@ -135,16 +131,12 @@ class Engine:
             todo.append(Row(index=i, key=key, fields=fields))
         progress = RunProgress(total=len(rows), done=len(rows) - len(todo), ledgers=self.ledgers,
                                enabled=self.show_progress)
-        errors = 0
         sem = asyncio.Semaphore(self.pipeline.concurrency)
 
         async def one(row: Row) -> None:
-            nonlocal errors
             async with sem:
                 record = await self._run_row(row)
             self.store.append(record)
-            if record["status"] != "ok":
-                errors += 1
             progress.advance(ok=record["status"] == "ok")
 
         try:
@@ -162,7 +154,8 @@ class Engine:
             ledger.add(lg)
         total_errors = sum(1 for r in self.store.records.values() if r["status"] != "ok")
         return RunSummary(self.run_dir, total=len(rows), ran=len(todo), skipped=len(rows) - len(todo),
-                          errors=total_errors, ledger=ledger, seconds=time.perf_counter() - start)
+                          errors=total_errors, ledger=ledger, seconds=time.perf_counter() - start,
+                          name=self.pipeline.name)
 
     async def _run_row(self, row: Row) -> dict[str, Any]:
         record: dict[str, Any] = {"key": row.key, "index": row.index, "status": "ok", "fields": row.fields,
