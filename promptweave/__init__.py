@@ -19,7 +19,7 @@ from .models import GenParams, Message, ModelConfig  # noqa: E402
 
 
 def run_pipeline(config: str | Path, overrides: list[str] | None = None, *, run_id: str | None = None,
-                 retry_errors: bool = False, progress: bool = False) -> Any:
+                 retry_errors: bool = False, progress: bool = False, argv: list[str] | None = None) -> Any:
     """Run a pipeline file from Python; returns the run summary (``.scores``, ``.ledger``, ``.run_dir``)."""
     import asyncio
 
@@ -29,7 +29,7 @@ def run_pipeline(config: str | Path, overrides: list[str] | None = None, *, run_
     loaded = load_config(config, overrides)
     engine = Engine(loaded, run_dir_for(loaded, run_id), progress=progress)
     summary = asyncio.run(engine.run(retry_errors=retry_errors))
-    finish_run(engine, summary)
+    finish_run(engine, summary, argv)
     return summary
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -28,19 +27,14 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Run a pipeline; re-running the same file resumes where it stopped."""
-    from ..config import load_config
-    from ..pipelines.engine import Engine, run_dir_for
-    from ..pipelines.finish import finish_run
+    from .. import run_pipeline
 
     overrides = list(set_ or [])
     if limit is not None:
         overrides.append(f"data.limit={limit}")
-    loaded = load_config(config, overrides)
-    run_dir = run_dir_for(loaded, run_id)
-    engine = Engine(loaded, run_dir, progress=progress)
-    summary = asyncio.run(engine.run(retry_errors=retry_errors))
-    scores = finish_run(engine, summary, sys.argv[1:])
-    led = summary.ledger
+    summary = run_pipeline(config, overrides, run_id=run_id, retry_errors=retry_errors, progress=progress,
+                           argv=sys.argv[1:])
+    scores, run_dir, led = summary.scores, summary.run_dir, summary.ledger
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), "rows": summary.total, "ran": summary.ran,
                                "skipped": summary.skipped, "errors": summary.errors,
@@ -48,7 +42,7 @@ def run(
                               indent=2, default=str))
     else:
         console = Console()
-        console.print(f"[bold]{loaded.pipeline.name}[/]: {summary.total} rows "
+        console.print(f"[bold]{summary.name}[/]: {summary.total} rows "
                       f"({summary.ran} run, {summary.skipped} resumed, {summary.errors} errors) in {summary.seconds:.1f}s")
         console.print(f"model calls {led.calls}, cache hits {led.cache_hits}, retries {led.retries}, "
                       f"tokens {led.prompt_tokens}+{led.completion_tokens}"
