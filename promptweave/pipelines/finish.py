@@ -43,12 +43,8 @@ def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[
     out: dict[str, Any] = {"rows": len(records), "rows_ok": len(ok), "rows_error": len(records) - len(ok),
                            "hypothesis": hyp_name, "metrics": {}, "judges": {}, "segments": {}}
     if p.metrics and hyp_name:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for r in ok:
-            if _value(r, hyp_name) is None:
-                continue
-            label = str(_value(r, sc.group_by)) if sc.group_by else "all"
-            groups.setdefault(label, []).append(r)
+        scored = [r for r in ok if _value(r, hyp_name) is not None]
+        groups = _group(scored, sc.group_by) if sc.group_by else {"all": scored} if scored else {}
         for spec in p.metrics:
             name, opts = (spec, {}) if isinstance(spec, str) else next(iter(spec.items()))
             metric = create_metric(name, p.data.src_lang, p.data.tgt_lang, **(opts or {}))
@@ -92,11 +88,18 @@ def system_table(loaded: LoadedConfig, records: list[dict[str, Any]],
         for system, g in j.get("groups", {}).items():
             table.setdefault(system, {})[step_id] = g.get("mean")
     if sc.human:
-        for system in table:
-            vals = [_value(r, sc.human) for r in records if str(_value(r, sc.group_by)) == system]
-            nums = [float(v) for v in vals if isinstance(v, (int, float))]
+        for system, rows in _group(records, sc.group_by).items():
+            nums = [float(v) for v in (_value(r, sc.human) for r in rows) if isinstance(v, (int, float))]
             table[system][sc.human] = sum(nums) / len(nums) if nums else None
     return table
+
+
+def _group(records: list[dict[str, Any]], field: str) -> dict[str, list[dict[str, Any]]]:
+    """Records by the text of one field (e.g. system), in order of first appearance."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(str(_value(r, field)), []).append(r)
+    return groups
 
 
 def export_mtme(loaded: LoadedConfig, records: list[dict[str, Any]], scores: dict[str, Any],
@@ -158,10 +161,7 @@ def _judge_summary(step_id: str, records: list[dict[str, Any]], group_by: str | 
 
     summary = summarise(records)
     if group_by:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for r in records:
-            groups.setdefault(str(_value(r, group_by)), []).append(r)
-        summary["groups"] = {k: summarise(v) for k, v in sorted(groups.items())}
+        summary["groups"] = {k: summarise(v) for k, v in sorted(_group(records, group_by).items())}
     return summary
 
 
