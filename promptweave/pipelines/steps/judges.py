@@ -104,7 +104,10 @@ class _Judge(Step):
     """Shared plumbing: the model, template variables, and asking with a parse policy."""
 
     config: JudgeConfig
-    needs_reference = False
+    @property
+    def needs_reference(self) -> bool:
+        """Both judge configs have ``reference``: the row must then carry one."""
+        return bool(getattr(self.config, "reference", False))
 
     def prepare(self) -> None:
         self.templates: dict[str, PromptTemplate] = {n: get_template(n) for n in self.template_names()}
@@ -203,10 +206,6 @@ class DAStep(_Judge):
     Config = DAConfig
     config: DAConfig
 
-    @property
-    def needs_reference(self) -> bool:  # type: ignore[override]
-        return self.config.reference
-
     def template_names(self) -> list[str]:
         return ["judges/gemba-da-ref" if self.config.reference else "judges/gemba-da"]
 
@@ -225,10 +224,6 @@ class MQMStep(_Judge):
 
     Config = MQMConfig
     config: MQMConfig
-
-    @property
-    def needs_reference(self) -> bool:  # type: ignore[override]
-        return self.config.reference
 
     def template_names(self) -> list[str]:
         c = self.config
