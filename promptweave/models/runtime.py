@@ -37,6 +37,7 @@ class CallResult:
     completion_tokens: int = 0
     finish_reason: str | None = None
     key: str = ""
+    latency_s: float = 0.0  # wall time of the backend call, retries and their waits included
 
     @property
     def ok(self) -> bool:
@@ -47,6 +48,8 @@ class CallResult:
         d = {"key": self.key[:16], "cached": self.cached, "attempts": self.attempts,
              "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
              "finish_reason": self.finish_reason}
+        if not self.cached:
+            d["latency_s"] = round(self.latency_s, 4)
         if self.error:
             d["error"] = self.error
         return d
@@ -245,6 +248,7 @@ class ModelRuntime:
 
     async def _call(self, messages: list[Message], params: GenParams, key: str) -> CallResult:
         attempts = 0
+        started = time.perf_counter()
 
         async def attempt() -> Completion:
             nonlocal attempts
@@ -267,7 +271,8 @@ class ModelRuntime:
             reason = str(exc) or type(exc).__name__
             if attempts > 1:
                 reason += f" (after {attempts} attempts)"
-            return CallResult(None, error=reason, attempts=attempts, key=key)
+            return CallResult(None, error=reason, attempts=attempts, key=key,
+                              latency_s=time.perf_counter() - started)
 
         self.ledger.prompt_tokens += completion.prompt_tokens
         self.ledger.completion_tokens += completion.completion_tokens
@@ -278,7 +283,8 @@ class ModelRuntime:
             self.cache.put(key, completion)
         return CallResult(completion.text, attempts=attempts, prompt_tokens=completion.prompt_tokens,
                           completion_tokens=completion.completion_tokens,
-                          finish_reason=completion.finish_reason, key=key)
+                          finish_reason=completion.finish_reason, key=key,
+                          latency_s=time.perf_counter() - started)
 
     def _retryable(self, exc: BaseException) -> bool:
         """Retry what may pass next time, unless the server asks for a longer wait than

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import platform
 import sys
 import time
@@ -11,6 +13,8 @@ from typing import Any
 
 from ..config import LoadedConfig
 from ..evaluators import create_metric
+from ..report.markdown import md_text, numbers_lines, run_numbers
+from ..report.numbers import fmt_score, merge_usage
 from .engine import Engine, RunSummary
 from .store import write_json_atomic, write_text_atomic
 
@@ -182,7 +186,7 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
     scores["systems"] = system_table(loaded, records, scores)
     run_dir = engine.run_dir
     scores["mtme_files"] = export_mtme(loaded, records, scores, run_dir / "mtme")
-    write_json_atomic(run_dir / "scores.json", scores)
+    usage_now = {name: lg.to_dict() for name, lg in engine.ledgers.items()}
     manifest = {
         "name": loaded.pipeline.name,
         "run_dir": str(run_dir),
@@ -192,15 +196,39 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
         "metric_signatures": {k: v.get("signature") for k, v in scores["metrics"].items()},
         "versions": package_versions(),
         "models": {name: rt.identity for name, rt in engine.runtimes.items()},
-        "usage": {name: lg.to_dict() for name, lg in engine.ledgers.items()},
+        "usage": merge_usage(_previous_usage(run_dir), usage_now),  # summed over resumes
+        "usage_last_run": usage_now,
         "last_run": {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(summary.seconds, 3),
                      "rows_total": summary.total, "rows_run": summary.ran, "rows_skipped": summary.skipped,
                      "rows_error": summary.errors, "argv": argv or []},
     }
+    scores["numbers"] = run_numbers(records, manifest, lambda r: _value(r, loaded.pipeline.scoring.group_by)
+                                    if loaded.pipeline.scoring.group_by else loaded.pipeline.name)
+    write_json_atomic(run_dir / "scores.json", scores)
     write_json_atomic(run_dir / "manifest.json", manifest)
     write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records))
+    _write_html(run_dir)
     summary.scores = scores
     return scores
+
+
+def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
+    """The usage a resumed run's earlier runs recorded (their manifest), if any."""
+    try:
+        return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("usage")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write_html(run_dir: Path) -> None:
+    """report.html beside report.md; a failure there is logged, never loses the finished run."""
+    from ..report import write_report
+
+    try:
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the run's results are already written
+        logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
+                                                        type(exc).__name__, exc)
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
@@ -219,10 +247,12 @@ def _ranking(loaded: LoadedConfig, scores: dict[str, Any]) -> list[str]:
     human = loaded.pipeline.scoring.human
     key = human if human in cols else (cols[0] if cols else None)
     order = sorted(table, key=lambda s: (table[s].get(key) is None, -(table[s].get(key) or 0.0)))
-    lines = [f"## Systems (ranked by {key})", "", "| rank | system | " + " | ".join(cols) + " |",
-             "|---|---|" + "---|" * len(cols)]
+    n = scores.get("numbers", {}).get("rows_per_system", {})
+    lines = [f"## Systems (ranked by {key})", "", "| rank | system | " + " | ".join(cols) + " | n |",
+             "|---|---|" + "---|" * (len(cols) + 1)]
     for rank, system in enumerate(order, 1):
-        lines.append(f"| {rank} | {system} | " + " | ".join(_fmt(table[system].get(c), 3) for c in cols) + " |")
+        lines.append(f"| {rank} | {md_text(system, 80)} | " + " | ".join(fmt_score(c, table[system].get(c)) for c in cols)
+                     + f" | {n.get(system, {}).get('n', '—')} |")
     if scores.get("mtme_files"):
         lines += ["", f"mt-metrics-eval score files: `{Path(scores['mtme_files'][0]).parent}/`"]
     return lines + [""]
@@ -245,12 +275,12 @@ def render_report(loaded: LoadedConfig, scores: dict[str, Any], manifest: dict[s
         if groups:
             lines += ["| group | " + " | ".join(scores["metrics"]) + " |", "|---|" + "---|" * len(scores["metrics"])]
             for g in groups:
-                cells = [_fmt(m.get("groups", {}).get(g, {}).get("corpus")) for m in scores["metrics"].values()]
-                lines.append(f"| {g} | " + " | ".join(cells) + " |")
+                cells = [fmt_score(n, m.get("groups", {}).get(g, {}).get("corpus")) for n, m in scores["metrics"].items()]
+                lines.append(f"| {md_text(g, 80)} | " + " | ".join(cells) + " |")
         else:
             lines += ["| metric | score |", "|---|---|"]
             for name, m in scores["metrics"].items():
-                lines.append(f"| {name} | {_fmt(m.get('corpus'))} |")
+                lines.append(f"| {name} | {fmt_score(name, m.get('corpus'))} |")
         lines += [""] + [f"- `{name}`: `{m['signature']}`" for name, m in scores["metrics"].items()] + [""]
     if scores.get("systems"):
         lines += _ranking(loaded, scores)
@@ -259,27 +289,29 @@ def render_report(loaded: LoadedConfig, scores: dict[str, Any], manifest: dict[s
         for step_id, j in scores["judges"].items():
             lines.append(f"| {step_id} | all | {_fmt(j['mean'], 3)} | {j['scored']} | {j['parse_failures']} | {j['errors']} |")
             for g, s in j.get("groups", {}).items():
-                lines.append(f"| {step_id} | {g} | {_fmt(s['mean'], 3)} | {s['scored']} | {s['parse_failures']} | {s['errors']} |")
+                lines.append(f"| {step_id} | {md_text(g, 80)} | {_fmt(s['mean'], 3)} | {s['scored']} | {s['parse_failures']} | {s['errors']} |")
         lines.append("")
     lines += ["## Usage", "", "| model | requests | calls | cache hits | retries | errors | prompt tok | completion tok | cost |",
               "|---|---|---|---|---|---|---|---|---|"]
     for name, u in manifest["usage"].items():
         lines.append(f"| {name} | {u['requests']} | {u['calls']} | {u['cache_hits']} | {u['retries']} | {u['errors']} | "
                      f"{u['prompt_tokens']} | {u['completion_tokens']} | {u['cost']:.4f} |")
+    if scores.get("numbers"):
+        lines += [""] + numbers_lines(scores["numbers"])
     errors = [r for r in records if r["status"] != "ok"]
     if errors:
         lines += ["", "## Errors", "", f"{len(errors)} rows failed; `promptweave run {loaded.file} --retry-errors` "
                   "re-runs only those.", ""]
         for r in errors[:10]:
             err = r.get("error", {})
-            lines.append(f"- row `{r['key']}`, step `{err.get('step')}`: {err.get('message')}")
+            lines.append(f"- row {md_text(r['key'], 80)}, step {md_text(err.get('step'), 60)}: {md_text(err.get('message'))}")
     samples = [r for r in records if r["status"] == "ok"][:3]
     hyp = scores.get("hypothesis")
     if samples and hyp:
         lines += ["", "## Samples", ""]
         for r in samples:
-            lines.append(f"- **source**: {_value(r, 'source')}")
-            lines.append(f"  - **{hyp}**: {_value(r, hyp)}")
+            lines.append(f"- **source**: {md_text(_value(r, 'source'))}")
+            lines.append(f"  - **{md_text(hyp, 60)}**: {md_text(_value(r, hyp))}")
             if _value(r, "reference"):
-                lines.append(f"  - **reference**: {_value(r, 'reference')}")
+                lines.append(f"  - **reference**: {md_text(_value(r, 'reference'))}")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,287 @@
+"""``report.html`` of one run: the systems table with intervals and significance, the plots,
+usage and latency, and the segment browser."""
+
+from __future__ import annotations
+
+import math
+import random
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import svg
+from .compare import MetricSpec, SystemData, _streams, compare
+from .numbers import fmt_score, latency_by_model, quality_counts, rows_per_system
+from .page import page, table
+from .rundata import SACRE_METRICS, Column, Run, columns, languages, load_run, metric_options
+from .segments import segment_blob
+from .stats import TestResult, paired, sacrebleu_stats, seed_from_env
+
+ALPHA = 0.05
+SEVERITIES = ["critical", "major", "minor", "neutral"]
+
+
+def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 1000) -> dict[str, TestResult]:
+    """Per system: score, 95% interval and p-value against the best system (paired bootstrap on
+    the items every system has, as sacrebleu resamples; BLEU/chrF/TER from their statistics)."""
+    present = [s for s in systems if col.corpus.get(s) is not None]
+    if not present:
+        return {}
+    best = sorted(present, key=lambda s: -(col.corpus[s] or 0) if col.higher_is_better else (col.corpus[s] or 0))[0]
+    order = [best] + [s for s in present if s != best]
+    seed = seed_from_env()
+    if col.kind == "metric" and col.name in SACRE_METRICS:
+        from ..evaluators import create_metric
+
+        src, tgt = languages(run)
+        metric = create_metric(col.name, src, tgt, **metric_options(run, col.name))._corpus_metric
+        data = _texts(run, order)
+        items = [i for i in data[best].hyps if all(i in d.hyps for d in data.values()) and i in data[best].refs]
+        if not items:
+            return {}
+        refs = _streams([data[best].refs[i] for i in items])
+        stats = {s: sacrebleu_stats(metric, [data[s].hyps[i] for i in items], refs) for s in order}
+        compute = stats[best][1]
+        results = paired((best, stats[best][0]), [(s, stats[s][0]) for s in order[1:]], "bs", n_samples, seed, compute)
+    else:
+        datas = [SystemData(s, scores={col.name: col.values.get(s, {})}) for s in order]
+        comps = compare(datas, [MetricSpec(col.name, col.higher_is_better)], "bs", n_samples)
+        if not comps:
+            return {}
+        results = comps[0].results
+    out = {r.system: r for r in results}
+    for s in present:  # the table shows each system's own score (all its rows), the test uses shared items
+        if s in out:
+            out[s].score = float(col.corpus[s])  # type: ignore[arg-type]
+    return out
+
+
+def _texts(run: Run, systems: list[str]) -> dict[str, SystemData]:
+    hyp_name, ref_name = run.scores.get("hypothesis"), run.scoring.get("reference", "reference")
+    data = {s: SystemData(s) for s in systems}
+    for rec in run.records:
+        d = data.get(run.system_of(rec))
+        if d is None or rec.get("status") != "ok":
+            continue
+        hyp, ref = run.value(rec, hyp_name), run.value(rec, ref_name)
+        if hyp is not None and ref:
+            d.hyps[run.item_of(rec)] = str(hyp)
+            d.refs[run.item_of(rec)] = ref
+    return data
+
+
+def _systems_section(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> tuple[str, dict[str, dict[str, TestResult]]]:
+    counts = rows_per_system(run.records, run.system_of)
+    tests = {c.name: column_tests(run, c, systems, n_samples) for c in cols}
+    head = [("system", "txt"), ("n", "num")] + [(c.name + ("" if c.higher_is_better else " ↓"), "num") for c in cols]
+    rows = []
+    for s in systems:
+        row: list[tuple[str, Any]] = [(escape(s), s), (f"{counts.get(s, {}).get('ok', 0)}/{counts.get(s, {}).get('n', 0)}",
+                                                      counts.get(s, {}).get("ok", 0))]
+        for c in cols:
+            r = tests[c.name].get(s)
+            v = c.corpus.get(s)
+            if v is None:
+                row.append(("—", None))
+                continue
+            cell = escape(fmt_score(c.name, v))
+            if r is not None and r.mean is not None and r.ci is not None:
+                cell += f' <span class="ci">[{fmt_score(c.name, r.mean - r.ci)}, {fmt_score(c.name, r.mean + r.ci)}]</span>'
+            if r is not None and r.p_value is None:
+                cell = f'<span class="top" title="best system">{cell} ★</span>'
+            elif r is not None and r.p_value is not None and r.p_value >= ALPHA:
+                cell = f'<span class="top" title="not significantly different from the best (p = {r.p_value:.4f})">{cell} ★</span>'
+            elif r is not None and r.p_value is not None:
+                cell = f'<span title="worse than the best, p = {r.p_value:.4f}">{cell}<span class="sig">*</span></span>'
+            row.append((cell, v))
+        rows.append(row)
+    note = ('<p class="muted">[low, high]: 95% bootstrap interval (1000 resamples, as sacrebleu, seed '
+            f'{seed_from_env()}); ★ best system or not significantly different from it (paired bootstrap, p ≥ {ALPHA}); '
+            f'<span class="sig">*</span> significantly worse than the best (p &lt; {ALPHA}). n: rows scored / rows. '
+            'Click a header to sort.</p>')
+    return "<h2 id=\"systems\">Systems</h2>" + table(head, rows, "systems-table") + note, tests
+
+
+def _plots(run: Run, cols: list[Column], systems: list[str], tests: dict[str, dict[str, TestResult]]) -> str:
+    charts = []
+    for c in cols:
+        rows = []
+        for s in systems:
+            r = tests.get(c.name, {}).get(s)
+            v = c.corpus.get(s)
+            if v is None:
+                continue
+            lo = r.mean - r.ci if r and r.mean is not None and r.ci is not None else None
+            hi = r.mean + r.ci if r and r.mean is not None and r.ci is not None else None
+            rows.append((s, float(v), lo, hi))
+        charts.append(svg.ranking(f"{c.name}: ranking with 95% intervals", rows, c.higher_is_better))
+    for c in cols:
+        charts.append(svg.boxplots(f"{c.name}: segment scores per system",
+                                   {s: list(c.values.get(s, {}).values()) for s in systems}))
+    return "<h2 id=\"plots\">Scores</h2><div class=\"charts\">" + "".join(x for x in charts if x) + "</div>"
+
+
+def _meta_section(run: Run, cols: list[Column], systems: list[str]) -> str:
+    from ..evaluators.meta import kendall_tau, pairwise_accuracy, pearson
+
+    human = next((c for c in cols if c.kind == "human"), None)
+    if human is None or not any(human.values.values()):
+        return ""
+    items = sorted({i for v in human.values.values() for i in v})
+    H = np.array([[human.values.get(s, {}).get(i, np.nan) for i in items] for s in systems])
+    rows, charts = [], []
+    rng = random.Random(0)
+    for c in cols:
+        if c is human:
+            continue
+        M = np.array([[c.values.get(s, {}).get(i, np.nan) for i in items] for s in systems])
+        if not np.isfinite(M).any():
+            continue
+        hs = np.array([human.corpus.get(s) if human.corpus.get(s) is not None else np.nan for s in systems])
+        ms = np.array([c.corpus.get(s) if c.corpus.get(s) is not None else np.nan for s in systems])
+        ok = np.isfinite(hs) & np.isfinite(ms)
+        sign = 1.0 if c.higher_is_better else -1.0
+        sys_r = pearson(hs[ok], sign * ms[ok]) if ok.sum() > 2 else math.nan
+        acc = pairwise_accuracy(hs[ok], sign * ms[ok])[0] if ok.sum() > 1 else math.nan
+        tau = kendall_tau(H, sign * M, average_by="item") if len(systems) > 1 else kendall_tau(H, sign * M)
+        seg_r = pearson(H, sign * M)
+        rows.append([(escape(c.name), c.name), (_f(sys_r), sys_r), (_f(acc), acc), (_f(tau), tau), (_f(seg_r), seg_r),
+                     (str(int((np.isfinite(H) & np.isfinite(M)).sum())), int((np.isfinite(H) & np.isfinite(M)).sum()))])
+        pts = [(float(M[k, j]), float(H[k, j]), k) for k in range(len(systems)) for j in range(len(items))
+               if np.isfinite(M[k, j]) and np.isfinite(H[k, j])]
+        if len(pts) > 3000:  # a readable, fixed sample
+            pts = rng.sample(pts, 3000)
+        charts.append(svg.scatter(f"{c.name} vs {human.name} (segments)", pts, c.name, human.name, systems))
+    head = [("metric / judge", "txt"), ("system Pearson", "num"), ("pairwise accuracy", "num"),
+            ("segment Kendall τ (per item)", "num"), ("segment Pearson", "num"), ("segments", "num")]
+    note = (f'<p class="muted">Agreement with the human score <b>{escape(human.name)}</b> (mt-metrics-eval '
+            'definitions; metrics where lower is better are negated first).</p>')
+    return ("<h2 id=\"meta\">Judges vs humans</h2>" + note + table(head, rows, "meta-table")
+            + "<div class=\"charts\">" + "".join(x for x in charts if x) + "</div>")
+
+
+def _f(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _mqm_section(run: Run, systems: list[str]) -> str:
+    charts = []
+    for step_id in run.scores.get("judges", {}):
+        sev: dict[str, dict[str, float]] = {}
+        cats: dict[str, dict[str, float]] = {}
+        n: dict[str, int] = {}
+        for rec in run.records:
+            out = (rec.get("outputs") or {}).get(step_id) or {}
+            errs = out.get("errors")
+            if not isinstance(errs, list) or out.get("value") is None:
+                continue
+            s = run.system_of(rec)
+            n[s] = n.get(s, 0) + 1
+            for e in errs:
+                if not isinstance(e, dict):
+                    continue
+                level = str(e.get("severity") or "?").lower()
+                sev.setdefault(s, {})[level] = sev.setdefault(s, {}).get(level, 0) + 1
+                cat = str(e.get("category") or "?").split("/")[0].strip().lower() or "?"
+                cats.setdefault(s, {})[cat] = cats.setdefault(s, {}).get(cat, 0) + 1
+        if not n:
+            continue
+        per_seg = {s: {k: v / n[s] for k, v in sev.get(s, {}).items()} for s in systems if s in n}
+        levels = SEVERITIES + sorted({k for v in per_seg.values() for k in v} - set(SEVERITIES))
+        charts.append(svg.stacked_bars(f"{step_id}: MQM errors per segment by severity", per_seg, levels,
+                                       svg.SEVERITY_COLORS))
+        top = sorted({k for v in cats.values() for k in v}, key=lambda k: -sum(v.get(k, 0) for v in cats.values()))[:8]
+        charts.append(svg.stacked_bars(f"{step_id}: MQM errors per segment by category",
+                                       {s: {k: v / n[s] for k, v in cats.get(s, {}).items() if k in top}
+                                        for s in systems if s in n}, top))
+    return ("<h2 id=\"mqm\">MQM errors</h2><div class=\"charts\">" + "".join(x for x in charts if x) + "</div>") if charts else ""
+
+
+def _usage_section(run: Run) -> str:
+    usage = run.manifest.get("usage") or {}
+    lat = latency_by_model(run.records, run.manifest)
+    head = [("model", "txt"), ("requests", "num"), ("calls", "num"), ("cache hits", "num"), ("retries", "num"),
+            ("errors", "num"), ("prompt tokens", "num"), ("completion tokens", "num"), ("cost", "num"),
+            ("latency p50 s", "num"), ("p90 s", "num"), ("p99 s", "num"), ("max s", "num")]
+    rows = []
+    for name in list(usage) + [m for m in lat if m not in usage]:
+        u, lt = usage.get(name, {}), lat.get(name, {})
+        row: list[tuple[str, Any]] = [(escape(name), name)]
+        for k in ("requests", "calls", "cache_hits", "retries", "errors", "prompt_tokens", "completion_tokens"):
+            row.append((str(u.get(k, "—")), u.get(k)))
+        row.append((f"{u['cost']:.4f}" if "cost" in u else "—", u.get("cost")))
+        for k in ("p50", "p90", "p99", "max"):
+            row.append((f"{lt[k]:.3f}" if k in lt else "—", lt.get(k)))
+        rows.append(row)
+    # tokens and latency over the run, by row index
+    tok, lat_pts, total = [], [], 0
+    for rec in run.records:
+        calls = [t for o in (rec.get("outputs") or {}).values() if isinstance(o, dict)
+                 for t in ([o["call"]] if isinstance(o.get("call"), dict) else []) + list(o.get("calls") or [])]
+        total += sum(int(t.get("prompt_tokens") or 0) + int(t.get("completion_tokens") or 0) for t in calls if not t.get("cached"))
+        tok.append((float(rec.get("index", 0)), float(total)))
+        lats = [float(t["latency_s"]) for t in calls if isinstance(t.get("latency_s"), (int, float))]
+        if lats:
+            lat_pts.append((float(rec.get("index", 0)), sum(lats)))
+    charts = [svg.lines("tokens over the run (cumulative, cache hits excluded)", {"tokens": tok}, "row", "tokens"),
+              svg.lines("model time per row (s)", {"seconds": lat_pts}, "row", "seconds")]
+    return ("<h2 id=\"usage\">Usage and latency</h2>" + table(head, rows, "usage-table")
+            + '<p class="muted">Usage summed over the run and its resumes; latency from every backend call '
+              'recorded in results.jsonl (cache hits excluded).</p>'
+            + "<div class=\"charts\">" + "".join(x for x in charts if x) + "</div>")
+
+
+def _overview(run: Run, systems: list[str]) -> str:
+    q = quality_counts(run.records, run.system_of)
+    cards = [("rows", q["rows"], False), ("failed rows", q["failed_rows"], q["failed_rows"] > 0),
+             ("systems", len(systems), False)]
+    cards += [(f"parse failures: {k}", v, True) for k, v in q["parse_failures"].items()]
+    cards += [(f"flag: {k}", f"{v} ({v / max(1, q['rows']):.0%})", True) for k, v in q["flags"].items()]
+    html = "".join(f'<div class="card{" warn" if warn else ""}"><b>{escape(str(v))}</b>{escape(k)}</div>'
+                   for k, v, warn in cards)
+    return f'<h2 id="overview">Overview</h2><div class="cards">{html}</div>'
+
+
+def _browser() -> str:
+    return ('<h2 id="segments">Segments</h2><div class="controls">'
+            '<label>system <select id="f-sys"><option value="">all</option></select></label>'
+            '<label>flag <select id="f-flag"><option value="">any</option></select></label>'
+            '<label>score <select id="f-col"><option value="">—</option></select></label>'
+            '<input type="number" id="f-min" placeholder="min" step="any">'
+            '<input type="number" id="f-max" placeholder="max" step="any">'
+            '<input type="search" id="f-text" placeholder="search text">'
+            '<span id="seg-count" class="muted"></span></div>'
+            '<div id="seg-list"><div id="seg-spacer"></div></div>'
+            '<div id="seg-detail" class="muted">Click a segment to see its source, reference, output, every step, '
+            'the judges\' replies and error spans.</div><pre id="selftest-result" hidden></pre>')
+
+
+def render_html(run: Run, n_samples: int = 1000) -> str:
+    """The report page of a loaded run."""
+    systems = run.systems()
+    cols = columns(run)
+    models = run.manifest.get("models") or {}
+    model = ", ".join(f"{k}: {v.get('model')} ({v.get('backend')})" for k, v in models.items()) or "—"
+    last = run.manifest.get("last_run") or {}
+    header = (f"<header><h1>{escape(run.name)}</h1><div class=\"meta\">config {escape(str(run.manifest.get('config_file')))}"
+              f" · models {escape(model)} · finished {escape(str(last.get('finished', '—')))} · "
+              f"promptweave {escape(str((run.manifest.get('versions') or {}).get('promptweave', '?')))}</div></header>"
+              "<nav><a href=\"#overview\">overview</a><a href=\"#systems\">systems</a><a href=\"#plots\">scores</a>"
+              "<a href=\"#meta\">judges vs humans</a><a href=\"#mqm\">MQM errors</a><a href=\"#usage\">usage</a>"
+              "<a href=\"#segments\">segments</a></nav>")
+    systems_html, tests = _systems_section(run, cols, systems, n_samples) if cols else ("", {})
+    body = [header, "<section>", _overview(run, systems), systems_html, _plots(run, cols, systems, tests),
+            _meta_section(run, cols, systems), _mqm_section(run, systems), _usage_section(run), _browser(), "</section>"]
+    return page(f"{run.name}: promptweave report", "".join(body), segment_blob(run, cols))
+
+
+def write_report(run_dir: Path | str, n_samples: int = 1000) -> Path:
+    """Write ``report.html`` into a finished run directory; returns its path."""
+    run = load_run(run_dir)
+    out = run.dir / "report.html"
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(render_html(run, n_samples), encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,52 @@
+"""``report.md`` pieces: model text made inert and short, and the headline-numbers section."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .numbers import latency_by_model, quality_counts, rows_per_system
+
+MD_CAP = 300
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}<>()#+!|~])")
+
+
+def md_text(value: Any, cap: int = MD_CAP) -> str:
+    """One line of Markdown that shows ``value`` literally: no markup, links, HTML or table
+    breaks; newlines shown as ⏎; at most ``cap`` characters (with a note of what was cut)."""
+    s = "" if value is None else str(value)
+    cut = len(s) - cap
+    s = s[:cap] if cut > 0 else s
+    s = s.replace("\r\n", "\n").replace("\n", " ⏎ ").replace("\r", " ")
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    return s + (f" … [{cut} more characters]" if cut > 0 else "")
+
+
+def run_numbers(records: list[dict[str, Any]], manifest: dict[str, Any], system_of: Any) -> dict[str, Any]:
+    """Rows per system, failed rows, parse failures, flags and latency per model (for scores.json,
+    report.md and the terminal)."""
+    return {"rows_per_system": rows_per_system(records, system_of),
+            **quality_counts(records, system_of),
+            "latency": latency_by_model(records, manifest)}
+
+
+def numbers_lines(numbers: dict[str, Any]) -> list[str]:
+    """The ``## Quality and latency`` section of report.md."""
+    rows = max(1, numbers.get("rows", 0))
+    lines = ["## Quality and latency", "", f"- failed rows: {numbers.get('failed_rows', 0)}"
+             + "".join(f"; `{md_text(k, 60)}`: {v}" for k, v in numbers.get("failed_by_step", {}).items())]
+    parse = numbers.get("parse_failures") or {}
+    lines.append("- parse failures: " + (", ".join(f"`{md_text(k, 60)}` {v}" for k, v in parse.items()) or "0"))
+    flags = numbers.get("flags") or {}
+    lines.append("- quality flags: " + (", ".join(f"{md_text(k, 60)} {v} ({v / rows:.0%} of rows)"
+                                                  for k, v in flags.items()) or "none"))
+    per_sys = numbers.get("rows_per_system") or {}
+    if len(per_sys) > 1:
+        lines.append("- rows per system: " + ", ".join(f"{md_text(k, 60)} {v['ok']}/{v['n']}" for k, v in per_sys.items()))
+    lat = numbers.get("latency") or {}
+    if lat:
+        lines += ["", "| model | calls | p50 s | p90 s | p99 s | max s |", "|---|---|---|---|---|---|"]
+        for model, d in lat.items():
+            lines.append(f"| {md_text(model, 60)} | {d['calls']} | {d['p50']:.3f} | {d['p90']:.3f} | "
+                         f"{d['p99']:.3f} | {d['max']:.3f} |")
+    return lines + [""]

@@ -1,0 +1,70 @@
+"""Assemble one self-contained HTML page: inline CSS and JavaScript shipped in the package
+(``assets/``), inline SVG charts, and the segment data as a JSON blob.
+
+Safety: the page sets a Content-Security-Policy of ``default-src 'none'`` with the inline script
+and style allowed by their SHA-256 hashes, so nothing is ever fetched and no injected script
+could run. Text goes into HTML through :func:`html.escape`; the JSON blob through
+:func:`json_for_script`, which escapes ``<``, ``>``, ``&`` and U+2028/U+2029 so no ``</script>``
+or ``<!--`` in a model's reply can end or alter the blob.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from html import escape
+from importlib import resources
+from typing import Any
+
+_JS_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
+               0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def json_for_script(data: Any) -> str:
+    """JSON that is safe inside ``<script type="application/json">``."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).translate(_JS_ESCAPES)
+
+
+def asset(name: str) -> str:
+    """A file from ``promptweave/report/assets`` (package data, inlined into every page)."""
+    return resources.files("promptweave.report").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def _hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+
+
+def page(title: str, body: str, data: Any | None = None, script: bool = True) -> str:
+    """The whole document. ``data`` (if any) is embedded as ``#pw-data`` for the script."""
+    css = asset("report.css")
+    js = asset("report.js") if script else ""
+    csp = f"default-src 'none'; style-src {_hash(css)}; img-src data:"
+    if js:
+        csp += f"; script-src {_hash(js)}"
+    parts = ["<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+             f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{escape(title)}</title><style>{css}</style></head><body>", body]
+    if data is not None:
+        parts.append(f'<script type="application/json" id="pw-data">{json_for_script(data)}</script>')
+    if js:
+        parts.append(f"<script>{js}</script>")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def table(head: list[tuple[str, str]], rows: list[list[tuple[str, Any]]], table_id: str = "",
+          sortable: bool = True) -> str:
+    """A table; ``head`` is ``(label, css class)``; cells are ``(html, sort value)`` (the html is
+    already escaped by the caller; the sort value goes into ``data-v``)."""
+    ident = f' id="{escape(table_id)}"' if table_id else ""
+    ths = "".join(f'<th class="{cls}{" sortable" if sortable else ""}"'
+                  f'{f" data-col={chr(34)}{escape(label)}{chr(34)}" if "num" in cls else ""}>{escape(label)}</th>'
+                  for label, cls in head)
+    trs = []
+    for row in rows:
+        tds = "".join(f'<td class="{head[i][1]}" data-v="{escape("" if v is None else str(v))}">{h}</td>'
+                      for i, (h, v) in enumerate(row))
+        trs.append(f"<tr>{tds}</tr>")
+    return f"<table{ident}><thead><tr>{ths}</tr></thead><tbody>{''.join(trs)}</tbody></table>"

@@ -1,0 +1,160 @@
+"""Read a run directory (``manifest.json``, ``scores.json``, ``results.jsonl``) into score columns.
+
+A *column* is anything with one number per row: a corpus metric (its segment scores from
+``scores.json``), a judge or numeric step (the step's ``value``) or the human score field. Rows
+are tied across systems by their ``item`` field (set when a data row is exploded into systems),
+so paired tests compare the same source segments.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+#: sacrebleu-backed metrics, whose corpus score is not a mean of segment scores
+SACRE_METRICS = {"bleu", "chrf", "ter"}
+
+
+@dataclass
+class Column:
+    """One score: where it comes from, its direction, and per system ``{item: value}``."""
+
+    name: str
+    kind: str  # "metric" | "judge" | "human"
+    higher_is_better: bool = True
+    corpus: dict[str, float | None] = field(default_factory=dict)  # per system, as scores.json has it
+    values: dict[str, dict[str, float]] = field(default_factory=dict)  # system -> item -> value
+
+
+@dataclass
+class Run:
+    """A loaded run directory."""
+
+    dir: Path
+    manifest: dict[str, Any]
+    scores: dict[str, Any]
+    records: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or self.dir.name)
+
+    @property
+    def scoring(self) -> dict[str, Any]:
+        return dict((self.manifest.get("config") or {}).get("scoring") or {})
+
+    @property
+    def group_by(self) -> str | None:
+        return self.scoring.get("group_by")
+
+    @property
+    def human(self) -> str | None:
+        return self.scoring.get("human")
+
+    def value(self, rec: dict[str, Any], name: str | None) -> Any:
+        """A step's value or a field's, as ``finish`` reads them."""
+        if not name:
+            return None
+        if name in rec.get("outputs", {}):
+            return rec["outputs"][name].get("value")
+        return rec.get("fields", {}).get(name)
+
+    def system_of(self, rec: dict[str, Any]) -> str:
+        return str(self.value(rec, self.group_by)) if self.group_by else self.name
+
+    @staticmethod
+    def item_of(rec: dict[str, Any]) -> str:
+        return str(rec.get("fields", {}).get("item", rec["key"]))
+
+    def systems(self) -> list[str]:
+        """System names in order of first appearance (one, the run's name, when not grouped)."""
+        out: dict[str, None] = {}
+        for r in self.records:
+            out.setdefault(self.system_of(r))
+        return list(out)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; is {path.parent} a finished run directory?") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run the pipeline to rewrite it") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return data
+
+
+def load_run(run_dir: Path | str) -> Run:
+    """Load a finished run; a clear one-line :class:`DataError` when something is missing."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise DataError(f"{d}: not a directory; give a run directory (e.g. runs/NAME/RUN_ID)")
+    results = d / "results.jsonl"
+    if not results.exists():
+        raise DataError(f"{d}: no results.jsonl; give a run directory (e.g. runs/NAME/RUN_ID)")
+    records: list[dict[str, Any]] = []
+    with open(results, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if not line.endswith("\n"):
+                    break  # a torn last line from a killed run: the run itself trims it on resume
+                raise DataError(f"{results}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict) or "key" not in rec:
+                raise DataError(f"{results}:{lineno}: not a results row (no 'key')")
+            records.append(rec)
+    by_key = {r["key"]: r for r in records}  # a retried row keeps its last record, as RunStore does
+    ordered = sorted(by_key.values(), key=lambda r: r.get("index", 0))
+    return Run(d, _read_json(d / "manifest.json"), _read_json(d / "scores.json"), ordered)
+
+
+def columns(run: Run) -> list[Column]:
+    """Every score column of the run, metrics first, then judges, then the human score."""
+    out: list[Column] = []
+    segs = run.scores.get("segments", {})
+    for name, m in run.scores.get("metrics", {}).items():
+        col = Column(name, "metric", bool(m.get("higher_is_better", True)))
+        groups = m.get("groups") or ({run.systems()[0]: {"corpus": m.get("corpus")}} if run.records else {})
+        col.corpus = {str(k): v.get("corpus") for k, v in groups.items()}
+        out.append(col)
+    for step_id in run.scores.get("judges", {}):
+        out.append(Column(step_id, "judge"))
+    if run.human:
+        out.append(Column(run.human, "human"))
+    for rec in run.records:
+        system, item = run.system_of(rec), run.item_of(rec)
+        for col in out:
+            if col.kind == "metric":
+                v = segs.get(rec["key"], {}).get(col.name)
+            elif col.kind == "judge":
+                v = rec.get("outputs", {}).get(col.name, {}).get("value") if rec.get("status") == "ok" else None
+            else:
+                v = run.value(rec, col.name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                col.values.setdefault(system, {})[item] = float(v)
+    for col in out:
+        if col.kind != "metric":
+            col.corpus = {s: (sum(v.values()) / len(v) if v else None) for s, v in col.values.items()}
+    return out
+
+
+def metric_options(run: Run, name: str) -> dict[str, Any]:
+    """The options the run's config gave metric ``name`` (``metrics: [{bleu: {...}}]``)."""
+    for spec in (run.manifest.get("config") or {}).get("metrics") or []:
+        if isinstance(spec, dict) and name in spec:
+            return dict(spec[name] or {})
+    return {}
+
+
+def languages(run: Run) -> tuple[str | None, str | None]:
+    data = (run.manifest.get("config") or {}).get("data") or {}
+    return data.get("src_lang"), data.get("tgt_lang")

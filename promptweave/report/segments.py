@@ -1,0 +1,84 @@
+"""The segment browser's data: one compact, capped JSON object per results row.
+
+Sources and references are stored once per item (every system of an item shares them). Every
+text a model wrote (outputs, raw replies, error spans) is capped here; escaping is the page's job
+(:func:`promptweave.report.page.json_for_script` for the JSON blob, ``textContent`` in the
+browser), so nothing here is ever interpreted as markup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .numbers import call_traces
+from .rundata import Column, Run
+
+TEXT_CAP = 2000
+RAW_CAP = 4000
+
+
+def cap(value: Any, limit: int = TEXT_CAP) -> str | None:
+    """``str(value)`` cut to ``limit`` characters with a note of what was cut; None stays None."""
+    if value is None:
+        return None
+    s = value if isinstance(value, str) else str(value)
+    return s if len(s) <= limit else s[:limit] + f" … [{len(s) - limit} more characters]"
+
+
+def _step_view(step_id: str, out: dict[str, Any]) -> dict[str, Any]:
+    v: dict[str, Any] = {"id": step_id}
+    value = out.get("value")
+    v["v"] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else cap(value)
+    if out.get("raw") is not None and out.get("raw") != value:
+        v["raw"] = cap(out["raw"], RAW_CAP)
+    if out.get("raw_count"):
+        v["raw2"] = cap(out["raw_count"], RAW_CAP)
+    if out.get("parse_status"):
+        v["ps"] = out["parse_status"]
+    if out.get("parse_error"):
+        v["pe"] = cap(out["parse_error"], 300)
+    if out.get("error"):
+        v["err"] = cap(out["error"], 500)
+    if out.get("flags"):
+        v["fl"] = [cap(f, 40) for f in out["flags"]]
+    if out.get("removed"):
+        v["rm"] = [cap(x, 300) for x in out["removed"]][:10]
+    errors = out.get("errors")
+    if isinstance(errors, list) and errors:
+        v["e"] = [{"sev": cap(e.get("severity"), 20), "cat": cap(e.get("category"), 80),
+                   "span": cap(e.get("span"), 300)} for e in errors[:50] if isinstance(e, dict)]
+    failed = [t for t in call_traces(out) if t.get("parse_status") == "failed" and t.get("raw")]
+    if failed:
+        v["fr"] = [cap(t["raw"], RAW_CAP) for t in failed[:5]]  # replies that did not parse
+    return v
+
+
+def segment_blob(run: Run, cols: list[Column]) -> dict[str, Any]:
+    """``{"items": {item: [source, reference]}, "rows": [...], "cols": [names]}`` for the page."""
+    hyp_name = run.scores.get("hypothesis")
+    scoring = run.scoring
+    src_name, ref_name = scoring.get("source", "source"), scoring.get("reference", "reference")
+    items: dict[str, list[str | None]] = {}
+    rows = []
+    col_index = {c.name: c for c in cols}
+    for rec in run.records:
+        item, system = run.item_of(rec), run.system_of(rec)
+        if item not in items:
+            ref = run.value(rec, ref_name)
+            items[item] = [cap(run.value(rec, src_name)), cap(" ‖ ".join(ref) if isinstance(ref, list) else ref)]
+        outs = rec.get("outputs") or {}
+        steps = [_step_view(sid, o) for sid, o in outs.items() if isinstance(o, dict)]
+        flags = sorted({f for s in steps for f in s.get("fl", [])})
+        flags += [f"parse_failed:{s['id']}" for s in steps if s.get("ps") == "failed"]
+        if rec.get("status") != "ok":
+            flags.append("error")
+        scores = {c: col_index[c].values.get(system, {}).get(item) for c in col_index}
+        row: dict[str, Any] = {"i": rec.get("index", 0), "it": item, "sys": system,
+                               "hyp": cap(run.value(rec, hyp_name)),
+                               "sc": {k: v for k, v in scores.items() if v is not None},
+                               "fl": flags, "steps": steps}
+        if rec.get("status") != "ok":
+            err = rec.get("error") or {}
+            row["err"] = cap(f"{err.get('step')}: {err.get('message')}", 500)
+        rows.append(row)
+    return {"items": items, "rows": rows, "cols": [c.name for c in cols], "hyp": hyp_name}

@@ -1,0 +1,150 @@
+"""Paired significance tests and confidence intervals, resampled exactly as sacrebleu does.
+
+sacrebleu's ``significance`` module defines the procedure (Koehn 2004 paired bootstrap, Riezler &
+Maxwell 2005 approximate randomization): indices from ``numpy.random.default_rng(SACREBLEU_SEED)``
+(12345 unless the environment says otherwise), the statistic recomputed from summed per-segment
+sufficient statistics, p = (#{resampled >= observed} + 1) / (trials + 1), the 95% interval from the
+1/40 quantiles. BLEU/chrF/TER go through ``sacrebleu.significance.PairedTest`` itself
+(:func:`sacrebleu_paired`); for scores that are means of segment values (COMET, LLM judges, human
+scores) :func:`paired` draws the same indices and treats ``[value, 1]`` as the segment statistics,
+so that a mean is "sum / count" exactly as a sacrebleu corpus score is a function of summed stats.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+TestType = Literal["bs", "ar"]
+DEFAULT_SAMPLES = {"bs": 1000, "ar": 10000}
+_CHUNK_CELLS = 8_000_000  # gathered stats per chunk: keeps a 20k-segment bootstrap under ~64 MB
+
+
+def seed_from_env() -> int | None:
+    """sacrebleu's seed rule: ``SACREBLEU_SEED`` (``none`` = from OS entropy), default 12345."""
+    seed = os.environ.get("SACREBLEU_SEED", "12345")
+    return None if seed.lower() == "none" else int(seed)
+
+
+@dataclass
+class TestResult:
+    """One system against the baseline: its score, the p-value (None for the baseline) and, for
+    the bootstrap, the resampled mean and the half-width of the 95% interval."""
+
+    system: str
+    score: float
+    p_value: float | None = None
+    mean: float | None = None
+    ci: float | None = None
+    n: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"system": self.system, "score": self.score, "p_value": self.p_value,
+                "mean": self.mean, "ci": self.ci, "n": self.n}
+
+
+def estimate_ci(scores: np.ndarray) -> tuple[float, float]:
+    """Mean and half-width of the 95% interval (sacrebleu: the n//40-th values from each end)."""
+    s = np.sort(scores)
+    lo = len(s) // 40
+    return float(s.mean()), float(0.5 * (s[len(s) - lo - 1] - s[lo]))
+
+
+def p_value(samples: np.ndarray, observed: float) -> float:
+    """(#{samples > observed} + 1) / (len + 1), as sacrebleu (after multeval)."""
+    return (int(np.sum(samples > observed)) + 1) / (len(samples) + 1)
+
+
+def _resampled(stats: np.ndarray, idxs: np.ndarray, compute: Callable[[np.ndarray], float]) -> np.ndarray:
+    """The statistic of every resample: ``compute`` of the summed stats of rows ``idxs[i]``."""
+    per = max(1, _CHUNK_CELLS // max(1, stats.shape[0] * stats.shape[1]))
+    out: list[float] = []
+    for start in range(0, len(idxs), per):
+        sums = stats[idxs[start:start + per]].sum(1)
+        out.extend(compute(row) for row in sums)
+    return np.array(out, dtype=float)
+
+
+def _mean_of(summed: np.ndarray) -> float:
+    return float(summed[0] / summed[1]) if summed[1] else float("nan")
+
+
+def mean_stats(values: Sequence[float]) -> np.ndarray:
+    """Segment statistics of a mean: one ``[value, 1]`` row per segment (float64)."""
+    arr = np.asarray(values, dtype=float)
+    return np.stack([arr, np.ones_like(arr)], axis=1)
+
+
+def paired(baseline: tuple[str, np.ndarray], systems: Sequence[tuple[str, np.ndarray]],
+           test: TestType = "bs", n_samples: int = 0, seed: int | None = None,
+           compute: Callable[[np.ndarray], float] = _mean_of) -> list[TestResult]:
+    """Paired test of each system against ``baseline`` over aligned segment statistics.
+
+    ``stats`` arrays are ``(segments, k)``; ``compute`` turns summed stats into a score (default:
+    a mean over :func:`mean_stats`). Every system sees the same resampling indices, as in
+    sacrebleu, so results do not depend on the order of the systems.
+    """
+    n_samples = n_samples or DEFAULT_SAMPLES[test]
+    bl_name, bl = baseline
+    n = bl.shape[0]
+    if n == 0:
+        raise ValueError("no aligned segments to test")
+    bl_score = compute(bl.sum(0))
+    bs_idxs = np.random.default_rng(seed).choice(n, size=(1000 if test == "ar" else n_samples, n), replace=True)
+    bl_scores = _resampled(bl, bs_idxs, compute)
+    bl_mean, bl_ci = estimate_ci(bl_scores)
+    results = [TestResult(bl_name, bl_score, None, bl_mean, bl_ci, n)]
+    for name, st in systems:
+        if st.shape[0] != n:
+            raise ValueError(f"{name}: {st.shape[0]} segments, baseline {bl_name} has {n}")
+        score = compute(st.sum(0))
+        diff = abs(bl_score - score)
+        rng = np.random.default_rng(seed)
+        if test == "bs":
+            idxs = rng.choice(n, size=(n_samples, n), replace=True)
+            sys_scores = _resampled(st, idxs, compute)
+            sample = np.abs(sys_scores - bl_scores)
+            mean, ci = estimate_ci(sys_scores)
+            results.append(TestResult(name, score, p_value(sample - sample.mean(), diff), mean, ci, n))
+        else:
+            pos = rng.integers(2, size=(n_samples, n), dtype=bool)
+            boot = rng.choice(n, size=(1000, n), replace=True)
+            a = pos @ bl + (~pos) @ st
+            b = (~pos) @ bl + pos @ st
+            sa = np.array([compute(x) for x in a])
+            sb = np.array([compute(x) for x in b])
+            mean, ci = estimate_ci(_resampled(st, boot, compute))
+            results.append(TestResult(name, score, p_value(np.abs(sa - sb), diff), mean, ci, n))
+    return results
+
+
+def sacrebleu_paired(metric: Any, named: Sequence[tuple[str, Sequence[str]]],
+                     references: Sequence[Sequence[str | None]], test: TestType = "bs",
+                     n_samples: int = 0) -> tuple[str, list[TestResult]]:
+    """sacrebleu's own ``PairedTest`` for one sacrebleu metric object (BLEU, CHRF, TER);
+    ``named[0]`` is the baseline; ``references`` are reference streams. Returns the signature
+    (with the seed and sample count, as sacrebleu prints it) and one result per system."""
+    from sacrebleu.significance import PairedTest
+
+    ps = PairedTest(list(named), {"m": metric}, references=references, test_type=test,
+                    n_samples=n_samples, n_ar_confidence=0 if test == "ar" else -1)
+    sigs, scores = ps()
+    (sig,) = sigs.values()
+    (col,) = [v for k, v in scores.items() if k != "System"]
+    n = len(named[0][1])
+    out = [TestResult(str(name), float(r.score), r.p_value, r.mean, r.ci, n)
+           for name, r in zip(scores["System"], col)]
+    return sig.format(short=False) if hasattr(sig, "format") else str(sig), out
+
+
+def sacrebleu_stats(metric: Any, hypotheses: Sequence[str],
+                    references: Sequence[Sequence[str | None]]) -> tuple[np.ndarray, Callable[[np.ndarray], float]]:
+    """sacrebleu's per-segment sufficient statistics (float32, as sacrebleu resamples them) and
+    the function from summed statistics to the corpus score, for :func:`paired`."""
+    metric._check_corpus_score_args(list(hypotheses), [list(r) for r in references])
+    stats = np.array(metric._extract_corpus_statistics(list(hypotheses), references), dtype="float32")
+    return stats, lambda summed: float(metric._compute_score_from_stats(summed).score)
