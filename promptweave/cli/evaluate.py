@@ -170,6 +170,8 @@ def evaluate(
     option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="metric option metric.key=value, e.g. bleu.tokenize=intl, chrf.word_order=2 (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     segments: bool = typer.Option(False, "--segments", help="include segment scores in the JSON output"),
+    paired_bs: bool = typer.Option(False, "--paired-bs", help="paired bootstrap test of each --hyp against the first (as sacrebleu)"),
+    paired_ar: bool = typer.Option(False, "--paired-ar", help="paired approximate randomization test against the first --hyp"),
 ) -> None:
     """Score existing translations against references with BLEU, chrF, TER or any registered metric."""
     if jsonl is not None and (hyp or ref or src):
@@ -187,6 +189,11 @@ def evaluate(
         data = read_text_files(list(hyp or []), list(ref or []), src)
     results = score_systems(data, names, src_lang, tgt_lang, options)
     n_segments = len(next(iter(data.systems.values())))
+    if paired_bs or paired_ar:
+        from ..report.compare import eval_significance
+
+        eval_significance(data, results, src_lang, tgt_lang, options, "ar" if paired_ar else "bs", as_json)
+        return
     if as_json:
         out = [{k: v for k, v in r.items() if segments or k != "segments"} for r in results]
         typer.echo(json.dumps({"lp": lp, "segments": n_segments, "results": out}, indent=2, ensure_ascii=False))

@@ -126,27 +126,42 @@ def _label(run: Run, system: str, n_runs: int) -> str:
     return f"{run.dir.name}/{system}" if run.group_by else f"{run.dir.parent.name}/{run.dir.name}"
 
 
-def eval_significance(systems: dict[str, list[str]], references: Any, results: list[dict[str, Any]],
-                      metric_objects: dict[str, Any], test: TestType, n_samples: int = 0) -> list[MetricComparison]:
-    """``promptweave eval --paired-bs/--paired-ar``: systems from hypothesis files (the first
-    is the baseline), sacrebleu metrics recomputed from the texts, others from segment scores."""
-    items = [str(i) for i in range(len(next(iter(systems.values()))))]
-    refs = list(references) if references is not None else []
-    data = []
-    for name, hyps in systems.items():
+def eval_significance(data: Any, results: list[dict[str, Any]], src_lang: str | None, tgt_lang: str | None,
+                      options: dict[str, dict[str, Any]], test: TestType, as_json: bool = False,
+                      n_samples: int = 0) -> list[MetricComparison]:
+    """``promptweave eval --paired-bs/--paired-ar``: the first hypothesis file is the baseline;
+    BLEU/chrF/TER are recomputed by sacrebleu's ``PairedTest`` with the same options as the
+    scores, other metrics are tested on their segment scores. Prints the table (or JSON)."""
+    import json
+
+    from ..evaluators import create_metric
+
+    if len(data.systems) < 2:
+        raise PromptweaveError("--paired-bs/--paired-ar need two or more --hyp files (or --hyp-field values); "
+                               "the first is the baseline")
+    n = len(next(iter(data.systems.values())))
+    items = [str(i) for i in range(n)]
+    refs = list(data.references) if data.references is not None else []
+    systems = []
+    for name, hyps in data.systems.items():
         sd = SystemData(name, dict(zip(items, hyps)), dict(zip(items, refs)))
         for r in results:
             if r["system"] == name:
                 sd.scores[r["metric"]] = {i: float(v) for i, v in zip(items, r["segments"]) if v is not None}
-        data.append(sd)
-    specs = []
+        systems.append(sd)
+    specs: dict[str, MetricSpec] = {}
     for r in results:
-        if any(s.name == r["metric"] for s in specs):
-            continue
-        obj = metric_objects.get(r["metric"])
-        specs.append(MetricSpec(r["metric"], r["higher_is_better"],
-                                getattr(obj, "_corpus_metric", None) if r["metric"] in SACRE_METRICS else None))
-    return compare(data, specs, test, n_samples)
+        if r["metric"] not in specs:
+            sacre = None
+            if r["metric"] in SACRE_METRICS:
+                sacre = create_metric(r["metric"], src_lang, tgt_lang, **options.get(r["metric"], {}))._corpus_metric
+            specs[r["metric"]] = MetricSpec(r["metric"], r["higher_is_better"], sacre)
+    comps = compare(systems, list(specs.values()), test, n_samples)
+    if as_json:
+        print(json.dumps(comparisons_to_dict(comps, test), indent=2, ensure_ascii=False))
+    else:
+        print_table(comps, test)
+    return comps
 
 
 def comparisons_to_dict(comps: Sequence[MetricComparison], test: TestType) -> dict[str, Any]:
@@ -185,3 +200,32 @@ def print_table(comps: Sequence[MetricComparison], test: TestType) -> None:
     for c in comps:
         console.print(f"{c.metric}: {c.signature} (n={c.results[0].n})", markup=False, highlight=False, soft_wrap=True)
 
+
+
+def write_html(path: Any, comps: Sequence[MetricComparison], test: TestType, inputs: Sequence[str]) -> None:
+    """The comparison as one offline HTML page (same styling as report.html, no script)."""
+    from html import escape
+    from pathlib import Path
+
+    from .page import page, table
+
+    head = [("system", "txt")] + [(c.metric + ("" if c.higher_is_better else " ↓"), "num") for c in comps]
+    rows = []
+    for i, r in enumerate(comps[0].results):
+        row: list[tuple[str, Any]] = [(("<b>baseline</b> " if i == 0 else "") + escape(r.system), r.system)]
+        for c in comps:
+            res = c.results[i]
+            cell = escape(format_cell(res, 4 if abs(res.score) < 10 else 2))
+            if res.p_value is not None and res.p_value < 0.05:
+                cell = f'<span class="sig">{cell}</span>'
+            row.append((cell, res.score))
+        rows.append(row)
+    name = "paired bootstrap resampling" if test == "bs" else "paired approximate randomization"
+    sigs = "".join(f"<li><code>{escape(c.metric)}</code>: <code>{escape(c.signature)}</code> "
+                   f"(n = {c.results[0].n})</li>" for c in comps)
+    body = (f"<header><h1>Comparison: {escape(name)}</h1><div class=\"meta\">inputs: "
+            f"{escape(', '.join(inputs))}</div></header><section>"
+            + table(head, rows, "compare-table", sortable=False)
+            + f"<p class=\"muted\">score (μ = bootstrap mean ± 95% half-interval) (p = p-value against the baseline); "
+              f"* and red: p &lt; 0.05.</p><ul>{sigs}</ul></section>")
+    Path(path).write_text(page(f"compare: {name}", body, script=False), encoding="utf-8")

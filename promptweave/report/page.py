@@ -43,7 +43,7 @@ def page(title: str, body: str, data: Any | None = None, script: bool = True) ->
     if js:
         csp += f"; script-src {_hash(js)}"
     parts = ["<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-             f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">',
+             f'<meta http-equiv="Content-Security-Policy" content="{escape(csp, quote=False)}">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{escape(title)}</title><style>{css}</style></head><body>", body]
     if data is not None:
