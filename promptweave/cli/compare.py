@@ -16,9 +16,10 @@ from . import app
 def compare_runs(
     run_dirs: list[Path] = typer.Argument(..., help="run directories; the first system is the baseline "
                                                     "(a run grouped by system contributes each system)"),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="system to test the others against (default: the first)"),
     paired_ar: bool = typer.Option(False, "--paired-ar", help="approximate randomization instead of paired bootstrap"),
     n_samples: int = typer.Option(0, "--n", min=0, help="resamples (bootstrap, default 1000) or trials (AR, default 10000)"),
-    html: Optional[Path] = typer.Option(Path("compare.html"), "--html", help="also write the table as HTML here"),
+    html: str = typer.Option("compare.html", "--html", help="also write the table as HTML here ('' for none)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """Compare systems with sacrebleu's paired tests (BLEU/chrF/TER through sacrebleu itself; the
@@ -28,6 +29,11 @@ def compare_runs(
 
     test = "ar" if paired_ar else "bs"
     systems, specs = systems_from_runs([load_run(d) for d in run_dirs])
+    if baseline is not None:
+        found = [s for s in systems if s.name == baseline]
+        if not found:
+            raise PromptweaveError(f"--baseline {baseline!r}: no such system; systems: {', '.join(s.name for s in systems)}")
+        systems = found + [s for s in systems if s.name != baseline]
     if len(systems) < 2:
         raise PromptweaveError(f"{run_dirs[0]}: one system only; give two or more run directories, "
                                "or a run grouped by system (scoring.group_by)")
@@ -39,6 +45,6 @@ def compare_runs(
     else:
         print_table(comps, test)
     if html:
-        write_html(html, comps, test, [str(d) for d in run_dirs])
+        write_html(Path(html), comps, test, [str(d) for d in run_dirs])
         if not as_json:
             typer.echo(f"wrote {html}")

@@ -42,7 +42,9 @@ def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 100
         if not items:
             return {}
         refs = _streams([data[best].refs[i] for i in items])
-        stats = {s: sacrebleu_stats(metric, [data[s].hyps[i] for i in items], refs) for s in order}
+        # the references are tokenised once: later systems use sacrebleu's reference cache
+        stats = {s: sacrebleu_stats(metric, [data[s].hyps[i] for i in items], refs if k == 0 else None)
+                 for k, s in enumerate(order)}
         compute = stats[best][1]
         results = paired((best, stats[best][0]), [(s, stats[s][0]) for s in order[1:]], "bs", n_samples, seed, compute)
     else:

@@ -142,9 +142,12 @@ def sacrebleu_paired(metric: Any, named: Sequence[tuple[str, Sequence[str]]],
 
 
 def sacrebleu_stats(metric: Any, hypotheses: Sequence[str],
-                    references: Sequence[Sequence[str | None]]) -> tuple[np.ndarray, Callable[[np.ndarray], float]]:
+                    references: Sequence[Sequence[str | None]] | None) -> tuple[np.ndarray, Callable[[np.ndarray], float]]:
     """sacrebleu's per-segment sufficient statistics (float32, as sacrebleu resamples them) and
-    the function from summed statistics to the corpus score, for :func:`paired`."""
-    metric._check_corpus_score_args(list(hypotheses), [list(r) for r in references])
-    stats = np.array(metric._extract_corpus_statistics(list(hypotheses), references), dtype="float32")
+    the function from summed statistics to the corpus score, for :func:`paired`. ``references``
+    None reuses the ones the metric cached on its last call (sacrebleu's own reference cache)."""
+    if references is not None:
+        metric._check_corpus_score_args(list(hypotheses), [list(r) for r in references])
+        metric._ref_cache = metric._cache_references(references)  # as sacrebleu's Metric(references=...)
+    stats = np.array(metric._extract_corpus_statistics(list(hypotheses), None), dtype="float32")
     return stats, lambda summed: float(metric._compute_score_from_stats(summed).score)
