@@ -48,7 +48,11 @@ def run(
                       f"tokens {led.prompt_tokens}+{led.completion_tokens}"
                       + (f", cost {led.cost:.4f}" if led.cost else ""))
         _print_scores(console, scores)
-        console.print(f"results: {run_dir}/results.jsonl · report: {run_dir}/report.md")
+        from ..report.markdown import terminal_lines
+
+        for line in terminal_lines(scores.get("numbers") or {}):
+            console.print(line, markup=False, highlight=False)
+        console.print(f"results: {run_dir}/results.jsonl · report: {run_dir}/report.md, {run_dir}/report.html")
         if summary.errors:
             console.print(f"[yellow]{summary.errors} rows failed; re-run them with: "
                           f"promptweave run {config} --retry-errors[/]")
@@ -57,14 +61,16 @@ def run(
 
 
 def _print_scores(console: Console, scores: dict) -> None:
+    from ..report.numbers import fmt_score
+
     if scores["metrics"]:
         table = Table("metric", "group", "score", "signature")
         for name, m in scores["metrics"].items():
             if "groups" in m:
                 for g, s in m["groups"].items():
-                    table.add_row(name, g, _f(s.get("corpus")), m["signature"])
+                    table.add_row(name, g, fmt_score(name, s.get("corpus")), m["signature"])
             else:
-                table.add_row(name, "all", _f(m.get("corpus")), m["signature"])
+                table.add_row(name, "all", fmt_score(name, m.get("corpus")), m["signature"])
         console.print(table)
     if scores["judges"]:
         table = Table("judge", "mean", "scored", "parse failures", "errors")

@@ -8,6 +8,7 @@ from typing import Any
 from .numbers import latency_by_model, quality_counts, rows_per_system
 
 MD_CAP = 300
+_BREAKS = re.compile("(?:\r\n|[\r\n\x0b\x0c\x85\u2028\u2029])")  # everything that may end a line
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}<>()#+!|~])")
 
 
@@ -17,7 +18,7 @@ def md_text(value: Any, cap: int = MD_CAP) -> str:
     s = "" if value is None else str(value)
     cut = len(s) - cap
     s = s[:cap] if cut > 0 else s
-    s = s.replace("\r\n", "\n").replace("\n", " ⏎ ").replace("\r", " ")
+    s = _BREAKS.sub(" ⏎ ", s)
     s = _MD_SPECIAL.sub(r"\\\1", s)
     return s + (f" … [{cut} more characters]" if cut > 0 else "")
 
@@ -50,3 +51,21 @@ def numbers_lines(numbers: dict[str, Any]) -> list[str]:
             lines.append(f"| {md_text(model, 60)} | {d['calls']} | {d['p50']:.3f} | {d['p90']:.3f} | "
                          f"{d['p99']:.3f} | {d['max']:.3f} |")
     return lines + [""]
+
+
+def terminal_lines(numbers: dict[str, Any]) -> list[str]:
+    """The same figures, two or three plain lines for the terminal summary."""
+    if not numbers:
+        return []
+    rows = max(1, numbers.get("rows", 0))
+    parse = ", ".join(f"{k} {v}" for k, v in (numbers.get("parse_failures") or {}).items()) or "0"
+    flags = ", ".join(f"{k} {v} ({v / rows:.0%})" for k, v in (numbers.get("flags") or {}).items()) or "none"
+    out = [f"failed rows {numbers.get('failed_rows', 0)} · parse failures {parse} · quality flags {flags}"]
+    per_sys = numbers.get("rows_per_system") or {}
+    if len(per_sys) > 1:
+        out.append("rows per system: " + ", ".join(f"{k} {v['ok']}/{v['n']}" for k, v in per_sys.items()))
+    lat = numbers.get("latency") or {}
+    if lat:
+        out.append("latency " + "; ".join(f"{m}: p50 {d['p50']:.3f}s p90 {d['p90']:.3f}s p99 {d['p99']:.3f}s "
+                                          f"({d['calls']} calls)" for m, d in lat.items()))
+    return out
