@@ -103,6 +103,11 @@ def paired(baseline: tuple[str, np.ndarray], systems: Sequence[tuple[str, np.nda
             raise ValueError(f"{name}: {st.shape[0]} segments, baseline {bl_name} has {n}")
         score = compute(st.sum(0))
         diff = abs(bl_score - score)
+        if np.array_equal(st, bl):
+            # sacrebleu would give the minimum p (1/(n+1)) here: its centred statistic is 0 > 0
+            # never; the same scores on every segment are no evidence of a difference
+            results.append(TestResult(name, score, 1.0, *estimate_ci(bl_scores), n))
+            continue
         rng = np.random.default_rng(seed)
         if test == "bs":
             idxs = rng.choice(n, size=(n_samples, n), replace=True)

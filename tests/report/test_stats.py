@@ -83,3 +83,10 @@ def test_bleu_statistics_resampled_as_sacrebleu() -> None:
 def test_estimate_ci_is_the_1_40_quantiles() -> None:
     mean, half = estimate_ci(np.arange(1000, dtype=float))
     assert mean == 499.5 and half == 0.5 * (974 - 25)
+
+
+def test_identical_systems_are_not_significant() -> None:
+    same = mean_stats([-6.0] * 50)
+    for test in ("bs", "ar"):
+        res = paired(("a", same), [("b", same.copy())], test, 200, 1)  # type: ignore[arg-type]
+        assert res[1].p_value == 1.0
