@@ -25,9 +25,10 @@ def compare_runs(
     """Compare systems with sacrebleu's paired tests (BLEU/chrF/TER through sacrebleu itself; the
     same resampling for COMET, judge and human scores). Seed: SACREBLEU_SEED (default 12345)."""
     from ..report import load_run
+    from ..report.stats import TestType
     from ..report.compare import comparisons_to_dict, compare, print_table, systems_from_runs, write_html
 
-    test = "ar" if paired_ar else "bs"
+    test: TestType = "ar" if paired_ar else "bs"
     systems, specs = systems_from_runs([load_run(d) for d in run_dirs])
     if baseline is not None:
         found = [s for s in systems if s.name == baseline]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import svg
-from .compare import MetricSpec, SystemData, _streams, compare
+from .compare import MetricSpec, SystemData, _streams, compare, sacrebleu_metric
 from .numbers import fmt_score, latency_by_model, quality_counts, rows_per_system
 from .page import page, table
 from .rundata import SACRE_METRICS, Column, Run, columns, languages, load_run, metric_options
@@ -33,10 +33,8 @@ def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 100
     order = [best] + [s for s in present if s != best]
     seed = seed_from_env()
     if col.kind == "metric" and col.name in SACRE_METRICS:
-        from ..evaluators import create_metric
-
         src, tgt = languages(run)
-        metric = create_metric(col.name, src, tgt, **metric_options(run, col.name))._corpus_metric
+        metric = sacrebleu_metric(col.name, src, tgt, metric_options(run, col.name))
         data = _texts(run, order)
         items = [i for i in data[best].hyps if all(i in d.hyps for d in data.values()) and i in data[best].refs]
         if not items:

@@ -80,8 +80,6 @@ def compare(systems: Sequence[SystemData], specs: Sequence[MetricSpec], test: Te
 def systems_from_runs(runs: Sequence[Run]) -> tuple[list[SystemData], list[MetricSpec]]:
     """Every system of every run (a grouped run contributes one system per group); metrics are
     the columns all runs share. System names get the run's name when several runs are given."""
-    from ..evaluators import create_metric
-
     systems: list[SystemData] = []
     shared: dict[str, MetricSpec] | None = None
     for run in runs:
@@ -93,7 +91,7 @@ def systems_from_runs(runs: Sequence[Run]) -> tuple[list[SystemData], list[Metri
             spec = MetricSpec(col.name, col.higher_is_better)
             if col.kind == "metric" and col.name in SACRE_METRICS:
                 src, tgt = languages(run)
-                spec.sacre = create_metric(col.name, src, tgt, **metric_options(run, col.name))._corpus_metric
+                spec.sacre = sacrebleu_metric(col.name, src, tgt, metric_options(run, col.name))
             specs[col.name] = spec
         shared = specs if shared is None else {k: v for k, v in shared.items() if k in specs}
         by_name: dict[str, SystemData] = {}
@@ -119,6 +117,14 @@ def systems_from_runs(runs: Sequence[Run]) -> tuple[list[SystemData], list[Metri
     return systems, list((shared or {}).values())
 
 
+def sacrebleu_metric(name: str, src_lang: str | None, tgt_lang: str | None, options: dict[str, Any]) -> Any:
+    """The sacrebleu object behind our BLEU/chrF/TER metric, built with the run's options (the
+    tokenizer default for the target language included)."""
+    from ..evaluators import create_metric
+
+    return getattr(create_metric(name, src_lang, tgt_lang, **options), "_corpus_metric")
+
+
 def _label(run: Run, system: str, n_runs: int) -> str:
     """A system's name: its group (one run), the run directory (several runs), or both."""
     if n_runs == 1:
@@ -133,8 +139,6 @@ def eval_significance(data: Any, results: list[dict[str, Any]], src_lang: str | 
     BLEU/chrF/TER are recomputed by sacrebleu's ``PairedTest`` with the same options as the
     scores, other metrics are tested on their segment scores. Prints the table (or JSON)."""
     import json
-
-    from ..evaluators import create_metric
 
     if len(data.systems) < 2:
         raise PromptweaveError("--paired-bs/--paired-ar need two or more --hyp files (or --hyp-field values); "
@@ -154,7 +158,7 @@ def eval_significance(data: Any, results: list[dict[str, Any]], src_lang: str | 
         if r["metric"] not in specs:
             sacre = None
             if r["metric"] in SACRE_METRICS:
-                sacre = create_metric(r["metric"], src_lang, tgt_lang, **options.get(r["metric"], {}))._corpus_metric
+                sacre = sacrebleu_metric(r["metric"], src_lang, tgt_lang, options.get(r["metric"], {}))
             specs[r["metric"]] = MetricSpec(r["metric"], r["higher_is_better"], sacre)
     comps = compare(systems, list(specs.values()), test, n_samples)
     if as_json:

@@ -28,7 +28,7 @@ def json_for_script(data: Any) -> str:
 
 def asset(name: str) -> str:
     """A file from ``promptweave/report/assets`` (package data, inlined into every page)."""
-    return resources.files("promptweave.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("promptweave.report").joinpath("assets").joinpath(name).read_text(encoding="utf-8")
 
 
 def _hash(text: str) -> str:

@@ -135,11 +135,12 @@ def sacrebleu_paired(metric: Any, named: Sequence[tuple[str, Sequence[str]]],
     (with the seed and sample count, as sacrebleu prints it) and one result per system."""
     from sacrebleu.significance import PairedTest
 
-    ps = PairedTest(list(named), {"m": metric}, references=references, test_type=test,
+    refs: Any = references  # sacrebleu skips the None of a missing reference
+    ps = PairedTest(list(named), {"m": metric}, references=refs, test_type=test,
                     n_samples=n_samples, n_ar_confidence=0 if test == "ar" else -1)
     sigs, scores = ps()
     (sig,) = sigs.values()
-    (col,) = [v for k, v in scores.items() if k != "System"]
+    col: list[Any] = next(v for k, v in scores.items() if k != "System")
     n = len(named[0][1])
     out = [TestResult(str(name), float(r.score), r.p_value, r.mean, r.ci, n)
            for name, r in zip(scores["System"], col)]
