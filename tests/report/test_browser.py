@@ -67,6 +67,21 @@ def test_report_of_a_real_run_in_chromium(tmp_path: Path) -> None:
     assert shot.exists() and shot.stat().st_size > 20_000
 
 
+def test_hostile_model_text_cannot_run_or_load_anything(tmp_path: Path) -> None:
+    """A reply with script tags, comment openers, line separators and a remote image: the page's
+    CSP (scripts allowed by hash only) would log any injected script or load; none is logged."""
+    from promptweave import run_pipeline
+    from tests.helpers import scripted_pipeline
+
+    reply = ("</script><script>document.title='pwned'</script><!-- <img src=https://e.invalid/x.png "
+             "onerror=alert(1)> \u2028\u2029 ``` **x** ")
+    run_dir = Path(run_pipeline(scripted_pipeline(tmp_path, reply=reply, rows=4, extra="metrics: [chrf]\n"), progress=False).run_dir)
+    result, console = selftest(run_dir / "report.html", tmp_path)
+    assert result["ok"] and console == [], (result, console)
+    dom, _ = chromium((run_dir / "report.html").as_uri(), "--dump-dom", tmp=tmp_path)
+    assert "<title>pwned" not in dom and "<img" not in dom
+
+
 def test_twenty_thousand_segments_stay_responsive(tmp_path: Path) -> None:
     big = scale_run(wmt_run(tmp_path, items=20), tmp_path / "big", 20_000)
     t0 = time.perf_counter()

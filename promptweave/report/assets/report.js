@@ -58,6 +58,8 @@
     r.fl.forEach(function (f) { if (!seenF[f]) { seenF[f] = 1; flags.push(f); } });
   });
   addOptions(fSys, systems); addOptions(fFlag, flags.sort()); addOptions(fCol, cols);
+  var byItem = {};  // item -> row indices, for "every system's output" in the detail view
+  rows.forEach(function (r, i) { (byItem[r.it] = byItem[r.it] || []).push(i); });
 
   // lower-cased searchable text per row, built on first search only
   var haystack = null;
@@ -151,6 +153,20 @@
     field(detail, "output (" + (blob.hyp || "hypothesis") + "), error spans marked", highlighted(r.hyp, allErrs));
     var sc = Object.keys(r.sc).map(function (k) { return k + " = " + fmt(r.sc[k]); }).join("   ");
     if (sc) field(detail, "scores", sc);
+    var others = (byItem[r.it] || []).filter(function (j) { return j !== i; });
+    if (others.length) {
+      var t = el("table"), tb = el("tbody");
+      others.forEach(function (j) {
+        var o = rows[j], tr = el("tr"), c = cols[0];
+        tr.appendChild(el("td", "sys", o.sys));
+        tr.appendChild(el("td", "num", c && o.sc[c] !== undefined ? c + " " + fmt(o.sc[c]) : ""));
+        tr.appendChild(el("td", null, o.hyp === null ? "(no output)" : o.hyp));
+        tr.addEventListener("click", function () { showDetail(j); });
+        tb.appendChild(tr);
+      });
+      t.appendChild(tb);
+      field(detail, "the other systems on this segment", t);
+    }
     r.steps.forEach(function (s) {
       var box = el("div", "field");
       var head = "step " + s.id + (s.ps ? " · parse " + s.ps : "") + (s.fl ? " · flags: " + s.fl.join(", ") : "");
@@ -192,7 +208,7 @@
     function check(name, cond, extra) { out.checks.push({ name: name, ok: !!cond, info: extra }); if (!cond) out.ok = false; }
     var t0 = performance.now();
     var table = document.getElementById("systems-table");
-    check("systems table present", table && table.tBodies[0].rows.length > 0);
+    check("systems table present", !cols.length || (table && table.tBodies[0].rows.length > 0));
     if (table) {
       var th = table.querySelector("th.sortable[data-col]");
       check("sortable column present", !!th);
@@ -238,6 +254,8 @@
     if (rows.length) {
       showDetail(rows.length - 1);
       check("detail view", detail.querySelectorAll("pre").length >= 2);
+      var sameItem = rows.filter(function (r) { return r.it === rows[rows.length - 1].it; }).length;
+      check("other systems of the segment", sameItem < 2 || detail.querySelectorAll("td.sys").length === sameItem - 1, sameItem);
       var marks = detail.querySelectorAll("mark").length;
       out.marks = marks;
     }
