@@ -13,7 +13,7 @@ import numpy as np
 
 from . import svg
 from .compare import MetricSpec, SystemData, _streams, compare, sacrebleu_metric
-from .numbers import fmt_score, latency_by_model, quality_counts, rows_per_system
+from .numbers import call_traces, fmt_score, latency_by_model, quality_counts, rows_per_system, step_models
 from .page import page, table
 from .rundata import SACRE_METRICS, Column, Run, columns, languages, load_run, metric_options
 from .segments import segment_blob
@@ -215,22 +215,45 @@ def _usage_section(run: Run) -> str:
         for k in ("p50", "p90", "p99", "max"):
             row.append((f"{lt[k]:.3f}" if k in lt else "—", lt.get(k)))
         rows.append(row)
-    # tokens and latency over the run, by row index
-    tok, lat_pts, total = [], [], 0
+    # tokens, cost and latency over the run, by row index
+    prices = _prices(run.manifest)
+    models = step_models(run.manifest)
+    tok, cost, lat_pts, total, spent = [], [], [], 0, 0.0
     for rec in run.records:
-        calls = [t for o in (rec.get("outputs") or {}).values() if isinstance(o, dict)
-                 for t in ([o["call"]] if isinstance(o.get("call"), dict) else []) + list(o.get("calls") or [])]
-        total += sum(int(t.get("prompt_tokens") or 0) + int(t.get("completion_tokens") or 0) for t in calls if not t.get("cached"))
-        tok.append((float(rec.get("index", 0)), float(total)))
-        lats = [float(t["latency_s"]) for t in calls if isinstance(t.get("latency_s"), (int, float))]
+        lats = []
+        for step_id, o in (rec.get("outputs") or {}).items():
+            if not isinstance(o, dict):
+                continue
+            price = prices.get(models.get(step_id, "default"))
+            for t in call_traces(o):
+                if isinstance(t.get("latency_s"), (int, float)):
+                    lats.append(float(t["latency_s"]))
+                if t.get("cached"):
+                    continue
+                p_tok, c_tok = int(t.get("prompt_tokens") or 0), int(t.get("completion_tokens") or 0)
+                total += p_tok + c_tok
+                if price:
+                    spent += (p_tok * float(price.get("input", 0)) + c_tok * float(price.get("output", 0))) / 1e6
+        x = float(rec.get("index", 0))
+        tok.append((x, float(total)))
+        cost.append((x, spent))
         if lats:
-            lat_pts.append((float(rec.get("index", 0)), sum(lats)))
+            lat_pts.append((x, sum(lats)))
     charts = [svg.lines("tokens over the run (cumulative, cache hits excluded)", {"tokens": tok}, "row", "tokens"),
               svg.lines("model time per row (s)", {"seconds": lat_pts}, "row", "seconds")]
+    if prices:
+        charts.insert(1, svg.lines("cost over the run (cumulative)", {"cost": cost}, "row", "cost"))
     return ("<h2 id=\"usage\">Usage and latency</h2>" + table(head, rows, "usage-table")
             + '<p class="muted">Usage summed over the run and its resumes; latency from every backend call '
               'recorded in results.jsonl (cache hits excluded).</p>'
             + "<div class=\"charts\">" + "".join(x for x in charts if x) + "</div>")
+
+
+def _prices(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Model name -> its ``price`` block (per million input/output tokens), where the config sets one."""
+    cfg = manifest.get("config") or {}
+    named = {"default": cfg.get("model") or {}, **(cfg.get("models") or {})}
+    return {k: v["price"] for k, v in named.items() if isinstance(v, dict) and isinstance(v.get("price"), dict)}
 
 
 def _overview(run: Run, systems: list[str]) -> str:

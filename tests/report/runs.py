@@ -40,7 +40,7 @@ def wmt_run(tmp: Path, items: int = 30, metrics: str = "[bleu, chrf]") -> Path:
     cfg = tmp / "wmt.yaml"
     cfg.write_text(f"""
 name: wmt22-judges
-model: {{backend: scripted, model: judge, options: {{rules: {json.dumps(RULES)}, default: '50'}}}}
+model: {{backend: scripted, model: judge, price: {{input: 0.5, output: 1.5}}, options: {{rules: {json.dumps(RULES)}, default: '50'}}}}
 models:
   mt: {{backend: scripted, model: mt, options: {{rules: [{{match: '？', reply: 'An English question?'}}], default: '这是一个中文句子。'}}}}
 data: {{path: {data}, key: id, explode: translations, src_lang: zh, tgt_lang: en, limit: {items}}}

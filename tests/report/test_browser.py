@@ -55,6 +55,7 @@ def test_report_of_a_real_run_in_chromium(tmp_path: Path) -> None:
     assert "default-src 'none'" in text
     assert not re.search(r"""(?:src|href|action)\s*=\s*["']?(?:https?:)?//""", text), "an external resource"
     assert 'id="systems-table"' in text and 'id="meta-table"' in text and text.count("<svg") >= 8
+    assert "MQM errors per segment by severity" in text and "cost over the run" in text and "latency p50" in text
     result, console = selftest(html, tmp_path)
     assert result["ok"], result
     assert console == [], console  # no script error, no blocked (attempted) request
