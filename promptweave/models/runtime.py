@@ -269,6 +269,9 @@ class ModelRuntime:
                 reason += f" (after {attempts} attempts)"
             return CallResult(None, error=reason, attempts=attempts, key=key)
 
+        # a server's usage counts are data: only non-negative integers enter the ledger
+        completion.prompt_tokens = _token_count(completion.prompt_tokens)
+        completion.completion_tokens = _token_count(completion.completion_tokens)
         self.ledger.prompt_tokens += completion.prompt_tokens
         self.ledger.completion_tokens += completion.completion_tokens
         if self.cfg.price is not None:
@@ -338,3 +341,12 @@ class ModelRuntime:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+def _token_count(value: object) -> int:
+    """A usage count from a server: a non-negative int, else 0 (negative, text, NaN, bool)."""
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return value

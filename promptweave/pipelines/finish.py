@@ -45,6 +45,8 @@ def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[
     if p.metrics and hyp_name:
         scored = [r for r in ok if _value(r, hyp_name) is not None]
         groups = _group(scored, sc.group_by) if sc.group_by else {"all": scored} if scored else {}
+        if sc.group_by:
+            groups, out["comparison"] = _common_segments(groups)
         for spec in p.metrics:
             name, opts = (spec, {}) if isinstance(spec, str) else next(iter(spec.items()))
             metric = create_metric(name, p.data.src_lang, p.data.tgt_lang, **(opts or {}))
@@ -70,6 +72,27 @@ def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[
         if step.kind in _JUDGE_KINDS or _numeric_step(step.id, records):
             out["judges"][step.id] = _judge_summary(step.id, records, sc.group_by)
     return out
+
+
+def _common_segments(groups: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Systems are compared on the segments every one of them has a scored row for: a system
+    whose hard segments failed must not win on the easy ones. Warns when segments were dropped."""
+    def item(r: dict[str, Any]) -> str:
+        return str(r.get("fields", {}).get("item", r["key"]))
+
+    sets = [{item(r) for r in rows} for rows in groups.values()]
+    union = set().union(*sets) if sets else set()
+    common = set.intersection(*sets) if sets else set()
+    info: dict[str, Any] = {"segments": len(union), "common_segments": len(common)}
+    if common != union:
+        info["warning"] = (f"systems compared on the {len(common)} of {len(union)} segments that every system "
+                           "has a scored row for (the rest failed or lack a hypothesis for some system)")
+        import logging
+
+        logging.getLogger("promptweave.finish").warning("%s", info["warning"])
+        groups = {g: [r for r in rows if item(r) in common] for g, rows in groups.items()}
+        groups = {g: rows for g, rows in groups.items() if rows}
+    return groups, info
 
 
 def system_table(loaded: LoadedConfig, records: list[dict[str, Any]],
@@ -187,7 +210,7 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
         "name": loaded.pipeline.name,
         "run_dir": str(run_dir),
         "config_file": loaded.file,
-        "config": loaded.raw,
+        "config": loaded.manifest_config(),
         "steps": engine.describe_steps(),
         "metric_signatures": {k: v.get("signature") for k, v in scores["metrics"].items()},
         "versions": package_versions(),
@@ -201,6 +224,12 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
     write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records))
     summary.scores = scores
     return scores
+
+
+def _clip(value: Any, limit: int = 500) -> str:
+    """Model and data text in the report: one line, at most ``limit`` characters (results.jsonl has it all)."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters; see results.jsonl)"
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
@@ -219,7 +248,11 @@ def _ranking(loaded: LoadedConfig, scores: dict[str, Any]) -> list[str]:
     human = loaded.pipeline.scoring.human
     key = human if human in cols else (cols[0] if cols else None)
     order = sorted(table, key=lambda s: (table[s].get(key) is None, -(table[s].get(key) or 0.0)))
-    lines = [f"## Systems (ranked by {key})", "", "| rank | system | " + " | ".join(cols) + " |",
+    comparison = scores.get("comparison", {})
+    lines = [f"## Systems (ranked by {key})", ""]
+    if comparison.get("warning"):
+        lines += [f"**Warning:** {comparison['warning']}.", ""]
+    lines += [ "| rank | system | " + " | ".join(cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     for rank, system in enumerate(order, 1):
         lines.append(f"| {rank} | {system} | " + " | ".join(_fmt(table[system].get(c), 3) for c in cols) + " |")
@@ -272,14 +305,14 @@ def render_report(loaded: LoadedConfig, scores: dict[str, Any], manifest: dict[s
                   "re-runs only those.", ""]
         for r in errors[:10]:
             err = r.get("error", {})
-            lines.append(f"- row `{r['key']}`, step `{err.get('step')}`: {err.get('message')}")
+            lines.append(f"- row `{r['key']}`, step `{err.get('step')}`: {_clip(err.get('message'))}")
     samples = [r for r in records if r["status"] == "ok"][:3]
     hyp = scores.get("hypothesis")
     if samples and hyp:
         lines += ["", "## Samples", ""]
         for r in samples:
-            lines.append(f"- **source**: {_value(r, 'source')}")
-            lines.append(f"  - **{hyp}**: {_value(r, hyp)}")
+            lines.append(f"- **source**: {_clip(_value(r, 'source'))}")
+            lines.append(f"  - **{hyp}**: {_clip(_value(r, hyp))}")
             if _value(r, "reference"):
-                lines.append(f"  - **reference**: {_value(r, 'reference')}")
+                lines.append(f"  - **reference**: {_clip(_value(r, 'reference'))}")
     return "\n".join(lines) + "\n"
