@@ -267,12 +267,17 @@ def _err(loc: LocatedYAML, path: Path_, message: str) -> ConfigError:
 def _allowed_keys(model: type[BaseModel], path: Path_) -> list[str]:
     """The field names valid at ``path`` below ``model`` (for did-you-mean)."""
     cur: Any = model
+    keyed = False  # the last field was a dict[str, Model]: the next part is a free key
     for part in path:
         if isinstance(part, int) or not (isinstance(cur, type) and issubclass(cur, BaseModel)):
             continue
         field = cur.model_fields.get(part)
         if field is None:
+            if keyed:
+                keyed = False
+                continue
             return []
+        keyed = typing.get_origin(field.annotation) is dict or "dict[" in str(field.annotation)
         cur = _model_in(field.annotation)
     return list(cur.model_fields) if isinstance(cur, type) and issubclass(cur, BaseModel) else []
 

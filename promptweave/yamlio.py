@@ -75,7 +75,7 @@ class LocatedYAML:
             merged: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == _MERGE_TAG:
-                    self._merge(value_node, path, merged)
+                    self._merge(value_node, path, merged, self._line(key_node))
                     continue
                 key = self._scalar(key_node)
                 if isinstance(key, (dict, list)):
@@ -106,13 +106,13 @@ class LocatedYAML:
     def _line(self, node: yaml.Node) -> int:
         return node.start_mark.line + 1 + self._offset
 
-    def _merge(self, value_node: yaml.Node, path: Path_, into: dict[Any, Any]) -> None:
+    def _merge(self, value_node: yaml.Node, path: Path_, into: dict[Any, Any], line: int) -> None:
         """``<<: *base`` or ``<<: [*a, *b]``: the keys of the mappings, earlier ones winning."""
         sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
         for src in sources:
             if not isinstance(src, yaml.MappingNode):
                 raise ConfigError("a merge key '<<' takes a mapping or a list of mappings, e.g. <<: *defaults",
-                                  file=self.file, line=self._line(src), key=fmt_path(path) or None)
+                                  file=self.file, line=line, key=fmt_path(path) or None)
             built = self._build(src, path)
             for key, value in built.items():
                 into.setdefault(key, value)

@@ -285,3 +285,25 @@ def run_batch(root: Path, cases: list[TableCase]) -> dict[str, Result]:
 def check_run(root: Path, case: TableCase, res: Result) -> str:
     n = case.line(root / "cases")
     return check_error(res, case.expect, f"{case.config_name}:{n}:" if n else None)
+
+
+def table_tests(cases: list[TableCase]) -> tuple[object, object, object]:
+    """The fixture and tests of a table module: ``table_results, test_validate, test_run = table_tests(CASES)``."""
+    import pytest
+
+    names = [c.name for c in cases]
+    assert len(set(names)) == len(names), "duplicate case names"
+
+    @pytest.fixture(scope="module", name="table_results")
+    def table_results(hostile_arena: Path) -> dict[str, Result]:
+        return run_batch(hostile_arena, cases)
+
+    @pytest.mark.parametrize("case", [c for c in cases if "validate" in c.commands], ids=lambda c: c.name)
+    def test_validate(case: TableCase, hostile_arena: Path) -> None:
+        validate_case(hostile_arena, case)
+
+    @pytest.mark.parametrize("case", [c for c in cases if "run" in c.commands], ids=lambda c: c.name)
+    def test_run(case: TableCase, hostile_arena: Path, table_results: dict[str, Result]) -> None:
+        check_run(hostile_arena, case, table_results[case.name])
+
+    return table_results, test_validate, test_run
