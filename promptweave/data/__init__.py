@@ -169,10 +169,12 @@ def _number(value: Any, where: str, name: str) -> float | int | None:
         if text == "":
             return None
         try:
-            value = float(text) if any(c in text for c in ".eE") or text.lower() in ("nan", "inf", "-inf") \
-                else int(text)
+            value = int(text)
         except ValueError:
-            raise DataError(f"{where}: field '{name}' must be a number, got '{text[:40]}'") from None
+            try:
+                value = float(text)
+            except ValueError:
+                raise DataError(f"{where}: field '{name}' must be a number, got '{text[:40]}'") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataError(f"{where}: field '{name}' must be a number, got {_describe(value)}")
     if isinstance(value, float) and not math.isfinite(value):
