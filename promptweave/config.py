@@ -147,6 +147,32 @@ class LoadedConfig:
             _set_path(out, path, original)
         return out
 
+    def redact(self, value: Any) -> Any:
+        """``value`` (e.g. the manifest) with every environment value the file interpolated
+        replaced by ``${VAR}``, except variables listed in ``record_env``: a secret given as
+        ``${VAR}`` reaches no file through model identities, step descriptions or argv either."""
+        if self.loc is None:
+            return value
+        allowed = set(self.pipeline.record_env)
+        # longest first, so that a value containing another is replaced whole; very short values
+        # ("1", "en") would rewrite unrelated text and are no secrets
+        pairs = sorted(((v, n) for n, v in self.loc.env_used.items() if n not in allowed and len(v) >= 4),
+                       key=lambda p: -len(p[0]))
+
+        def walk(x: Any) -> Any:
+            if isinstance(x, str):
+                for secret, name in pairs:
+                    if secret in x:
+                        x = x.replace(secret, "${" + name + "}")
+                return x
+            if isinstance(x, dict):
+                return {walk(k): walk(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [walk(v) for v in x]
+            return x
+
+        return walk(value) if pairs else value
+
     def load_rows(self) -> list[tuple[str, dict[str, Any]]]:
         """The data rows, with the values the pipeline reads checked (text, sources, scores) and
         the step ids and ``scoring`` fields checked against the rows' fields."""

@@ -46,6 +46,8 @@ class LocatedYAML:
         self.lines: dict[Path_, int] = {}
         #: path -> the text before ``${VAR}`` interpolation, for every value that used the environment
         self.interpolated: dict[Path_, str] = {}
+        #: variable name -> the value taken from the environment
+        self.env_used: dict[str, str] = {}
         self._interpolate_env = interpolate
         self._offset = line_offset
         self._values = 0
@@ -129,6 +131,7 @@ class LocatedYAML:
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in os.environ:
+                self.env_used[name] = os.environ[name]
                 return os.environ[name]
             if default is not None:
                 return default

@@ -220,7 +220,7 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
                      "rows_total": summary.total, "rows_run": summary.ran, "rows_skipped": summary.skipped,
                      "rows_error": summary.errors, "argv": argv or []},
     }
-    write_json_atomic(run_dir / "manifest.json", manifest)
+    write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
     write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records))
     summary.scores = scores
     return scores
