@@ -216,9 +216,9 @@ class LoadedConfig:
         checks: list[tuple[str, str | None, bool]] = [
             ("hypothesis", sc.hypothesis, True), ("group_by", sc.group_by, True), ("human", sc.human, True)]
         metrics = self._built_metrics()
-        if any(m.needs_reference for m in metrics):
+        if any(_declares(m, "needs_reference") for m in metrics):
             checks.append(("reference", sc.reference, True))
-        if any(m.needs_source for m in metrics):
+        if any(_declares(m, "needs_source") for m in metrics):
             checks.append(("source", sc.source, True))
         for name, value, required in checks:
             if value is None or not required:
@@ -270,6 +270,13 @@ RESERVED_IDS = frozenset({
     "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else", "elif",
     "for", "with", "set", "block", "macro", "call", "filter", "import", "include", "extends", "raw",
 })
+
+
+def _declares(metric: Any, flag: str) -> bool:
+    """A metric's class-level ``needs_*`` flag; a property (COMET decides from its checkpoint,
+    which may mean a download) counts as unknown here and is checked when scoring."""
+    value = getattr(type(metric), flag, False)
+    return value if isinstance(value, bool) else False
 
 
 def _set_path(data: Any, path: Path_, value: Any) -> None:
