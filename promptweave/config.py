@@ -327,7 +327,9 @@ def _model_in(annotation: Any) -> Any:
 
 def _pydantic_error(loc: LocatedYAML, exc: ValidationError, model: type[BaseModel], prefix: Path_) -> ConfigError:
     err = exc.errors()[0]
-    path = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # drop pydantic's union-member tags ("str", "dict[str,...]", "function-after[...]") from the path
+    path = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and (
+        p.startswith("function-") or "[" in p or p in ("str", "int", "float", "bool", "list", "dict"))))
     kind, msg = err["type"], err["msg"]
     key = path[-1] if path else ""
     if kind == "extra_forbidden":
@@ -417,8 +419,6 @@ def load_config_text(text: str, file: str = "<config>", overrides: list[str] | N
     data = loc.data
     if not isinstance(data, dict):
         raise ConfigError("a pipeline file is a mapping with name, model, data and steps", file=file, line=1)
-    for key in [k for k in data if isinstance(k, str) and k.startswith("x-")]:
-        del data[key]  # extension keys: a place for YAML anchors (x-defaults: &d {...}; <<: *d)
     overridden = set()
     for assignment in overrides or []:
         try:
@@ -426,6 +426,8 @@ def load_config_text(text: str, file: str = "<config>", overrides: list[str] | N
         except ConfigError as exc:
             raise ConfigError(exc.detail, file=file) from None
         overridden.add(assignment.partition("=")[0].strip())
+    for key in [k for k in data if isinstance(k, str) and k.startswith("x-")]:
+        del data[key]  # extension keys: a place for YAML anchors (x-defaults: &d {...}; <<: *d)
     try:
         pipeline = PipelineConfig.model_validate(data)
     except ValidationError as exc:

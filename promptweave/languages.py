@@ -37,7 +37,8 @@ def normalize(value: str) -> str:
         tag, lang = "", None
     if lang is not None and lang.language and lang.language != "und" and lang.is_valid():
         return tag
-    raise LanguageError(f"'{value}' is not a BCP-47 language code{_suggestion(text)}; "
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    raise LanguageError(f"'{shown}' is not a BCP-47 language code{_suggestion(text)}; "
                         "use a code such as de, en, zh-Hant or fil")
 
 

@@ -41,6 +41,8 @@ def open_regular(p: Path, what: str, error: type[Exception] = DataError) -> Bina
     except FileNotFoundError:
         hint = " (a symbolic link to a missing file)" if os.path.islink(p) else ""
         raise error(f"{what}: {p} does not exist{hint}; check the path") from None
+    except ValueError:  # e.g. a NUL byte in the path
+        raise error(f"{what}: {str(p)!r:.80} is not a valid path (it contains a NUL byte)") from None
     except IsADirectoryError:
         raise error(f"{what}: {p} is a directory, not a file; give a file") from None
     except OSError as exc:
