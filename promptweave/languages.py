@@ -13,11 +13,15 @@ translation"), the BLEU tokenizer and the wrong-language check all agree:
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import langcodes
 
 from .errors import PromptweaveError
+
+
+_ISO639 = re.compile(r"^[a-z]{2,3}$")  # a primary language subtag (no private-use x-, no grandfathered i-)
 
 
 class LanguageError(PromptweaveError, ValueError):
@@ -35,10 +39,11 @@ def normalize(value: str) -> str:
         lang = langcodes.Language.get(tag)
     except (langcodes.tag_parser.LanguageTagError, ValueError):
         tag, lang = "", None
-    if lang is not None and lang.language and lang.language != "und" and lang.is_valid():
+    if lang is not None and lang.language and _ISO639.match(lang.language) and lang.language != "und" \
+            and lang.is_valid() and not str(lang.display_name("en")).startswith("Unknown language"):
         return tag
     shown = value if len(value) <= 40 else value[:40] + "…"
-    raise LanguageError(f"'{shown}' is not a BCP-47 language code{_suggestion(text)}; "
+    raise LanguageError(f"{shown!r} is not a BCP-47 language code{_suggestion(text)}; "
                         "use a code such as de, en, zh-Hant or fil")
 
 
