@@ -210,6 +210,12 @@ class LoadedConfig:
                 raise self.error_at(("steps", i, "id" if self._has_id(i) else spec.kind),
                                     f"step id '{spec.id}' is also a field of the data, which it would hide "
                                     f"from later steps and metrics; rename the step (e.g. '{spec.id}_out')")
+        for lang in ("src_lang", "tgt_lang"):
+            if getattr(self.pipeline.data, lang) is None and lang in fields:
+                missing = next((key for key, row in rows if row.get(lang) is None), None)
+                if missing is not None:  # row 1 renders fine in preflight; this row would not
+                    raise self.error_at(("data",), f"row '{missing}' has no {lang} while other rows have one; "
+                                                   f"set data.{lang} as the default or give every row a {lang}")
         step_ids = {s.id for s in self.steps}
         known = sorted(fields | step_ids)
         sc = self.pipeline.scoring

@@ -269,17 +269,25 @@ def validate_case(root: Path, case: TableCase) -> str:
     return check_error(res, case.expect, f"{case.config_name}:{n}:" if n else None)
 
 
-def run_batch(root: Path, cases: list[TableCase]) -> dict[str, Result]:
-    """``promptweave run`` of every case with "run" in its commands, forked, under the time
-    limit; the good run's directory must not change."""
+FORK_EVERY = 4  # every 4th table case also runs in a process of its own
+
+
+def run_batch(root: Path, cases: list[TableCase]) -> dict[str, list[Result]]:
+    """``promptweave run`` of every case with "run" in its commands: in-process (the same
+    ``main()``, under the time limit) for all, and forked for every :data:`FORK_EVERY`-th. The
+    good run's directory must not change."""
     cases_dir = root / "cases"
     todo = [c for c in cases if "run" in c.commands]
     for c in todo:
         ensure_written(cases_dir, c)
     before = snapshot(cases_dir / "runs")
-    done = forked_cli(root, [["run", f"cases/{c.config_name}", *c.args, "--no-progress"] for c in todo])
+    out = {c.name: [inprocess_cli(root, "run", f"cases/{c.config_name}", *c.args, "--no-progress")] for c in todo}
+    forked = todo[::FORK_EVERY]
+    done = forked_cli(root, [["run", f"cases/{c.config_name}", *c.args, "--no-progress"] for c in forked])
+    for c, r in zip(forked, done):
+        out[c.name].append(r)
     assert snapshot(cases_dir / "runs") == before, "a failed run changed the results of the earlier good run"
-    return {c.name: r for c, r in zip(todo, done)}
+    return out
 
 
 def check_run(root: Path, case: TableCase, res: Result) -> str:
@@ -295,7 +303,7 @@ def table_tests(cases: list[TableCase]) -> tuple[object, object, object]:
     assert len(set(names)) == len(names), "duplicate case names"
 
     @pytest.fixture(scope="module", name="table_results")
-    def table_results(hostile_arena: Path) -> dict[str, Result]:
+    def table_results(hostile_arena: Path) -> dict[str, list[Result]]:
         return run_batch(hostile_arena, cases)
 
     @pytest.mark.parametrize("case", [c for c in cases if "validate" in c.commands], ids=lambda c: c.name)
@@ -303,7 +311,8 @@ def table_tests(cases: list[TableCase]) -> tuple[object, object, object]:
         validate_case(hostile_arena, case)
 
     @pytest.mark.parametrize("case", [c for c in cases if "run" in c.commands], ids=lambda c: c.name)
-    def test_run(case: TableCase, hostile_arena: Path, table_results: dict[str, Result]) -> None:
-        check_run(hostile_arena, case, table_results[case.name])
+    def test_run(case: TableCase, hostile_arena: Path, table_results: dict[str, list[Result]]) -> None:
+        for res in table_results[case.name]:  # in-process, and forked for some
+            check_run(hostile_arena, case, res)
 
     return table_results, test_validate, test_run

@@ -119,6 +119,9 @@ for i, (row, parts) in enumerate([
         ('{"source": "a", "src_lang": "xx"}', ["field 'src_lang'", "not a BCP-47"]),
         ('{"source": "a", "tgt_lang": 5}', ["field 'tgt_lang' must be a language code"])]):
     CASES.append(data_case(f"row_lang_{i}", "d.jsonl", jl(OK, row), ["d.jsonl:2:", *parts]))
+CASES.append(TableCase("row_lang_partly", BASE + "data: {path: {d}/d.jsonl, key: id, src_lang: de}\n" + STEP,
+                       ["'data'", "row 'b' has no tgt_lang", "set data.tgt_lang"], "data:",
+                       {"d.jsonl": jl('{"id": "a", "source": "x", "tgt_lang": "en"}', '{"id": "b", "source": "y"}')}))
 for i, (row, parts) in enumerate([
         ('{"id": ["a"], "source": "a"}', ["field 'id' (data.key) must be text or an integer"]),
         ('{"id": {"x": 1}, "source": "a"}', ["data.key"]),
