@@ -1,11 +1,20 @@
 """The pipeline file: pydantic models that forbid unknown keys, ``${ENV}`` interpolation,
 ``--set`` overrides, and one-line errors naming file:line and the key.
+
+Everything that can be checked without a model call is checked at load (``promptweave
+validate`` runs the same checks): step ids against reserved names, languages against the
+BCP-47 tables, every metric built with its options, backend options, and, once the data is
+read (:meth:`LoadedConfig.load_rows`), step ids against data fields and the ``scoring`` fields
+against what the rows and steps provide. Relative paths (data, templates, ``output``,
+``cache``) resolve against the pipeline file's directory.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import keyword
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError, PromptweaveError
+from .languages import LanguageError, normalize as normalize_language
 from .models.spec import ModelConfig
 from .pipelines.steps import StepConfig, steps as step_registry
 from .registry import UnknownNameError, suggest
@@ -42,11 +52,18 @@ class DataConfig(BaseModel):
         None, description="per-system hypothesis files (one segment a line), beside files: {source, reference}")
     split: str = Field("train", description="Hugging Face datasets split")
     hf_config: str | None = None
+    null_values: list[str] = Field(default_factory=list, description="CSV/TSV cells that mean null, e.g. "
+                                   "['None', 'NA']; by default every cell is text")
 
     @field_validator("src_lang", "tgt_lang")
     @classmethod
     def _lang(cls, v: str | None) -> str | None:
-        return v.strip() if isinstance(v, str) else v
+        if v is None:
+            return None
+        try:
+            return normalize_language(v)
+        except LanguageError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class ScoringConfig(BaseModel):
@@ -80,6 +97,8 @@ class PipelineConfig(BaseModel):
     run_id: str | None = None
     cache: str | None = Field(None, description="cache file; default <output>/cache.sqlite; 'off' disables")
     concurrency: int = Field(64, ge=1, description="rows in flight at once")
+    record_env: list[str] = Field(default_factory=list, description="environment variables whose ${VAR} values "
+                                  "may be written to manifest.json (by default the manifest keeps '${VAR}')")
 
 
 @dataclass
@@ -100,6 +119,138 @@ class LoadedConfig:
     base_dir: Path
     raw: dict[str, Any]
     loc: LocatedYAML | None = None
+    overridden: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        # output/cache resolve against the pipeline file's directory, like data and template
+        # paths: the same command from another directory must find the same run and cache
+        p = self.pipeline
+        if not Path(p.output).expanduser().is_absolute():
+            p.output = str(self.base_dir / Path(p.output).expanduser())
+        cache = p.cache
+        if isinstance(cache, str) and cache not in ("off", "") and not Path(cache).expanduser().is_absolute():
+            p.cache = str(self.base_dir / Path(cache).expanduser())
+
+    def manifest_config(self) -> dict[str, Any]:
+        """The config for ``manifest.json``: every value that came from ``${VAR}`` is written as
+        it was in the file (``${VAR}``), unless all its variables are listed in ``record_env``."""
+        out = copy.deepcopy(self.raw)
+        if self.loc is None:
+            return out
+        allowed = set(self.pipeline.record_env)
+        for path, original in self.loc.interpolated.items():
+            if ".".join(map(str, path)) in self.overridden:
+                continue
+            names = set(_ENV_NAME.findall(original))
+            if names and names <= allowed:
+                continue
+            _set_path(out, path, original)
+        return out
+
+    def redact(self, value: Any) -> Any:
+        """``value`` (e.g. the manifest) with every environment value the file interpolated
+        replaced by ``${VAR}``, except variables listed in ``record_env``: a secret given as
+        ``${VAR}`` reaches no file through model identities, step descriptions or argv either."""
+        if self.loc is None:
+            return value
+        allowed = set(self.pipeline.record_env)
+        # longest first, so that a value containing another is replaced whole; very short values
+        # ("1", "en") would rewrite unrelated text and are no secrets
+        pairs = sorted(((v, n) for n, v in self.loc.env_used.items() if n not in allowed and len(v) >= 4),
+                       key=lambda p: -len(p[0]))
+
+        def walk(x: Any) -> Any:
+            if isinstance(x, str):
+                for secret, name in pairs:
+                    if secret in x:
+                        x = x.replace(secret, "${" + name + "}")
+                return x
+            if isinstance(x, dict):
+                return {walk(k): walk(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [walk(v) for v in x]
+            return x
+
+        return walk(value) if pairs else value
+
+    def load_rows(self) -> list[tuple[str, dict[str, Any]]]:
+        """The data rows, with the values the pipeline reads checked (text, sources, scores) and
+        the step ids and ``scoring`` fields checked against the rows' fields."""
+        from .data import load_rows
+
+        text, sources, numbers = self._field_roles()
+        rows = load_rows(self.pipeline.data, self.base_dir, text_fields=text, source_fields=sources,
+                         number_fields=numbers)
+        self.check_fields(rows)
+        return rows
+
+    def _field_roles(self) -> tuple[set[str], set[str], set[str]]:
+        step_ids = {s.id for s in self.steps}
+        sc = self.pipeline.scoring
+        sources = {str(getattr(s.config, "source", "source")) for s in self.steps if s.kind == "translate"}
+        sources -= step_ids
+        text = {f for f in (sc.reference, sc.source, "source", "reference") if f and f not in step_ids}
+        hyp = sc.hypothesis
+        if hyp and hyp not in step_ids and self.pipeline.metrics:
+            text.add(hyp)
+        for s in self.steps:
+            translation = getattr(s.config, "translation", None)
+            if isinstance(translation, str) and translation not in step_ids:
+                text.add(translation)
+        numbers = {sc.human} if sc.human else set()
+        return text, sources, numbers
+
+    def check_fields(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
+        """Step ids must not shadow data fields; ``scoring`` must name a field or step that exists."""
+        fields: set[str] = set()
+        for _, row in rows:
+            fields.update(map(str, row))
+        for i, spec in enumerate(self.steps):
+            if spec.id in fields:
+                raise self.error_at(("steps", i, "id" if self._has_id(i) else spec.kind),
+                                    f"step id '{spec.id}' is also a field of the data, which it would hide "
+                                    f"from later steps and metrics; rename the step (e.g. '{spec.id}_out')")
+        for lang in ("src_lang", "tgt_lang"):
+            if getattr(self.pipeline.data, lang) is None and lang in fields:
+                missing = next((key for key, row in rows if row.get(lang) is None), None)
+                if missing is not None:  # row 1 renders fine in preflight; this row would not
+                    raise self.error_at(("data",), f"row '{missing}' has no {lang} while other rows have one; "
+                                                   f"set data.{lang} as the default or give every row a {lang}")
+        step_ids = {s.id for s in self.steps}
+        known = sorted(fields | step_ids)
+        sc = self.pipeline.scoring
+        checks: list[tuple[str, str | None, bool]] = [
+            ("hypothesis", sc.hypothesis, True), ("group_by", sc.group_by, True), ("human", sc.human, True)]
+        metrics = self._built_metrics()
+        if any(_declares(m, "needs_reference") for m in metrics):
+            checks.append(("reference", sc.reference, True))
+        if any(_declares(m, "needs_source") for m in metrics):
+            checks.append(("source", sc.source, True))
+        for name, value, required in checks:
+            if value is None or not required:
+                continue
+            if value not in fields and value not in step_ids:
+                raise self.error_at(("scoring", name) if self._in_file(("scoring", name)) else ("metrics",),
+                                    f"scoring.{name} '{value}' names no data field or step"
+                                    f"{suggest(value, known)}; fields and steps: {', '.join(known)[:300]}")
+        if self.pipeline.metrics and not self._hypothesis():
+            raise self.error_at(("metrics",), "metrics need a hypothesis: add a translate step or set "
+                                              "scoring.hypothesis to the field or step to score")
+
+    def _hypothesis(self) -> str | None:
+        if self.pipeline.scoring.hypothesis:
+            return self.pipeline.scoring.hypothesis
+        translate = [s.id for s in self.steps if s.kind == "translate"]
+        return translate[-1] if translate else None
+
+    def _has_id(self, index: int) -> bool:
+        return self._in_file(("steps", index, "id"))
+
+    def _in_file(self, path: Path_) -> bool:
+        return self.loc is not None and tuple(path) in self.loc.lines
+
+    def _built_metrics(self) -> list[Any]:
+        return build_metrics(self.pipeline)
 
     def error_at(self, path: Path_, message: str) -> ConfigError:
         """A one-line error at the line of ``path`` (e.g. ``("data", "path")``) in the file."""
@@ -117,6 +268,35 @@ class LoadedConfig:
 
 
 _STEP_COMMON = {"id", "model"}
+_ENV_NAME = __import__("re").compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+#: names a step id cannot take: the variables every prompt sees, Jinja's globals and keywords
+RESERVED_IDS = frozenset({
+    "source", "reference", "src_lang", "tgt_lang", "src_lang_name", "tgt_lang_name", "examples", "domain",
+    "range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "self", "caller", "varargs", "kwargs",
+    "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else", "elif",
+    "for", "with", "set", "block", "macro", "call", "filter", "import", "include", "extends", "raw",
+})
+
+
+def _declares(metric: Any, flag: str) -> bool:
+    """A metric's class-level ``needs_*`` flag; a property (COMET decides from its checkpoint,
+    which may mean a download) counts as unknown here and is checked when scoring."""
+    value = getattr(type(metric), flag, False)
+    return value if isinstance(value, bool) else False
+
+
+def _set_path(data: Any, path: Path_, value: Any) -> None:
+    cur = data
+    for part in path[:-1]:
+        try:
+            cur = cur[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    try:
+        if isinstance(cur, dict) and path[-1] in cur or isinstance(cur, list) and path[-1] < len(cur):
+            cur[path[-1]] = value
+    except TypeError:
+        return
 
 
 def _err(loc: LocatedYAML, path: Path_, message: str) -> ConfigError:
@@ -126,12 +306,17 @@ def _err(loc: LocatedYAML, path: Path_, message: str) -> ConfigError:
 def _allowed_keys(model: type[BaseModel], path: Path_) -> list[str]:
     """The field names valid at ``path`` below ``model`` (for did-you-mean)."""
     cur: Any = model
+    keyed = False  # the last field was a dict[str, Model]: the next part is a free key
     for part in path:
         if isinstance(part, int) or not (isinstance(cur, type) and issubclass(cur, BaseModel)):
             continue
         field = cur.model_fields.get(part)
         if field is None:
+            if keyed:
+                keyed = False
+                continue
             return []
+        keyed = typing.get_origin(field.annotation) is dict or "dict[" in str(field.annotation)
         cur = _model_in(field.annotation)
     return list(cur.model_fields) if isinstance(cur, type) and issubclass(cur, BaseModel) else []
 
@@ -148,15 +333,21 @@ def _model_in(annotation: Any) -> Any:
 
 def _pydantic_error(loc: LocatedYAML, exc: ValidationError, model: type[BaseModel], prefix: Path_) -> ConfigError:
     err = exc.errors()[0]
-    path = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # drop pydantic's union-member tags ("str", "dict[str,...]", "function-after[...]") from the path
+    path = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and (
+        p.startswith("function-") or "[" in p or p in ("str", "int", "float", "bool", "list", "dict"))))
     kind, msg = err["type"], err["msg"]
     key = path[-1] if path else ""
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, tuple(err["loc"][:-1]))
         hint = suggest(str(key), allowed) or (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        if len(path) == 1:
+            hint += " (top-level keys starting with x- are free, e.g. for YAML anchors: x-defaults: &d {...})"
         return _err(loc, path, f"unknown key{hint}")
     if kind == "missing":
         return _err(loc, path, "required key is missing; add it")
+    if kind == "value_error":
+        return _err(loc, path, str(msg).removeprefix("Value error, "))
     value = err.get("input")
     shown = json.dumps(value, default=str)[:60] if not isinstance(value, dict) else "a mapping"
     return _err(loc, path, f"{msg} (got {shown})")
@@ -184,8 +375,14 @@ def parse_steps(loc: LocatedYAML, raw_steps: list[Any], models: set[str]) -> lis
         except UnknownNameError as exc:
             raise _err(loc, path + (kind,), str(exc)) from None
         step_id = entry.get("id", kind)
-        if not isinstance(step_id, str) or not step_id.isidentifier():
-            raise _err(loc, path + ("id",), "step id must be a name like hyp or mqm_score (letters, digits, _)")
+        if not isinstance(step_id, str) or not step_id.isascii() or not step_id.isidentifier() \
+                or step_id.startswith("_"):
+            raise _err(loc, path + ("id",), "step id must be a name like hyp or mqm_score (ASCII letters, digits, _; "
+                                            "not starting with _)")
+        if step_id in RESERVED_IDS or keyword.iskeyword(step_id):
+            raise _err(loc, path + ("id" if "id" in entry else kind,),
+                       f"step id '{step_id}' is a reserved name (a prompt variable, data field or template "
+                       f"keyword it would hide); choose another, e.g. '{step_id}_out'")
         if step_id in seen:
             raise _err(loc, path + ("id",), f"duplicate step id '{step_id}' (also steps[{seen[step_id]}]); "
                                             "give each step its own id")
@@ -207,13 +404,13 @@ def parse_steps(loc: LocatedYAML, raw_steps: list[Any], models: set[str]) -> lis
 
 def load_config(file: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
     """Read, interpolate, override and validate a pipeline file."""
+    from .data.files import read_bytes
+
     p = Path(file)
     try:
-        raw_bytes = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("file does not exist; check the path", file=str(p)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the file: {exc.strerror}", file=str(p)) from None
+        raw_bytes = read_bytes(p, "pipeline file")
+    except DataError as exc:
+        raise ConfigError(str(exc).replace(f"pipeline file: {p} ", "the file ", 1), file=str(p)) from None
     try:
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -228,11 +425,15 @@ def load_config_text(text: str, file: str = "<config>", overrides: list[str] | N
     data = loc.data
     if not isinstance(data, dict):
         raise ConfigError("a pipeline file is a mapping with name, model, data and steps", file=file, line=1)
+    overridden = set()
     for assignment in overrides or []:
         try:
             apply_override(data, assignment)
         except ConfigError as exc:
             raise ConfigError(exc.detail, file=file) from None
+        overridden.add(assignment.partition("=")[0].strip())
+    for key in [k for k in data if isinstance(k, str) and k.startswith("x-")]:
+        del data[key]  # extension keys: a place for YAML anchors (x-defaults: &d {...}; <<: *d)
     try:
         pipeline = PipelineConfig.model_validate(data)
     except ValidationError as exc:
@@ -241,7 +442,7 @@ def load_config_text(text: str, file: str = "<config>", overrides: list[str] | N
     specs = parse_steps(loc, pipeline.steps, models)
     _check_metrics(loc, pipeline)
     _check_backends(loc, pipeline)
-    return LoadedConfig(pipeline, specs, file, base_dir or Path.cwd(), data, loc)
+    return LoadedConfig(pipeline, specs, file, (base_dir or Path.cwd()).resolve(), data, loc, frozenset(overridden))
 
 
 def _check_backends(loc: LocatedYAML, pipeline: PipelineConfig) -> None:
@@ -252,10 +453,40 @@ def _check_backends(loc: LocatedYAML, pipeline: PipelineConfig) -> None:
         if cfg.backend not in backends:
             raise _err(loc, path, f"unknown backend '{cfg.backend}'{suggest(cfg.backend, backends.names())}; "
                                   f"known: {', '.join(backends.names())}")
+        # a backend module may check its options without building the model (no load, no network)
+        factory = backends.get(cfg.backend)
+        check = getattr(__import__(factory.__module__, fromlist=["_"]), "check_options", None)
+        if callable(check):
+            try:
+                check(cfg)
+            except PromptweaveError as exc:
+                detail = exc.detail if isinstance(exc, ConfigError) else str(exc)
+                raise _err(loc, path[:-1] + ("options",), detail) from None
+
+
+def metric_specs(pipeline: PipelineConfig) -> list[tuple[str, dict[str, Any]]]:
+    """``[(name, options)]`` of the ``metrics:`` list."""
+    out = []
+    for spec in pipeline.metrics:
+        name, opts = (spec, {}) if isinstance(spec, str) else next(iter(spec.items()))
+        out.append((name, dict(opts or {})))
+    return out
+
+
+def build_metrics(pipeline: PipelineConfig) -> list[Any]:
+    """Every metric of the pipeline, built and checked (options, extras, a one-segment trial)."""
+    from .evaluators import create_metric
+
+    out = []
+    for name, opts in metric_specs(pipeline):
+        metric = create_metric(name, pipeline.data.src_lang, pipeline.data.tgt_lang, **opts)
+        metric.check()
+        out.append(metric)
+    return out
 
 
 def _check_metrics(loc: LocatedYAML, pipeline: PipelineConfig) -> None:
-    from .evaluators import metrics as metric_registry
+    from .evaluators import create_metric, metrics as metric_registry
 
     for i, spec in enumerate(pipeline.metrics):
         name = spec if isinstance(spec, str) else next(iter(spec), "")
@@ -264,6 +495,17 @@ def _check_metrics(loc: LocatedYAML, pipeline: PipelineConfig) -> None:
         if name not in metric_registry:
             raise _err(loc, ("metrics", i), f"unknown metric '{name}'{suggest(name, metric_registry.names())}; "
                                             f"known: {', '.join(metric_registry.names())}")
+        opts = spec[name] if isinstance(spec, dict) else {}
+        if opts is not None and not isinstance(opts, dict):
+            raise _err(loc, ("metrics", i, name), f"options of '{name}' are a mapping, e.g. {name}: {{...}}")
+        try:
+            create_metric(name, pipeline.data.src_lang, pipeline.data.tgt_lang, **(opts or {})).check()
+        except PromptweaveError as exc:
+            detail = exc.detail if isinstance(exc, ConfigError) else str(exc)
+            raise _err(loc, ("metrics", i, name) if isinstance(spec, dict) else ("metrics", i), detail) from None
+        except Exception as exc:  # noqa: BLE001 - a plugin metric's constructor: report, don't trace
+            raise _err(loc, ("metrics", i), f"metric '{name}' cannot be built: {type(exc).__name__}: "
+                                            f"{' '.join(str(exc).split())[:200]}") from None
 
 
 def json_schema() -> dict[str, Any]:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 
+_CONTROL = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\x00"): "\\x00", ord("\u2028"): "\\u2028",
+            ord("\u2029"): "\\u2029", ord("\x85"): "\\x85", ord("\x0b"): "\\x0b", ord("\x0c"): "\\x0c"}
+
+
 class PromptweaveError(Exception):
-    """An error a user can fix; its message is one line that says where and what to do."""
+    """An error a user can fix; its message is one line that says where and what to do.
+
+    Messages quote user input (values, column names, paths); line breaks in them are shown
+    escaped, so the message stays one line whatever the input holds."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return super().__str__().translate(_CONTROL)
 
 
 class ConfigError(PromptweaveError):

@@ -1,22 +1,97 @@
-"""ISO 639-1 codes to English language names, for prompts ("Please provide the German translation")."""
+"""Language codes: BCP-47 tags checked against the CLDR/IANA tables of ``langcodes``.
+
+One place decides what a language setting means, so that the prompt ("the Filipino
+translation"), the BLEU tokenizer and the wrong-language check all agree:
+
+* :func:`normalize` turns ``zh_Hant``, ``ZH-hant``, ``iw`` into the standard tag (``zh-Hant``,
+  ``he``) and rejects what is not a language code. A language *name* (``Chinese``) is rejected
+  with the code to use instead (``did you mean 'zh'?``): a name cannot say which script or
+  variety is meant, and metrics key on codes.
+* :func:`language_name` gives the English display name (``zh-Hant`` -> ``Chinese (Traditional)``).
+* :func:`base_language` gives the macrolanguage (``cmn-Hans`` -> ``zh``) that tokenizer choices key on.
+"""
 
 from __future__ import annotations
 
-NAMES = {
-    "ar": "Arabic", "bg": "Bulgarian", "bn": "Bengali", "cs": "Czech", "da": "Danish", "de": "German",
-    "el": "Greek", "en": "English", "es": "Spanish", "et": "Estonian", "fa": "Persian", "fi": "Finnish",
-    "fr": "French", "gu": "Gujarati", "ha": "Hausa", "he": "Hebrew", "hi": "Hindi", "hr": "Croatian",
-    "hu": "Hungarian", "id": "Indonesian", "is": "Icelandic", "it": "Italian", "ja": "Japanese",
-    "kk": "Kazakh", "km": "Khmer", "ko": "Korean", "liv": "Livonian", "lt": "Lithuanian", "lv": "Latvian",
-    "ms": "Malay", "nl": "Dutch", "no": "Norwegian", "pl": "Polish", "ps": "Pashto", "pt": "Portuguese",
-    "ro": "Romanian", "ru": "Russian", "sah": "Yakut", "sk": "Slovak", "sl": "Slovenian", "sr": "Serbian",
-    "sv": "Swedish", "sw": "Swahili", "ta": "Tamil", "th": "Thai", "tr": "Turkish", "uk": "Ukrainian",
-    "ur": "Urdu", "vi": "Vietnamese", "xh": "Xhosa", "zh": "Chinese", "zu": "Zulu",
-}
+import re
+from functools import lru_cache
+
+import langcodes
+
+from .errors import PromptweaveError
 
 
+_ISO639 = re.compile(r"^[a-z]{2,3}$")  # a primary language subtag (no private-use x-, no grandfathered i-)
+
+
+class LanguageError(PromptweaveError, ValueError):
+    """A language setting that is not a known BCP-47 language tag."""
+
+
+@lru_cache(maxsize=4096)
+def normalize(value: str) -> str:
+    """The standard BCP-47 form of ``value``; :class:`LanguageError` with a suggestion if unknown."""
+    text = value.strip() if isinstance(value, str) else value
+    if not isinstance(text, str) or not text:
+        raise LanguageError("a language is a BCP-47 code such as de, en, zh-Hant or fil")
+    try:
+        tag = langcodes.standardize_tag(text.replace("_", "-"))
+        lang = langcodes.Language.get(tag)
+    except (langcodes.tag_parser.LanguageTagError, ValueError):
+        tag, lang = "", None
+    if lang is not None and lang.language and _ISO639.match(lang.language) and lang.language != "und" \
+            and lang.is_valid() and not str(lang.display_name("en")).startswith("Unknown language"):
+        return tag
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    raise LanguageError(f"{shown!r} is not a BCP-47 language code{_suggestion(text)}; "
+                        "use a code such as de, en, zh-Hant or fil")
+
+
+def _suggestion(text: str) -> str:
+    """`` (did you mean 'zh'?)`` when ``text`` is a language name, else ``""``."""
+    if len(text) > 60:
+        return ""
+    try:
+        found = langcodes.find(text)
+    except (LookupError, ValueError):
+        return ""
+    return f" (did you mean '{found.to_tag()}' for {found.display_name()}?)"
+
+
+def is_valid(value: str) -> bool:
+    try:
+        normalize(value)
+    except LanguageError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
 def language_name(code: str | None) -> str | None:
-    """``"de"`` -> ``"German"``; unknown codes (or full names) come back unchanged."""
+    """``"de"`` -> ``"German"``, ``"zh-Hant"`` -> ``"Chinese (Traditional)"``; ``None`` stays ``None``.
+
+    Raises :class:`LanguageError` for anything that is not a language code: a prompt must never
+    read "the xx translation".
+    """
     if code is None:
         return None
-    return NAMES.get(code.lower().split("-")[0].split("_")[0], code)
+    return str(langcodes.Language.get(normalize(code)).display_name("en"))
+
+
+@lru_cache(maxsize=4096)
+def base_language(code: str | None) -> str | None:
+    """The primary language subtag with macrolanguages folded (``cmn`` -> ``zh``), lower case."""
+    if code is None:
+        return None
+    tag = langcodes.standardize_tag(normalize(code), macro=True)
+    return str(langcodes.Language.get(tag).language)
+
+
+@lru_cache(maxsize=4096)
+def script_of(code: str) -> str | None:
+    """The script the language is most likely written in (``zh-Hant`` -> ``Hant``, ``sr`` -> ``Cyrl``)."""
+    lang = langcodes.Language.get(normalize(code))
+    return lang.script or lang.maximize().script
+
+
+__all__ = ["LanguageError", "base_language", "is_valid", "language_name", "normalize", "script_of"]

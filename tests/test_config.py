@@ -87,3 +87,70 @@ def test_schema_lists_every_step_kind() -> None:
     assert {"translate", "generate"} <= kinds
     json.dumps(schema)  # serialisable
     assert schema["additionalProperties"] is False
+
+
+def test_env_values_are_recorded_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PW_TEST_KEY", "secret-value-123")
+    loaded = load_config_text(BASE + "model: {backend: scripted, options: {default: 'k=${PW_TEST_KEY}'}}\n"
+                              "steps: [{translate: {}}]\n")
+    assert loaded.pipeline.model.options["default"] == "k=secret-value-123"
+    assert loaded.manifest_config()["model"]["options"]["default"] == "k=${PW_TEST_KEY}"
+    redacted = loaded.redact({"identity": {"default": "k=secret-value-123"}, "argv": ["x", "secret-value-123"]})
+    assert "secret-value-123" not in str(redacted)
+
+
+def test_overridden_values_are_recorded_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PW_TEST_M", "env-model")
+    loaded = load_config_text(BASE + "model: {model: '${PW_TEST_M}'}\nsteps: [{translate: {}}]\n",
+                              overrides=["model.model=cli-model"])
+    assert loaded.manifest_config()["model"]["model"] == "cli-model"
+
+
+def test_merge_keys_and_extension_keys() -> None:
+    loaded = load_config_text("x-m: &m {backend: scripted, temperature: 0.5}\n" + BASE +
+                              "model:\n  <<: *m\n  temperature: 0\nsteps: [{translate: {}}]\n")
+    assert loaded.pipeline.model.backend == "scripted" and loaded.pipeline.model.temperature == 0
+    assert "x-m" not in loaded.raw
+
+
+def test_output_and_cache_resolve_against_base_dir(tmp_path: Path) -> None:
+    loaded = load_config_text(BASE + "steps: [{translate: {}}]\noutput: runs\ncache: c.sqlite\n", "p.yaml",
+                              base_dir=tmp_path)
+    assert loaded.pipeline.output == str(tmp_path.resolve() / "runs")
+    assert loaded.pipeline.cache == str(tmp_path.resolve() / "c.sqlite")
+    off = load_config_text(BASE + "steps: [{translate: {}}]\ncache: 'off'\noutput: /abs/runs\n", base_dir=tmp_path)
+    assert off.pipeline.cache == "off" and off.pipeline.output == "/abs/runs"
+
+
+@pytest.mark.parametrize("value, expected", [("zh_hant", "zh-Hant"), ("EN", "en"), ("iw", "he"), ("pt_br", "pt-BR")])
+def test_languages_are_normalised(value: str, expected: str) -> None:
+    loaded = load_config_text(BASE.replace("tgt_lang: en", f"tgt_lang: {value}") + "steps: [{translate: {}}]\n")
+    assert loaded.pipeline.data.tgt_lang == expected
+
+
+@pytest.mark.parametrize("steps, fragment", [
+    ("steps:\n  - id: source\n    translate: {}\n", "reserved name"),
+    ("steps:\n  - id: tgt_lang_name\n    translate: {}\n", "reserved name"),
+    ("steps:\n  - id: _x\n    translate: {}\n", "not starting with _"),
+])
+def test_step_ids_that_would_hide_variables(steps: str, fragment: str) -> None:
+    e = err(BASE + steps)
+    assert e.line == 4 and fragment in str(e)
+
+
+@pytest.mark.parametrize("metric, fragment", [
+    ("{chrf: {char_order: -1}}", "char_order"), ("{bleu: {tokenize: zz}}", "unknown tokenizer"),
+    ("{ter: {normalized: 2}}", "normalized"), ("{bleu: {smooth_method: x}}", "smooth_method"),
+])
+def test_metrics_are_built_at_load(metric: str, fragment: str) -> None:
+    e = err(BASE + f"steps: [{{translate: {{}}}}]\nmetrics: [{metric}]\n")
+    assert e.line == 4 and fragment in str(e)
+
+
+def test_comet_without_its_extra_fails_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "comet" else real(name, *a))
+    e = err(BASE + "steps: [{translate: {}}]\nmetrics: [comet]\n")
+    assert e.line == 4 and "pip install 'promptweave[comet]'" in str(e)

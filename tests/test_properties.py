@@ -116,3 +116,85 @@ def test_for_turns_over_any_examples() -> None:
     for bad in ("not a list", 42, [{"source": "a"}]):
         with pytest.raises(TemplateError):
             tpl.render({"examples": bad, "source": "c"})
+
+
+# -- input hardening: strict JSON, language codes, delimited files, the bounded sandbox ----------------
+
+JSON_BITS = ["{", "}", "[", "]", ",", ":", '"a"', '"source"', "1", "-0", "1.5e3", "1e999", "NaN", "Infinity",
+             "-Infinity", "null", "true", " ", "\n", '"\\u0000"', '"\\ud800"', "9" * 30]
+
+
+@PROPS
+@given(st.lists(st.sampled_from(JSON_BITS), max_size=40).map("".join))
+def test_strict_json_accepts_only_standard_finite_json(text: str) -> None:
+    import json
+
+    from promptweave.data.strictjson import StrictJSONError, is_finite_json, loads
+
+    try:
+        value = loads(text)
+    except StrictJSONError:
+        return
+    assert is_finite_json(value)
+    assert json.loads(json.dumps(value, allow_nan=False)) == value
+
+
+@PROPS
+@given(st.one_of(st.text(max_size=20), st.sampled_from(LANGS + ["Chinese", "fil", "zh_TW", "iw", "cmn", "und",
+                                                               "x-private", "en-GB-oed", "i-klingon"])))
+def test_language_codes_normalise_or_raise_language_error(value: str) -> None:
+    from promptweave.evaluators.lexical import TOKENIZER_BY_TARGET, default_tokenizer
+    from promptweave.languages import LanguageError, language_name, normalize
+
+    try:
+        code = normalize(value)
+    except LanguageError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert normalize(code) == code  # idempotent
+    name = language_name(code)
+    assert name and code not in ("",) and "Unknown" not in name
+    assert default_tokenizer(code) in {"13a", "char", *TOKENIZER_BY_TARGET.values()}
+
+
+CSV_BITS = ["a", "b", ",", "\t", '"', '""', "\n", "\r\n", " ", "None", "source", "reference", "é", "\x00"]
+
+
+@PROPS
+@given(st.lists(st.sampled_from(CSV_BITS), max_size=40).map("".join), st.sampled_from(["csv", "tsv"]))
+def test_delimited_files_load_or_raise_data_error(tmp_path_factory: pytest.TempPathFactory, text: str, fmt: str) -> None:
+    from promptweave.config import DataConfig
+    from promptweave.data import load_rows
+    from promptweave.errors import DataError
+
+    d = tmp_path_factory.mktemp("delim")
+    (d / f"d.{fmt}").write_text(text, encoding="utf-8", newline="")
+    try:
+        rows = load_rows(DataConfig(path=f"d.{fmt}"), d, source_fields={"source"} if "source" in text else ())
+    except DataError as exc:
+        assert "\n" not in str(exc)
+        return
+    for _, row in rows:
+        assert all(isinstance(v, str) for v in row.values())  # cells stay text
+
+
+DANGER = ["{{ ", " }}", "{% for i in range(", ") %}", "{% endfor %}", "99999", "999999999", "'x'", " * ", " ** ",
+          " ~ ", " + ", " % ", "|center(", "|indent(", "|format(", ".ljust(", "'{0:>", "}'.format(1)", "lipsum(",
+          "(", ")", ",", "s", "{% set s = ", " %}", "[1]", "|join", "|list"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(DANGER), max_size=25).map("".join))
+def test_sandbox_renders_or_stops_within_its_budget(text: str) -> None:
+    """Any mix of the dangerous operations renders or raises TemplateError, within the time budget
+    (plus slack) and without building a string over the size limit."""
+    from promptweave.prompts.sandbox import MAX_SECONDS, MAX_STRING
+
+    tpl = PromptTemplate(name="fuzz", messages=[{"role": "user", "content": text}])
+    start = time.monotonic()
+    try:
+        out = tpl.render({"s": "Hallo"})
+    except TemplateError:
+        out = []
+    assert time.monotonic() - start < MAX_SECONDS + 3
+    assert all(len(m.content) <= MAX_STRING for m in out)

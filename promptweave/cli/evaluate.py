@@ -25,11 +25,10 @@ class EvalData:
 
 def read_lines(path: Path) -> list[str]:
     """One segment per line (``\\n``, optional ``\\r``); strict UTF-8; errors name the file."""
-    if not path.exists():
-        raise DataError(f"{path}: file not found; check the path")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory; give a text file with one segment per line")
-    data = path.read_bytes()
+    # a FIFO, device or directory is refused without reading it (it could block or never end)
+    from ..data.files import read_bytes
+
+    data = read_bytes(path, "text file", limit=1 << 30)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -107,17 +106,23 @@ def read_jsonl(path: Path, hyp_fields: list[str], ref_field: str | None,
 
 def parse_metric_options(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
     """``metric.key=value`` strings -> ``{metric: {key: value}}``; values parsed as YAML scalars."""
-    import yaml
+    from ..errors import ConfigError
+    from ..yamlio import load_value
 
     options: dict[str, dict[str, Any]] = {n: {} for n in names}
     for item in items:
         key, eq, raw = item.partition("=")
         metric, dot, opt = key.partition(".")
         if not eq or not dot or not opt:
-            raise PromptweaveError(f"--option '{item}': expected metric.key=value, e.g. bleu.tokenize=intl")
+            raise PromptweaveError(f"--option '{item[:80]}': expected metric.key=value, e.g. bleu.tokenize=intl")
         if metric not in options:
-            raise PromptweaveError(f"--option '{item}': metric '{metric}' is not in --metrics ({', '.join(names)})")
-        options[metric][opt] = yaml.safe_load(raw) if raw else ""
+            raise PromptweaveError(f"--option '{item[:80]}': metric '{metric}' is not in --metrics ({', '.join(names)})")
+        if opt in options[metric]:
+            raise PromptweaveError(f"--option {metric}.{opt} is given twice; keep one")
+        try:
+            options[metric][opt] = load_value(raw, f"--option {metric}.{opt}")
+        except ConfigError as exc:
+            raise PromptweaveError(str(exc).removeprefix("<config>: ")) from None
     return options
 
 
@@ -132,13 +137,17 @@ def score_systems(data: EvalData, metric_names: list[str], src_lang: str | None,
 
             raise PromptweaveError(f"unknown metric '{name}'{suggest(name, metrics.names())}; "
                                    f"known: {', '.join(metrics.names())}")
-    results = []
-    for name in metric_names:
+    built = []
+    for name in metric_names:  # every metric built and checked before the first one scores
         metric = create_metric(name, src_lang, tgt_lang, **options.get(name, {}))
+        metric.check()
         if metric.needs_reference and data.references is None:
             raise PromptweaveError(f"metric '{name}' needs references; pass --ref FILE (or --ref-field)")
         if metric.needs_source and data.sources is None:
             raise PromptweaveError(f"metric '{name}' needs sources; pass --src FILE (or --src-field)")
+        built.append(metric)
+    results = []
+    for metric in built:
         for system, hyps in data.systems.items():
             res = metric.score(hyps, data.references, data.sources)  # type: ignore[arg-type]
             results.append({"system": system, "metric": res.name, "score": res.corpus,
@@ -148,12 +157,19 @@ def score_systems(data: EvalData, metric_names: list[str], src_lang: str | None,
 
 
 def _split_lp(lp: str | None) -> tuple[str | None, str | None]:
+    """``zh-en`` -> ``("zh", "en")``; tags with subtags use a colon: ``zh-Hant:en``. Both sides
+    must be BCP-47 codes (the target picks the BLEU tokenizer)."""
+    from ..languages import LanguageError, normalize
+
     if not lp:
         return None, None
-    src, dash, tgt = lp.partition("-")
-    if not dash or not src or not tgt:
-        raise PromptweaveError(f"--lp '{lp}': expected source-target, e.g. zh-en")
-    return src, tgt
+    src, sep, tgt = lp.partition(":") if ":" in lp else lp.partition("-")
+    if not sep or not src or not tgt:
+        raise PromptweaveError(f"--lp '{lp}': expected source-target, e.g. zh-en (or zh-Hant:en)")
+    try:
+        return normalize(src), normalize(tgt)
+    except LanguageError as exc:
+        raise PromptweaveError(f"--lp '{lp}': {exc}") from None
 
 
 @app.command("eval")
@@ -165,7 +181,7 @@ def evaluate(
     hyp_field: Optional[list[str]] = typer.Option(None, "--hyp-field", help="JSONL hypothesis field (repeat for several systems) [default: hypothesis]"),
     ref_field: str = typer.Option("reference", "--ref-field", help="JSONL reference field (a string or a list of strings)"),
     src_field: str = typer.Option("source", "--src-field", help="JSONL source field"),
-    lp: Optional[str] = typer.Option(None, "--lp", help="language pair, e.g. zh-en; the target picks tokenizer defaults"),
+    lp: Optional[str] = typer.Option(None, "--lp", help="language pair, e.g. zh-en or zh-Hant:en; the target picks tokenizer defaults"),
     metric_list: str = typer.Option("bleu,chrf,ter", "--metrics", help="comma-separated metric names"),
     option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="metric option metric.key=value, e.g. bleu.tokenize=intl, chrf.word_order=2 (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),

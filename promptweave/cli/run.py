@@ -113,7 +113,12 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", "-o", help="write t
 
     text = json.dumps(json_schema(), indent=2)
     if out:
-        out.write_text(text + "\n", encoding="utf-8")
+        try:
+            out.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            from ..errors import PromptweaveError
+
+            raise PromptweaveError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
         typer.echo(f"wrote {out}")
     else:
         typer.echo(text)

@@ -1,188 +1,34 @@
 """Row loaders: JSONL/JSON, TSV/CSV, plain parallel text files, Hugging Face datasets.
 
-Every loader yields plain dicts; :func:`load_rows` applies the field mapping, ``explode`` and
-``limit``, and gives each row a stable key so that runs can resume.
+Every reader yields plain dicts with the place they came from; :func:`load_rows` applies the
+field mapping, ``explode`` and ``limit``, gives each row a stable key so that runs can resume,
+and checks the values a pipeline reads as text or numbers, naming ``file:line`` and the field:
+
+* a text field (a source, a reference) must hold text: a list, number or mapping is an error,
+  never turned into its Python ``str()`` (``"['x']"``);
+* a source sent to the model must not be empty or blank: an error naming the line (remove the
+  row or fill it in), so that no empty prompt is paid for;
+* a numeric field (human scores) holds finite numbers; CSV/TSV cells are parsed as numbers;
+* ``src_lang``/``tgt_lang`` columns hold BCP-47 codes (normalised, e.g. ``zh_TW`` -> ``zh-TW``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import DataError
+from ..languages import LanguageError, normalize
+from .files import MAX_LINE, iter_lines, open_regular, open_text
+from .readers import (Located, detect_format, iter_jsonl, read_delimited, read_hf, read_json, read_parallel,
+                      read_systems, resolve)
 
-MAX_LINE = 64 * 1024 * 1024  # a longer line is a broken file, not data
-
-
-def _resolve(path: str, base_dir: Path | None) -> Path:
-    p = Path(path).expanduser()
-    if not p.is_absolute() and base_dir is not None and not p.exists() and (base_dir / p).exists():
-        p = base_dir / p
-    return p
+LANG_FIELDS = ("src_lang", "tgt_lang")
 
 
-def _open_text(p: Path, what: str) -> io.TextIOWrapper:
-    if not p.exists():
-        raise DataError(f"{what}: {p} does not exist; check the path (relative paths resolve against "
-                        "the working directory, then the pipeline file's directory)")
-    if p.is_dir():
-        raise DataError(f"{what}: {p} is a directory, not a file")
-    try:
-        return open(p, encoding="utf-8-sig", newline="")  # -sig: a leading BOM is not data
-    except OSError as exc:
-        raise DataError(f"{what}: cannot read {p}: {exc.strerror}") from None
-
-
-def iter_lines(p: Path, what: str = "data") -> Iterator[tuple[int, str]]:
-    """(line number, text without newline); errors on invalid UTF-8 or absurdly long lines."""
-    with _open_text(p, what) as f:
-        lineno = 0
-        while True:
-            lineno += 1
-            try:
-                line = f.readline(MAX_LINE + 1)
-            except UnicodeDecodeError:
-                # the decoder reads ahead, so the error can surface a few lines early
-                lineno = _first_bad_utf8_line(p, lineno)
-                raise DataError(f"{p}:{lineno}: not valid UTF-8; convert the file to UTF-8") from None
-            if not line:
-                return
-            if len(line) > MAX_LINE:
-                raise DataError(f"{p}:{lineno}: line is longer than {MAX_LINE // (1024 * 1024)} MiB; "
-                                "is this really a line-based data file?")
-            yield lineno, line.rstrip("\r\n")
-
-
-def _first_bad_utf8_line(p: Path, start: int) -> int:
-    with open(p, "rb") as f:
-        n = 0
-        while raw := f.readline(MAX_LINE + 1):
-            n += 1
-            if n >= start:
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    return n
-    return start
-
-
-def iter_jsonl(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; one-line errors name file:line."""
-    for lineno, line in iter_lines(p):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno}); "
-                            "each line must be one JSON object") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{p}:{lineno}: each line must be a JSON object, got {type(obj).__name__}")
-        yield lineno, obj
-
-
-def read_jsonl(p: Path) -> Iterator[dict[str, Any]]:
-    for _, obj in iter_jsonl(p):
-        yield obj
-
-
-def read_json(p: Path) -> Iterator[dict[str, Any]]:
-    if p.stat().st_size > 2 * 1024**3:
-        raise DataError(f"{p}: a single JSON document over 2 GiB; use JSONL instead")
-    with _open_text(p, "data") as f:
-        try:
-            data = json.load(f)
-        except UnicodeDecodeError:
-            raise DataError(f"{p}: not valid UTF-8; convert the file to UTF-8") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    if isinstance(data, dict):
-        data = next((v for v in data.values() if isinstance(v, list)), None)
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise DataError(f"{p}: expected a JSON list of objects")
-    yield from data
-
-
-def read_delimited(p: Path, delimiter: str) -> Iterator[dict[str, Any]]:
-    lines = (line for _, line in iter_lines(p))
-    reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    for n, cells in enumerate(reader, start=2):
-        if not any(c.strip() for c in cells):
-            continue
-        if len(cells) != len(header):
-            raise DataError(f"{p}:{n}: {len(cells)} columns where the header has {len(header)}")
-        yield {h: (None if c == "None" and delimiter == "\t" else c) for h, c in zip(header, cells)}
-
-
-def _read_columns(files: dict[str, str], base_dir: Path | None, what: str) -> dict[str, list[str]]:
-    return {name: [line for _, line in iter_lines(_resolve(path, base_dir), f"{what}.{name}")]
-            for name, path in files.items()}
-
-
-def _check_counts(columns: dict[str, list[str]], what: str) -> int:
-    counts = {f: len(v) for f, v in columns.items()}
-    if len(set(counts.values())) > 1:
-        detail = ", ".join(f"{f}={n}" for f, n in counts.items())
-        raise DataError(f"{what}: the files have different line counts ({detail}); "
-                        "parallel files need one segment per line each")
-    return next(iter(counts.values()), 0)
-
-
-def read_parallel(files: dict[str, str], base_dir: Path | None) -> Iterator[dict[str, Any]]:
-    columns = _read_columns(files, base_dir, "data.files")
-    for i in range(_check_counts(columns, "data.files")):
-        yield {f: v[i] for f, v in columns.items()}
-
-
-def read_systems(files: dict[str, str], systems: dict[str, str],
-                 base_dir: Path | None) -> Iterator[dict[str, Any]]:
-    """Plain per-system hypothesis files: one record per segment with a ``translations`` list
-    (as in the WMT MQM JSONL files), to be exploded into one row per system."""
-    shared = _read_columns(files, base_dir, "data.files")
-    hyps = _read_columns(systems, base_dir, "data.systems")
-    n = _check_counts({**shared, **{f"system {k}": v for k, v in hyps.items()}}, "data.files/data.systems")
-    for i in range(n):
-        rec: dict[str, Any] = {f: v[i] for f, v in shared.items()}
-        rec["translations"] = [{"system": name, "hypothesis": lines[i]} for name, lines in hyps.items()]
-        yield rec
-
-
-def read_hf(path: str, split: str, config: str | None, base_dir: Path | None) -> Iterator[dict[str, Any]]:
-    try:
-        import datasets
-    except ImportError as exc:
-        from ..errors import MissingDependency
-
-        raise MissingDependency("datasets", "hf", exc) from None
-    p = _resolve(path, base_dir)
-    try:
-        if p.is_dir() and (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists():
-            ds = datasets.load_from_disk(str(p))
-            if isinstance(ds, datasets.DatasetDict):
-                ds = ds[split]
-        else:
-            ds = datasets.load_dataset(str(p) if p.exists() else path, config, split=split)
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types; report one line
-        raise DataError(f"data.path: cannot load Hugging Face dataset '{path}': {type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())[:200]}") from None
-    yield from ds
-
-
-def _detect(p: Path) -> str:
-    suffix = "".join(p.suffixes[-2:]) if p.suffix in {".gz"} else p.suffix
-    return {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".tsv": "tsv", ".csv": "csv",
-            ".txt": "text"}.get(suffix.lower(), "jsonl")
-
-
-def iter_records(cfg: Any, base_dir: Path | None = None) -> Iterator[dict[str, Any]]:
-    """Raw records of a :class:`~promptweave.config.DataConfig` (no mapping or limit)."""
+def iter_located(cfg: Any, base_dir: Path | None = None) -> Iterator[Located]:
+    """``(where, record)`` for the raw records of a :class:`~promptweave.config.DataConfig`."""
     if cfg.systems:
         yield from read_systems(cfg.files or {}, cfg.systems, base_dir)
         return
@@ -195,47 +41,69 @@ def iter_records(cfg: Any, base_dir: Path | None = None) -> Iterator[dict[str, A
     if fmt == "hf":
         yield from read_hf(cfg.path, cfg.split, cfg.hf_config, base_dir)
         return
-    p = _resolve(cfg.path, base_dir)
+    p = resolve(cfg.path, base_dir)
     if fmt == "auto":
         if p.is_dir():
             yield from read_hf(cfg.path, cfg.split, cfg.hf_config, base_dir)
             return
-        fmt = _detect(p)
+        fmt = detect_format(p)
     if fmt == "text":
         raise DataError("data: plain text needs 'files: {source: src.txt, reference: ref.txt}'")
-    reader = {"jsonl": read_jsonl, "json": read_json}.get(fmt)
-    if reader is not None:
-        yield from reader(p)
+    if fmt == "jsonl":
+        from .readers import read_jsonl
+
+        yield from read_jsonl(p)
+    elif fmt == "json":
+        yield from read_json(p)
     else:
-        yield from read_delimited(p, "\t" if fmt == "tsv" else ",")
+        yield from read_delimited(p, "\t" if fmt == "tsv" else ",", frozenset(getattr(cfg, "null_values", ()) or ()))
 
 
-def load_rows(cfg: Any, base_dir: Path | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """``[(key, fields)]`` after mapping, explode and limit. Keys are unique and stable."""
+def iter_records(cfg: Any, base_dir: Path | None = None) -> Iterator[dict[str, Any]]:
+    """Raw records of a :class:`~promptweave.config.DataConfig` (no mapping or limit)."""
+    for _, rec in iter_located(cfg, base_dir):
+        yield rec
+
+
+def read_jsonl(p: Path) -> Iterator[dict[str, Any]]:
+    for _, obj in iter_jsonl(p):
+        yield obj
+
+
+def load_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[str] = (),
+              source_fields: Iterable[str] = (), number_fields: Iterable[str] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """``[(key, fields)]`` after mapping, explode and limit. Keys are unique and stable.
+
+    ``text_fields`` must hold text (or null) where present; ``source_fields`` must be present,
+    text and not blank (they are sent to the model); ``number_fields`` must be finite numbers
+    (or null). Errors name ``file:line`` and the field.
+    """
     rows: list[tuple[str, dict[str, Any]]] = []
     seen: set[str] = set()
     mapping = dict(cfg.fields)
-    for i, rec in enumerate(iter_records(cfg, base_dir)):
+    checker = _Checker(set(text_fields), set(source_fields), set(number_fields))
+    for i, (where, rec) in enumerate(iter_located(cfg, base_dir)):
         fields = dict(rec)
         for ours, theirs in mapping.items():
             if theirs not in rec:
-                raise DataError(f"data.fields.{ours}: column '{theirs}' is not in the data "
-                                f"(row {i + 1} has: {', '.join(map(str, rec))[:200]})")
+                raise DataError(f"{where}: data.fields.{ours}: column '{theirs}' is not in the data "
+                                f"(the row has: {', '.join(map(str, rec))[:200]})")
             fields[ours] = rec[theirs]
         if cfg.key:
             if cfg.key not in fields:
-                raise DataError(f"data.key: field '{cfg.key}' is not in row {i + 1}")
-            base_key = str(fields[cfg.key])
+                raise DataError(f"{where}: data.key: field '{cfg.key}' is not in the row")
+            base_key = _key_text(fields[cfg.key], where, cfg.key)
         else:
             base_key = str(i)
         items = [(base_key, fields)]
         explode = cfg.explode or ("translations" if cfg.systems else None)
         if explode:
-            items = list(_explode(fields, explode, base_key, i))
+            items = list(_explode(fields, explode, base_key, where))
         for key, row in items:
             if key in seen:
-                raise DataError(f"data: duplicate row key '{key}'; choose a unique data.key")
+                raise DataError(f"{where}: duplicate row key '{key}'; choose a unique data.key")
             seen.add(key)
+            checker.check(row, where)
             rows.append((key, row))
         if cfg.limit and (i + 1 if explode else len(rows)) >= cfg.limit:
             break
@@ -244,13 +112,89 @@ def load_rows(cfg: Any, base_dir: Path | None = None) -> list[tuple[str, dict[st
     return rows
 
 
-def _explode(fields: dict[str, Any], name: str, base_key: str, i: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def _key_text(value: Any, where: str, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(f"{where}: field '{name}' (data.key) must be text or an integer, "
+                        f"got {type(value).__name__}")
+    return str(value)
+
+
+class _Checker:
+    """Checks the values a pipeline reads; fixes nothing silently."""
+
+    def __init__(self, text: set[str], source: set[str], number: set[str]) -> None:
+        self.text, self.source, self.number = text | source, source, number
+
+    def check(self, row: dict[str, Any], where: str) -> None:
+        for name in self.source:
+            if name not in row or row[name] is None:
+                raise DataError(f"{where}: field '{name}' is missing or null; every row needs a source to "
+                                f"translate (map a column with data.fields; the row has: "
+                                f"{', '.join(map(str, row))[:200]})")
+        for name in self.text:
+            value = row.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise DataError(f"{where}: field '{name}' must be text, got {_describe(value)}; "
+                                "convert it in the data file")
+            if name in self.source and not value.strip():
+                raise DataError(f"{where}: field '{name}' is empty; an empty source would be sent to the model "
+                                "as is: remove the row or fill it in")
+        for name in self.number:
+            if name in row:
+                row[name] = _number(row[name], where, name)
+        for name in LANG_FIELDS:
+            value = row.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise DataError(f"{where}: field '{name}' must be a language code, got {_describe(value)}")
+            try:
+                row[name] = normalize(value)
+            except LanguageError as exc:
+                raise DataError(f"{where}: field '{name}': {exc}") from None
+
+
+def _describe(value: Any) -> str:
+    kind = {list: "a list", dict: "a mapping", bool: "true/false", int: "a number", float: "a number"}
+    return f"{kind.get(type(value), type(value).__name__)} ({str(value)[:40]})"
+
+
+def _number(value: Any, where: str, name: str) -> float | int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # CSV/TSV cells are text
+        text = value.strip()
+        if text == "":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise DataError(f"{where}: field '{name}' must be a number, got '{text[:40]}'") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{where}: field '{name}' must be a number, got {_describe(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DataError(f"{where}: field '{name}' is {value}, not a finite number; use null for a missing score")
+    return value
+
+
+def _explode(fields: dict[str, Any], name: str, base_key: str, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
     items = fields.get(name)
     if not isinstance(items, list):
-        raise DataError(f"data.explode: row {i + 1} has no list field '{name}'")
+        raise DataError(f"{where}: data.explode: the row has no list field '{name}'")
     parent = {k: v for k, v in fields.items() if k != name}
     for j, item in enumerate(items):
         sub = item if isinstance(item, dict) else {"value": item}
         label = sub.get("system", j)
+        if isinstance(label, (dict, list)):
+            raise DataError(f"{where}: data.explode: '{name}[{j}].system' must be text, got {_describe(label)}")
         # "item" ties a system's row to its source segment (for per-item statistics)
         yield f"{base_key}:{label}", {**parent, **sub, "item": base_key}
+
+
+__all__ = ["LANG_FIELDS", "MAX_LINE", "iter_jsonl", "iter_lines", "iter_located", "iter_records", "load_rows",
+           "open_regular", "open_text", "read_jsonl", "resolve"]

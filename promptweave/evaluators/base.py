@@ -6,9 +6,12 @@ Every metric (BLEU, COMET, an LLM judge's MQM) returns a :class:`MetricResult`. 
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from ..errors import MissingDependency
 
 
 @dataclass
@@ -36,9 +39,19 @@ class Metric(ABC):
     needs_reference: bool = True
     needs_source: bool = False
     higher_is_better: bool = True
+    #: (importable module, pip package, promptweave extra) the metric needs at scoring time
+    requires: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 
     def __init__(self, src_lang: str | None = None, tgt_lang: str | None = None, **options: Any) -> None:
         self.src_lang, self.tgt_lang, self.options = src_lang, tgt_lang, options
+
+    def check(self) -> None:
+        """Fail now, before any model call, if scoring would fail later for a reason the
+        configuration decides (a missing extra, a bad option). Cheap: loads no model weights.
+        Subclasses extend it (lexical metrics score a one-segment trial)."""
+        for module, package, extra in self.requires:
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependency(package, extra, f"the '{self.name}' metric needs it")
 
     @abstractmethod
     def score(self, hypotheses: list[str], references: list[str] | None = None,

@@ -182,6 +182,7 @@ class COMETMetric(Metric):
 
     name = "comet"
     needs_source = True
+    requires = (("comet", "unbabel-comet", "comet"),)
 
     def __init__(self, src_lang: str | None = None, tgt_lang: str | None = None, **options: Any) -> None:
         super().__init__(src_lang=src_lang, tgt_lang=tgt_lang, **options)

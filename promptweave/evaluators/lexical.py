@@ -4,8 +4,9 @@ Each metric returns sacrebleu's corpus score, one sentence-level score per segme
 the same settings (BLEU sentence scores use ``effective_order=True``, as sacrebleu recommends) and
 sacrebleu's own signature string, e.g. ``nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0``.
 
-Tokenizer defaults for BLEU follow sacrebleu's ``trg_lang`` rule, keyed on the *target* language:
-``zh`` -> ``zh``, ``ja`` -> ``ja-mecab``, ``ko`` -> ``ko-mecab``, anything else -> ``13a``. sacrebleu
+Tokenizer defaults for BLEU follow sacrebleu's ``trg_lang`` rule, keyed on the *target* language
+after BCP-47 normalisation (:func:`promptweave.languages.base_language`: ``zh-Hant``, ``zh_TW``,
+``cmn`` are all ``zh``): ``zh`` -> ``zh``, ``ja`` -> ``ja-mecab``, ``ko`` -> ``ko-mecab``, anything else -> ``13a``. sacrebleu
 itself raises when the MeCab packages are missing; we instead fall back to ``char`` with a warning
 (install ``sacrebleu[ja]`` / ``sacrebleu[ko]`` for the official tokenizers). The fallback is visible in
 the signature (``tok:char``), so such scores are never mistaken for ``ja-mecab`` ones. An explicit
@@ -22,7 +23,10 @@ import importlib.util
 import logging
 from typing import Any, ClassVar, Sequence
 
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
+
 from ..errors import DataError, PromptweaveError
+from ..languages import LanguageError, base_language
 from .base import Metric, MetricResult
 
 log = logging.getLogger(__name__)
@@ -50,7 +54,10 @@ def _deps_missing(tokenizer: str) -> str | None:
 
 def default_tokenizer(tgt_lang: str | None) -> str:
     """sacrebleu's BLEU tokenizer for a target language, ``char`` if MeCab is not installed."""
-    lang = (tgt_lang or "").lower().split("-")[0].split("_")[0]
+    try:
+        lang = base_language(tgt_lang) or ""
+    except LanguageError as exc:
+        raise PromptweaveError(f"bleu: target language: {exc}") from None
     tok = TOKENIZER_BY_TARGET.get(lang, "13a")
     hint = _deps_missing(tok)
     if hint:
@@ -76,20 +83,89 @@ def _reference_streams(references: Sequence[str] | Sequence[Sequence[str]] | Non
     return [[r[k] if k < len(r) else None for r in rows] for k in range(width)]
 
 
+_STRICT = ConfigDict(extra="forbid")
+Number = StrictInt | StrictFloat
+
+
+class BLEUOptions(BaseModel):
+    model_config = _STRICT
+    tokenize: str | None = None
+    lowercase: StrictBool = False
+    smooth_method: str = "exp"
+    smooth_value: Number | None = Field(None, ge=0)
+    max_ngram_order: StrictInt = Field(4, ge=1, le=9)
+    effective_order: StrictBool = False
+    force: StrictBool = False
+
+
+class CHRFOptions(BaseModel):
+    model_config = _STRICT
+    char_order: StrictInt = Field(6, ge=0, le=20)
+    word_order: StrictInt = Field(0, ge=0, le=10)
+    beta: StrictInt = Field(2, ge=0, le=100)
+    lowercase: StrictBool = False
+    whitespace: StrictBool = False
+    eps_smoothing: StrictBool = False
+
+
+class TEROptions(BaseModel):
+    model_config = _STRICT
+    normalized: StrictBool = False
+    no_punct: StrictBool = False
+    asian_support: StrictBool = False
+    case_sensitive: StrictBool = False
+
+
+def _check_options(metric: str, schema: type[BaseModel], options: dict[str, Any]) -> dict[str, Any]:
+    """The options as given, after type and range checks; one line naming the first bad option."""
+    try:
+        schema.model_validate(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        opt = ".".join(str(p) for p in err["loc"]) or "?"
+        if err["type"] == "extra_forbidden":
+            from ..registry import suggest
+
+            known = sorted(schema.model_fields)
+            raise PromptweaveError(f"{metric}: unknown option '{opt}'{suggest(opt, known)}; "
+                                   f"known: {', '.join(known)}") from None
+        shown = repr(err.get("input"))[:40]
+        raise PromptweaveError(f"{metric}: option '{opt}': {err['msg'].lower()} (got {shown})") from None
+    return options
+
+
 class _SacreMetric(Metric):
     """Shared plumbing: build the sacrebleu objects once, score corpus and segments."""
 
     sacre_name: ClassVar[str] = ""
-    #: options this metric accepts (sacrebleu constructor keywords)
-    option_names: ClassVar[frozenset[str]] = frozenset()
+    #: the options this metric accepts (sacrebleu constructor keywords), with types and ranges
+    options_schema: ClassVar[type[BaseModel]] = BaseModel
 
     def __init__(self, src_lang: str | None = None, tgt_lang: str | None = None, **options: Any) -> None:
         super().__init__(src_lang=src_lang, tgt_lang=tgt_lang, **options)
-        unknown = sorted(set(options) - self.option_names)
-        if unknown:
-            raise PromptweaveError(f"{self.name}: unknown option(s) {', '.join(unknown)}; "
-                                   f"known: {', '.join(sorted(self.option_names))}")
-        self._corpus_metric, self._sentence_metric = self._build(dict(options))
+        _check_options(self.name, self.options_schema, options)
+        try:
+            self._corpus_metric, self._sentence_metric = self._build(dict(options))
+        except PromptweaveError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sacrebleu's own checks (e.g. chrF with no n-gram order)
+            raise PromptweaveError(f"{self.name}: invalid options: {' '.join(str(exc).split())[:200]}") from None
+
+    @property
+    def option_names(self) -> frozenset[str]:
+        return frozenset(self.options_schema.model_fields)
+
+    def check(self) -> None:
+        """Options are checked at construction; a one-segment trial catches what only scoring
+        shows (e.g. a tokenizer whose model files are missing)."""
+        super().check()
+        try:
+            self.score(["a b c ."], ["a b c ."])
+        except PromptweaveError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - report sacrebleu's reason in one line
+            raise PromptweaveError(f"{self.name}: cannot score with these options: {type(exc).__name__}: "
+                                   f"{' '.join(str(exc).split())[:200]}") from None
 
     def _build(self, options: dict[str, Any]) -> tuple[Any, Any]:
         raise NotImplementedError
@@ -141,8 +217,7 @@ class BLEUMetric(_SacreMetric):
     ``max_ngram_order``, ``effective_order`` (corpus; segments always use effective order)."""
 
     name = "bleu"
-    option_names = frozenset({"tokenize", "lowercase", "smooth_method", "smooth_value",
-                              "max_ngram_order", "effective_order", "force"})
+    options_schema = BLEUOptions
 
     def _build(self, options: dict[str, Any]) -> tuple[Any, Any]:
         from sacrebleu.metrics import BLEU
@@ -153,6 +228,9 @@ class BLEUMetric(_SacreMetric):
             raise PromptweaveError(f"bleu: tokenizer '{tok}' needs extra packages; install them with: {hint}")
         if tok not in BLEU.TOKENIZERS:
             raise PromptweaveError(f"bleu: unknown tokenizer '{tok}'; known: {', '.join(BLEU.TOKENIZERS)}")
+        if options.get("smooth_method", "exp") not in BLEU.SMOOTH_DEFAULTS:
+            raise PromptweaveError(f"bleu: unknown smooth_method '{options['smooth_method']}'; "
+                                   f"known: {', '.join(BLEU.SMOOTH_DEFAULTS)}")
         options["tokenize"] = tok
         # trg_lang only steers sacrebleu's own default, which we already resolved
         corpus = BLEU(**options)
@@ -165,11 +243,13 @@ class CHRFMetric(_SacreMetric):
     ``lowercase``, ``whitespace``, ``eps_smoothing``."""
 
     name = "chrf"
-    option_names = frozenset({"char_order", "word_order", "beta", "lowercase", "whitespace",
-                              "eps_smoothing"})
+    options_schema = CHRFOptions
 
     def _build(self, options: dict[str, Any]) -> tuple[Any, Any]:
         from sacrebleu.metrics import CHRF
+
+        if options.get("char_order", 6) + options.get("word_order", 0) < 1:
+            raise PromptweaveError("chrf: char_order and word_order are both 0; nothing would be counted")
 
         metric = CHRF(**options)
         return metric, metric
@@ -181,7 +261,7 @@ class TERMetric(_SacreMetric):
 
     name = "ter"
     higher_is_better = False
-    option_names = frozenset({"normalized", "no_punct", "asian_support", "case_sensitive"})
+    options_schema = TEROptions
 
     def _build(self, options: dict[str, Any]) -> tuple[Any, Any]:
         from sacrebleu.metrics import TER

@@ -274,6 +274,9 @@ class ModelRuntime:
             return CallResult(None, error=reason, attempts=attempts, key=key,
                               latency_s=time.perf_counter() - started)
 
+        # a server's usage counts are data: only non-negative integers enter the ledger
+        completion.prompt_tokens = _token_count(completion.prompt_tokens)
+        completion.completion_tokens = _token_count(completion.completion_tokens)
         self.ledger.prompt_tokens += completion.prompt_tokens
         self.ledger.completion_tokens += completion.completion_tokens
         if self.cfg.price is not None:
@@ -344,3 +347,12 @@ class ModelRuntime:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+def _token_count(value: object) -> int:
+    """A usage count from a server: a non-negative int, else 0 (negative, text, NaN, bool)."""
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return value

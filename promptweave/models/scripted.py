@@ -9,11 +9,54 @@ calls raise a retryable error).
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from typing import Any
 
+from ..errors import ConfigError
 from .base import BackendError, BaseChatModel, Completion, GenParams, Message
 from .spec import ModelConfig
+
+_OPTIONS = ("rules", "default", "delay", "fail_first")
+MAX_DELAY = 3600.0
+_GROUP_REF = re.compile(r"\\(\d+)|\\g<([^>]*)>")
+
+
+def check_options(cfg: ModelConfig) -> None:
+    """Check ``options`` before anything runs; one line naming the option (``model.options.X``)."""
+    from ..registry import suggest
+
+    opts = cfg.options
+    for key in opts:
+        if key not in _OPTIONS:
+            raise ConfigError(f"scripted: unknown option '{key}'{suggest(str(key), list(_OPTIONS))}; "
+                              f"known: {', '.join(_OPTIONS)}")
+    rules = opts.get("rules")
+    if rules is not None:
+        if not isinstance(rules, list):
+            raise ConfigError("scripted: 'rules' is a list of {match: REGEX, reply: TEXT}")
+        for i, rule in enumerate(rules):
+            if not isinstance(rule, dict) or set(rule) != {"match", "reply"} \
+                    or not all(isinstance(rule[k], str) for k in ("match", "reply")):
+                raise ConfigError(f"scripted: rules[{i}] must be {{match: REGEX, reply: TEXT}} (both text)")
+            try:
+                pattern = re.compile(rule["match"], re.S)
+            except re.error as exc:
+                raise ConfigError(f"scripted: rules[{i}].match is not a valid regex: {exc}") from None
+            for ref in _GROUP_REF.findall(rule["reply"]):
+                name = ref[0] or ref[1]
+                ok = int(name) <= pattern.groups if name.isdigit() else name in pattern.groupindex
+                if not ok:
+                    raise ConfigError(f"scripted: rules[{i}].reply uses group '{name}', which the match lacks")
+    if "default" in opts and not isinstance(opts["default"], str):
+        raise ConfigError("scripted: 'default' is the reply text (use \"{echo}\" to echo the prompt)")
+    delay = opts.get("delay", 0.0)
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay) \
+            or not 0 <= delay <= MAX_DELAY:
+        raise ConfigError(f"scripted: 'delay' is seconds between 0 and {MAX_DELAY:g}, got {delay!r}")
+    fail_first = opts.get("fail_first", 0)
+    if isinstance(fail_first, bool) or not isinstance(fail_first, int) or fail_first < 0:
+        raise ConfigError(f"scripted: 'fail_first' is a count of calls (0 or more), got {fail_first!r}")
 
 
 class ScriptedModel(BaseChatModel):
@@ -49,6 +92,7 @@ class ScriptedModel(BaseChatModel):
 
 
 def create(cfg: ModelConfig) -> ScriptedModel:
+    check_options(cfg)
     opts: dict[str, Any] = dict(cfg.options)
     return ScriptedModel(rules=opts.get("rules"), default=opts.get("default", "{echo}"),
                          delay=float(opts.get("delay", 0.0)), fail_first=int(opts.get("fail_first", 0)),

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import LoadedConfig, StepSpec
-from ..data import load_rows
 from ..errors import DataError, PromptweaveError
 from ..models import create_backend
 from ..models.cache import CompletionCache
@@ -89,7 +88,7 @@ class Engine:
     def load_data(self) -> list[tuple[str, dict[str, Any]]]:
         """The rows, with data errors pointed at the ``data:`` block of the pipeline file."""
         try:
-            return load_rows(self.pipeline.data, self.loaded.base_dir)
+            return self.loaded.load_rows()
         except DataError as exc:
             key = ("data", "files") if self.pipeline.data.files else ("data", "path")
             raise self.loaded.error_at(key, str(exc).removeprefix("data: ")) from None

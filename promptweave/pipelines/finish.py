@@ -49,6 +49,8 @@ def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[
     if p.metrics and hyp_name:
         scored = [r for r in ok if _value(r, hyp_name) is not None]
         groups = _group(scored, sc.group_by) if sc.group_by else {"all": scored} if scored else {}
+        if sc.group_by:
+            groups, out["comparison"] = _common_segments(groups)
         for spec in p.metrics:
             name, opts = (spec, {}) if isinstance(spec, str) else next(iter(spec.items()))
             metric = create_metric(name, p.data.src_lang, p.data.tgt_lang, **(opts or {}))
@@ -74,6 +76,27 @@ def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[
         if step.kind in _JUDGE_KINDS or _numeric_step(step.id, records):
             out["judges"][step.id] = _judge_summary(step.id, records, sc.group_by)
     return out
+
+
+def _common_segments(groups: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Systems are compared on the segments every one of them has a scored row for: a system
+    whose hard segments failed must not win on the easy ones. Warns when segments were dropped."""
+    def item(r: dict[str, Any]) -> str:
+        return str(r.get("fields", {}).get("item", r["key"]))
+
+    sets = [{item(r) for r in rows} for rows in groups.values()]
+    union = set().union(*sets) if sets else set()
+    common = set.intersection(*sets) if sets else set()
+    info: dict[str, Any] = {"segments": len(union), "common_segments": len(common)}
+    if common != union:
+        info["warning"] = (f"systems compared on the {len(common)} of {len(union)} segments that every system "
+                           "has a scored row for (the rest failed or lack a hypothesis for some system)")
+        import logging
+
+        logging.getLogger("promptweave.finish").warning("%s", info["warning"])
+        groups = {g: [r for r in rows if item(r) in common] for g, rows in groups.items()}
+        groups = {g: rows for g, rows in groups.items() if rows}
+    return groups, info
 
 
 def system_table(loaded: LoadedConfig, records: list[dict[str, Any]],
@@ -191,7 +214,7 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
         "name": loaded.pipeline.name,
         "run_dir": str(run_dir),
         "config_file": loaded.file,
-        "config": loaded.raw,
+        "config": loaded.manifest_config(),
         "steps": engine.describe_steps(),
         "metric_signatures": {k: v.get("signature") for k, v in scores["metrics"].items()},
         "versions": package_versions(),
@@ -205,7 +228,7 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
     scores["numbers"] = run_numbers(records, manifest, lambda r: _value(r, loaded.pipeline.scoring.group_by)
                                     if loaded.pipeline.scoring.group_by else loaded.pipeline.name)
     write_json_atomic(run_dir / "scores.json", scores)
-    write_json_atomic(run_dir / "manifest.json", manifest)
+    write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
     write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records))
     _write_html(run_dir)
     summary.scores = scores
@@ -248,8 +271,12 @@ def _ranking(loaded: LoadedConfig, scores: dict[str, Any]) -> list[str]:
     key = human if human in cols else (cols[0] if cols else None)
     order = sorted(table, key=lambda s: (table[s].get(key) is None, -(table[s].get(key) or 0.0)))
     n = scores.get("numbers", {}).get("rows_per_system", {})
-    lines = [f"## Systems (ranked by {key})", "", "| rank | system | " + " | ".join(cols) + " | n |",
-             "|---|---|" + "---|" * (len(cols) + 1)]
+    comparison = scores.get("comparison", {})
+    lines = [f"## Systems (ranked by {key})", ""]
+    if comparison.get("warning"):
+        lines += [f"**Warning:** {md_text(comparison['warning'])}.", ""]
+    lines += ["| rank | system | " + " | ".join(cols) + " | n |",
+              "|---|---|" + "---|" * (len(cols) + 1)]
     for rank, system in enumerate(order, 1):
         lines.append(f"| {rank} | {md_text(system, 80)} | " + " | ".join(fmt_score(c, table[system].get(c)) for c in cols)
                      + f" | {n.get(system, {}).get('n', '—')} |")

@@ -32,7 +32,7 @@ def get_template(ref: str, base_dir: str | Path | None = None) -> PromptTemplate
         p = Path(ref)
         if not p.is_absolute() and base_dir is not None:
             p = Path(base_dir) / p
-        if ref.endswith((".yaml", ".yml", ".json")) or p.is_file():
+        if ref.endswith((".yaml", ".yml", ".json")) or p.exists():  # not is_file: a FIFO gets a clear error
             tpl = load_template_file(p)
         else:
             raise TemplateError(f"unknown template '{ref}'{suggest(ref, builtin_names())}; "

@@ -16,7 +16,9 @@ A template file::
         content: "Please provide the {{ tgt_lang_name }} translation for the following sentence: {{ source }}"
 
 Undefined variables are errors (``StrictUndefined``); the sandbox refuses attribute access to
-Python internals such as ``''.__class__.__mro__``.
+Python internals such as ``''.__class__.__mro__`` and bounds size, work and time
+(:mod:`promptweave.prompts.sandbox`). Template files are read like pipeline files: duplicate keys
+(two ``messages:``) are errors naming file:line, and ``${VAR}`` is *not* interpolated.
 """
 
 from __future__ import annotations
@@ -27,38 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import StrictUndefined, TemplateError as JinjaTemplateError, UndefinedError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
-from ..errors import TemplateError
+from ..errors import ConfigError, DataError, TemplateError
 from ..models.base import Message
+from .sandbox import MAX_REPEAT, BoundedSandbox, LimitError
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 _ROLES = {"system", "user", "assistant"}
 _FOR = re.compile(r"^\s*([A-Za-z_]\w*)\s+in\s+([A-Za-z_][\w.]*)\s*$")
 
-_MAX_SIZE = 1_000_000  # characters or items a ``*`` may build; bits a ``**`` may build
+_MAX_SIZE = MAX_REPEAT  # kept for callers of the old name
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus bounds on ``*`` and ``**``: ``'x' * 10**12`` or
-    ``2 ** (2 ** 40)`` would otherwise exhaust memory or CPU before any error is raised."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > _MAX_SIZE:
-                    raise SecurityError(f"'*' would build more than {_MAX_SIZE:,} items")
-        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
-            if right * max(abs(left).bit_length(), 1) > _MAX_SIZE:
-                raise SecurityError(f"'**' would build a number of more than {_MAX_SIZE:,} bits")
-        return super().call_binop(context, operator, left, right)
-
-
-_env = _Sandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+_env = BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
 @dataclass
@@ -77,11 +62,11 @@ class PromptTemplate:
 
     def render(self, variables: dict[str, Any]) -> list[Message]:
         """Render to chat messages; a missing variable raises :class:`TemplateError`."""
-        missing = [v for v in self.variables if v not in variables]
+        missing = [v for v in self.variables if v not in variables or variables[v] is None]
         if missing:
             raise TemplateError(
-                f"template '{self.name}' ({self.path}) needs variable(s) {', '.join(missing)}; "
-                f"available: {', '.join(sorted(variables)) or 'none'}"
+                f"template '{self.name}' ({self.path}) needs variable(s) {', '.join(missing)}{_lang_hint(missing)}; "
+                f"available: {', '.join(sorted(k for k, v in variables.items() if v is not None)) or 'none'}"
             )
         out: list[Message] = []
         self._render_into(self.messages, dict(variables), out)
@@ -102,10 +87,16 @@ class PromptTemplate:
 
     def _render_text(self, content: str, scope: dict[str, Any]) -> str:
         try:
-            return _compile(content).render(**scope)
+            return _env.render_bounded(_compile(content), scope)
         except UndefinedError as exc:
-            raise TemplateError(f"template '{self.name}' ({self.path}): {exc}; "
+            raise TemplateError(f"template '{self.name}' ({self.path}): {exc}{_lang_hint([str(exc)])}; "
                                 f"available: {', '.join(sorted(scope))}") from None
+        except LimitError as exc:
+            raise TemplateError(f"template '{self.name}' ({self.path}) hit a sandbox limit: {exc}") from None
+        except RecursionError:
+            raise TemplateError(f"template '{self.name}' ({self.path}) failed: recursion too deep") from None
+        except MemoryError:
+            raise TemplateError(f"template '{self.name}' ({self.path}) failed: out of memory") from None
         except SecurityError as exc:
             raise TemplateError(f"template '{self.name}' ({self.path}) is not allowed: {exc}") from None
         except JinjaTemplateError as exc:
@@ -113,6 +104,12 @@ class PromptTemplate:
         except Exception as exc:  # noqa: BLE001 - e.g. range() past the sandbox's limit, 1/0
             raise TemplateError(f"template '{self.name}' ({self.path}) failed: {type(exc).__name__}: "
                                 f"{' '.join(str(exc).split())[:200]}") from None
+
+
+def _lang_hint(names: list[str]) -> str:
+    if any("src_lang" in n for n in names) or any("tgt_lang" in n for n in names):
+        return " (set data.src_lang and data.tgt_lang, or src_lang/tgt_lang fields in every row)"
+    return ""
 
 
 def _lookup(scope: dict[str, Any], dotted: str, tpl: PromptTemplate) -> Any:
@@ -175,10 +172,18 @@ def _validate_messages(items: Any, where: str) -> None:
 
 
 def parse_template(text: str, path: str = "<inline>", name: str | None = None) -> PromptTemplate:
+    from ..yamlio import LocatedYAML
+
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        loc = LocatedYAML(text, path, interpolate=False)
+    except ConfigError as exc:
+        raise TemplateError(str(exc)) from None
+    data = loc.data
+
+    def at(*key: Any) -> str:
+        line = loc.line_of(key)
+        return f"{path}:{line}" if line else path
+
     if isinstance(data, list):  # a bare list of messages is a template too
         data = {"messages": data}
     if not isinstance(data, dict):
@@ -186,8 +191,24 @@ def parse_template(text: str, path: str = "<inline>", name: str | None = None) -
     known = {"name", "description", "variables", "messages", "meta"}
     unknown = set(data) - known
     if unknown:
-        raise TemplateError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(known))}")
-    _validate_messages(data.get("messages"), path)
+        first = sorted(unknown, key=str)[0]
+        raise TemplateError(f"{at(first)}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                            f"allowed: {', '.join(sorted(known))}")
+    for key, kind in (("name", str), ("description", str), ("variables", list), ("meta", dict)):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise TemplateError(f"{at(key)}: '{key}' must be {'a list' if kind is list else 'a mapping' if kind is dict else 'text'}")
+    if not all(isinstance(v, str) for v in data.get("variables") or []):
+        raise TemplateError(f"{at('variables')}: 'variables' must be a list of names")
+    try:
+        _validate_messages(data.get("messages"), path)
+    except TemplateError as exc:
+        # name the line of the messages entry the error is about
+        m = re.match(rf"{re.escape(path)}: (?:messages\[(\d+)\])?", str(exc))
+        idx = m.group(1) if m else None
+        line = loc.line_of(("messages", int(idx)) if idx is not None else ("messages",))
+        if line and m:
+            raise TemplateError(f"{path}:{line}:" + str(exc)[len(path) + 1:]) from None
+        raise
     return PromptTemplate(
         name=name or data.get("name") or Path(path).stem,
         messages=data["messages"],
@@ -200,11 +221,16 @@ def parse_template(text: str, path: str = "<inline>", name: str | None = None) -
 
 
 def load_template_file(path: str | Path, name: str | None = None) -> PromptTemplate:
+    from ..data.files import read_bytes
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TemplateError(f"template file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"template file {p} cannot be read: {exc}") from None
+        raw = read_bytes(p, "template file")
+    except DataError as exc:
+        raise TemplateError(str(exc)) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TemplateError(f"{p}:{line}: not valid UTF-8; save the template as UTF-8") from None
     return parse_template(text, str(p), name)

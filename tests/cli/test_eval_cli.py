@@ -118,7 +118,7 @@ def test_jsonl_fields(run, tmp_path):
 @pytest.mark.parametrize("setup, args, expected", [
     (lambda p: (write(p / "h.txt", ["a", "b"]), write(p / "r.txt", ["a"])),
      ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt"], ["line counts differ", "h.txt: 2", "r.txt: 1"]),
-    (lambda p: None, ["--hyp", "{p}/nope.txt", "--ref", "{p}/nope.txt"], ["nope.txt: file not found"]),
+    (lambda p: None, ["--hyp", "{p}/nope.txt", "--ref", "{p}/nope.txt"], ["nope.txt does not exist"]),
     (lambda p: ((p / "h.txt").write_bytes(b"ok\n\xff\xfe\n"), write(p / "r.txt", ["a", "b"])),
      ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt"], ["h.txt:2: invalid UTF-8", "re-encode"]),
     (lambda p: (write(p / "h.txt", ["a"]), write(p / "r.txt", ["a"])),

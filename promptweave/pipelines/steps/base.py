@@ -62,8 +62,11 @@ class Row:
         ``value`` under the step id."""
         src = self.fields.get("src_lang") or run.src_lang
         tgt = self.fields.get("tgt_lang") or run.tgt_lang
-        out: dict[str, Any] = {"src_lang": src, "tgt_lang": tgt,
-                               "src_lang_name": language_name(src), "tgt_lang_name": language_name(tgt)}
+        out: dict[str, Any] = {}
+        if src is not None:  # an unset language is undefined in templates, never the text "None"
+            out.update(src_lang=src, src_lang_name=language_name(src))
+        if tgt is not None:
+            out.update(tgt_lang=tgt, tgt_lang_name=language_name(tgt))
         out.update(self.fields)
         for step_id, rec in self.outputs.items():
             out[step_id] = rec.get("value")

@@ -65,7 +65,8 @@ class TranslateStep(TemplateStep):
         from ...config import DataConfig
 
         mapping = {"source": ex.fields.get("source", "source"), "target": ex.fields.get("target", "reference")}
-        rows = load_rows(DataConfig(path=ex.path, fields=mapping), self.ctx.base_dir)
+        rows = load_rows(DataConfig(path=ex.path, fields=mapping), self.ctx.base_dir, source_fields={"source"},
+                         text_fields={"target"})
         pool = [{"source": str(r["source"]), "target": str(r["target"])} for _, r in rows]
         if len(pool) < ex.k:
             raise ConfigError(f"examples file {ex.path} has {len(pool)} rows, fewer than k={ex.k}",
