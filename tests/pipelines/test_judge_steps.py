@@ -140,7 +140,7 @@ async def test_unknown_languages_are_a_row_error():
 
 async def test_temperature_and_max_tokens_overrides():
     backend = Sequence(["no idea", GEMBA_REPLY])
-    step, _ = make(MQMStep, backend=backend, temperature=0.3, max_tokens=900)
+    step, _ = make(MQMStep, backend=backend, temperature=0.3, max_tokens=900, max_parse_retries=1)
     out = await step.run(row())
     assert backend.temperatures == [0.3, 0.4] and backend.max_tokens == [900, 900] and out["value"] == -7.0
 
