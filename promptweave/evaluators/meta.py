@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .mtme import ScoreTable, default_ref_systems, metric_refs
+from .significance import soft_pairwise_accuracy
 
 AverageBy = Literal["none", "item", "sys"]
 
@@ -194,13 +195,48 @@ def kendall_tau(human: npt.ArrayLike, metric: npt.ArrayLike, average_by: Average
 
 
 def _pearson_from_moments(mom: np.ndarray) -> np.ndarray:
-    """Pearson r from (..., 6) sums ``n, Σx, Σy, Σx², Σy², Σxy``; NaN for constant input."""
+    """Pearson r from (..., 6) sums ``n, Σx, Σy, Σx², Σy², Σxy``; NaN for constant input.
+    Only for weighted resamples of data centred beforehand (see :func:`_centered`): raw moments
+    of uncentred, nearly constant data lose every significant digit."""
     n, sx, sy, sxx, syy, sxy = np.moveaxis(mom, -1, 0)
     vx, vy, cov = n * sxx - sx * sx, n * syy - sy * sy, n * sxy - sx * sy
     scale_x, scale_y = np.maximum(n * sxx, 1e-300), np.maximum(n * syy, 1e-300)
     ok = (n >= 2) & (vx > 1e-12 * scale_x) & (vy > 1e-12 * scale_y)  # constant -> NaN, as mt-metrics-eval
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ok, cov / np.sqrt(np.where(ok, vx * vy, 1.0)), np.nan)
+
+
+def _centered(h: np.ndarray, m: np.ndarray, axis: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``h`` and ``m`` minus the mean of their jointly present cells (along ``axis``, or over
+    all cells): Pearson is shift-invariant, and centred moments keep their precision."""
+    ok = _present(h, m)
+    out = []
+    for v in (h, m):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(ok, v, 0.0).sum(axis, keepdims=True) / np.maximum(ok.sum(axis, keepdims=True), 1)
+        out.append(np.where(ok, v - mean, np.nan))
+    return out[0], out[1]
+
+
+def _constant(v: np.ndarray, ok: np.ndarray, axis: int) -> np.ndarray:
+    """Whether the present cells of each line of ``v`` hold one value (mt-metrics-eval's
+    ``is_constant_array``: exact equality, so that a nearly constant vector still correlates)."""
+    hi = np.where(ok, v, -np.inf).max(axis)
+    lo = np.where(ok, v, np.inf).min(axis)
+    return hi <= lo
+
+
+def _pearson_lines(h: np.ndarray, m: np.ndarray, axis: int) -> np.ndarray:
+    """Pearson r of each column (``axis=0``) or row (``axis=1``) by the centred two-pass formula,
+    as numpy/scipy compute it; NaN for fewer than 2 cells or a constant line."""
+    ok = _present(h, m)
+    ch, cm = _centered(h, m, axis)
+    ch, cm = np.where(ok, ch, 0.0), np.where(ok, cm, 0.0)
+    sxx, syy, sxy = (cm * cm).sum(axis), (ch * ch).sum(axis), (cm * ch).sum(axis)
+    bad = (ok.sum(axis) < 2) | _constant(h, ok, axis) | _constant(m, ok, axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = sxy / np.sqrt(np.where(bad, 1.0, sxx * syy))
+    return np.where(bad, np.nan, np.clip(r, -1.0, 1.0))
 
 
 def _moments(h: np.ndarray, m: np.ndarray, axis: int) -> np.ndarray:
@@ -223,8 +259,7 @@ def pearson(human: npt.ArrayLike, metric: npt.ArrayLike, average_by: AverageBy =
         return float(np.corrcoef(y, x)[0, 1])
     if average_by not in ("item", "sys"):
         raise ValueError(f"average_by must be none, item or sys, not {average_by!r}")
-    mom = _moments(h, m, axis=0 if average_by == "item" else 1)
-    return float(_nanmean(_pearson_from_moments(mom)))
+    return float(_nanmean(_pearson_lines(h, m, axis=0 if average_by == "item" else 1)))
 
 
 def pairwise_accuracy(human: npt.ArrayLike | Sequence[npt.ArrayLike],
@@ -344,6 +379,7 @@ RefsPolicy = Literal["wmt", "exclude", "include"]
 STATISTICS: dict[str, str] = {
     "sys_acc": "sys pairwise acc",
     "sys_pearson": "sys Pearson",
+    "sys_soft_acc": "sys soft pairwise acc (SPA, WMT24)",
     "seg_kendall": "seg Kendall tau-b (flat)",
     "seg_kendall_item": "seg Kendall tau-b (by item)",
     "seg_pearson": "seg Pearson (flat)",
@@ -414,7 +450,7 @@ def _resample_weights(n_items: int, n: int, seed: int) -> np.ndarray:
 def meta_evaluate(table: ScoreTable, metric: str, *, refs: RefsPolicy = "wmt",
                   ref_systems: Iterable[str] | None = None, std_refs: Iterable[str] | None = None,
                   bootstrap: int = 0, seed: int = 0, confidence: float = 0.95,
-                  recalibrate: bool = False, chunk: int = 64) -> MetaEvalResult:
+                  recalibrate: bool = False, chunk: int = 64, spa_permutations: int = 1000) -> MetaEvalResult:
     """All statistics of ``metric`` against the table's human scores.
 
     ``refs`` picks the systems: ``wmt`` (default, as the WMT22/23 results): acc_eq with human
@@ -426,6 +462,9 @@ def meta_evaluate(table: ScoreTable, metric: str, *, refs: RefsPolicy = "wmt",
     recomputed from the resampled segments (no interval when they were given as system scores).
     acc_eq keeps the epsilon calibrated on all items, as mt-metrics-eval's significance tests do;
     ``recalibrate=True`` re-optimises it in every resample (slower).
+
+    ``sys_soft_acc`` is soft pairwise accuracy (WMT24) over the items every system has both
+    scores for, with ``spa_permutations`` sign masks (seed 4, as mt-metrics-eval's ``pce.py``).
     """
     if metric not in table.metrics:
         raise KeyError(f"no metric '{metric}'; have: {', '.join(table.metrics)}")
@@ -439,7 +478,8 @@ def meta_evaluate(table: ScoreTable, metric: str, *, refs: RefsPolicy = "wmt",
     acc, pairs = pairwise_accuracy(sys_h, sys_m)
     sweep = TieSweep(table.human[acc_rows], table.metrics[metric][acc_rows])
     best, eps = sweep.best()
-    values = {"sys_acc": acc, "sys_pearson": pearson(sys_h, sys_m),
+    soft, _ = soft_pairwise_accuracy(hp, mp, num_permutations=spa_permutations, seed=4)
+    values = {"sys_acc": acc, "sys_pearson": pearson(sys_h, sys_m), "sys_soft_acc": soft,
               "seg_kendall": kendall_tau(hp, mp), "seg_kendall_item": kendall_tau(hp, mp, "item"),
               "seg_pearson": pearson(hp, mp), "acc_eq": float(best[0])}
     plain, with_refs = [table.systems[r] for r in plain_rows], [table.systems[r] for r in acc_rows]
@@ -462,7 +502,7 @@ def _bootstrap(table: ScoreTable, metric: str, hp: np.ndarray, mp: np.ndarray, s
     samples["seg_kendall"] = np.concatenate([tau.tau_b(w[b:b + chunk]) for b in range(0, n, chunk)])
     wf = w.astype(float)
     samples["seg_kendall_item"] = _nanmean(np.broadcast_to(tau_b_per_item(hp, mp), w.shape), wf)
-    samples["seg_pearson"] = _pearson_from_moments(wf @ _moments(hp, mp, axis=0))
+    samples["seg_pearson"] = _pearson_from_moments(wf @ _moments(*_centered(hp, mp), axis=0))
     if recalibrate:
         samples["acc_eq"] = np.concatenate([sweep.best(w[b:b + chunk])[0] for b in range(0, n, chunk)])
     else:
@@ -470,8 +510,13 @@ def _bootstrap(table: ScoreTable, metric: str, hp: np.ndarray, mp: np.ndarray, s
     if table.sys_human is None and metric not in table.sys_metrics:
         bh, bm = _weighted_sys_means(hp, wf), _weighted_sys_means(mp, wf)
         i, j = _pairs(bh.shape[1])
-        samples["sys_acc"] = (np.sign(bh[:, i] - bh[:, j]) == np.sign(bm[:, i] - bm[:, j])).mean(1)
-        samples["sys_pearson"] = _pearson_from_moments(_moments(bh, bm, axis=1))
+        # a system none of whose segments was drawn has no mean in this resample: its pairs are
+        # skipped, not counted wrong (which would widen the interval downwards)
+        valid = ~(np.isnan(bh[:, i]) | np.isnan(bh[:, j]) | np.isnan(bm[:, i]) | np.isnan(bm[:, j]))
+        agree = (np.sign(bh[:, i] - bh[:, j]) == np.sign(bm[:, i] - bm[:, j])) & valid
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples["sys_acc"] = np.where(valid.any(1), agree.sum(1) / np.maximum(valid.sum(1), 1), np.nan)
+        samples["sys_pearson"] = _pearson_lines(bh, bm, axis=1)
     lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
     ci = {}
     for k, v in samples.items():
