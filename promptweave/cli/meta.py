@@ -14,6 +14,7 @@ import typer
 from ..errors import DataError, PromptweaveError
 from ..evaluators.significance import CLUSTER_STATISTICS, cluster_metrics
 from . import app
+from .meta_report import nan_to_null, print_clusters, print_pooled, print_table, pool
 
 _REFS_HELP = ("which systems each statistic uses: 'wmt' (default, as the WMT22/23 results): acc_eq with "
               "human references as extra systems, Kendall/Pearson/system accuracy over MT systems only; "
@@ -259,13 +260,13 @@ def meta_eval(
     refs: str = typer.Option("wmt", "--refs", help=_REFS_HELP),
     ref_systems: Optional[str] = typer.Option(None, "--ref-systems", help="comma-separated systems that are human translations [default: names like ref, refA, refB]"),
     std_ref: Optional[str] = typer.Option(None, "--std-ref", help="comma-separated references the metrics used, never scored as systems [default: read from metric names, e.g. refA for BLEU-refA]"),
-    bootstrap: int = typer.Option(0, "--bootstrap", min=0, max=MAX_BOOTSTRAP, help="bootstrap resamples of segments for confidence intervals (0: none)"),
-    seed: int = typer.Option(0, "--seed", min=0, help="random seed of the bootstrap and the permutation tests"),
-    confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999, help="confidence level of the intervals"),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="bootstrap resamples of segments for confidence intervals (0: none)"),
+    seed: int = typer.Option(0, "--seed", help="random seed of the bootstrap and the permutation tests"),
+    confidence: float = typer.Option(0.95, "--confidence", help="confidence level of the intervals"),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="re-optimise the acc_eq epsilon in every bootstrap resample (slower)"),
-    significance: int = typer.Option(0, "--significance", min=0, max=MAX_PERMUTATIONS, help="permutations per metric pair for significance clusters (PERM-BOTH, as mt-metrics-eval; 0: none; 1000 is usual)"),
+    significance: int = typer.Option(0, "--significance", help="permutations per metric pair for significance clusters (PERM-BOTH, as mt-metrics-eval; 0: none; 1000 is usual)"),
     rank_by: str = typer.Option("sys_pearson", "--rank-by", help=f"statistic of the significance clusters: {', '.join(CLUSTER_STATISTICS)}"),
-    pval: float = typer.Option(0.05, "--pval", min=0.0001, max=0.5, help="p-value threshold of the significance clusters"),
+    pval: float = typer.Option(0.05, "--pval", help="p-value threshold of the significance clusters"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """Meta-evaluate metrics against human scores: system pairwise accuracy and soft pairwise
@@ -291,10 +292,13 @@ def meta_eval(
         significance = significance or int(given.get("significance", 0))
         rank_by = rank_by if rank_by != "sys_pearson" else str(given.get("rank_by", rank_by))
         pval = float(given.get("pval", pval)) if pval == 0.05 else pval
-    if refs not in ("wmt", "exclude", "include"):
-        raise PromptweaveError(f"--refs '{refs}': choose wmt, exclude or include")
-    if rank_by not in CLUSTER_STATISTICS:
-        raise PromptweaveError(f"--rank-by '{rank_by}': choose {', '.join(CLUSTER_STATISTICS)}")
+    # the flags get the same checks as the file's keys (one rule for both)
+    for flag, value in (("refs", refs), ("rank_by", rank_by), ("bootstrap", bootstrap), ("seed", seed),
+                        ("confidence", confidence), ("significance", significance), ("pval", pval)):
+        try:
+            MetaEvalFile.CHECKS[flag](value)
+        except ValueError as exc:
+            raise PromptweaveError(f"--{flag.replace('_', '-')} {value!r}: {exc}") from None
     tables, human = _tables(list(tsv or []), list(jsonl or []), run, list(human_file or []),
                             list(metric_file or []), human, _csv(metric_names))
     for label, table in tables:
@@ -326,136 +330,11 @@ def meta_eval(
                        "language_pairs": {label: {"items": table.n_items, "results": [r.to_dict() for r in results],
                                                   **({"clusters": clusters[label].to_dict()} if clusters else {})}
                                           for label, table, results in per_lp}}
-        typer.echo(json.dumps(_nan_to_null(payload), indent=2))
+        typer.echo(json.dumps(nan_to_null(payload), indent=2))
         return
     for label, table, results in per_lp:
-        _print_table(table, results, refs, _csv(ref_systems), label if len(per_lp) > 1 else None)
+        print_table(table, results, refs, _csv(ref_systems), label if len(per_lp) > 1 else None)
         if clusters:
-            _print_clusters(clusters[label])
+            print_clusters(clusters[label])
     if pooled:
-        _print_pooled(pooled)
-
-
-def pool(per_lp: list[tuple[str, Any, list[Any]]], refs: str, ref_systems: list[str] | None,
-         std_refs: list[str] | None) -> dict[str, dict[str, Any]]:
-    """Statistics pooled over language pairs, per metric present in all of them: system pairwise
-    accuracy and soft pairwise accuracy over the pairs of every language pair together (pairs
-    are formed within a language pair, as WMT's global accuracy), and the plain mean of each
-    segment-level statistic."""
-    from ..evaluators.meta import _sys_scores, pairwise_accuracy, select_systems
-    from ..evaluators.significance import soft_pairwise_accuracy
-
-    names = [r.metric for r in per_lp[0][2]]
-    common = [n for n in names if all(any(r.metric == n for r in results) for _, _, results in per_lp)]
-    out: dict[str, dict[str, Any]] = {}
-    for name in common:
-        sys_h, sys_m, seg_h, seg_m = [], [], [], []
-        for _, table, _ in per_lp:
-            mt, usable = select_systems(table, name, ref_systems, std_refs)
-            rows = usable if refs == "include" else mt
-            h, m = _sys_scores(table, name, rows)
-            sys_h.append(h)
-            sys_m.append(m)
-            seg_h.append(table.human[rows])
-            seg_m.append(table.metrics[name][rows])
-        acc, pairs = pairwise_accuracy(sys_h, sys_m)
-        soft, _ = soft_pairwise_accuracy(seg_h, seg_m, seed=4)
-        entry: dict[str, Any] = {"sys_acc": acc, "sys_soft_acc": soft, "sys_pairs": pairs,
-                                 "language_pairs": len(per_lp)}
-        for key in ("seg_kendall", "seg_kendall_item", "seg_pearson", "acc_eq"):
-            vals = [r.values[key] for _, _, results in per_lp for r in results if r.metric == name]
-            finite = [v for v in vals if not math.isnan(v)]
-            entry[f"{key}_mean"] = sum(finite) / len(finite) if finite else float("nan")
-        out[name] = entry
-    return out
-
-
-def _nan_to_null(value: Any) -> Any:
-    """NaN (an undefined correlation) becomes null: JSON has no NaN."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_null(v) for v in value]
-    return value
-
-
-def _cell(result: Any, key: str, percent: bool) -> str:
-    value = result.values[key]
-    fmt = (lambda v: f"{100 * v:.1f}") if percent else (lambda v: f"{v:.3f}")
-    text = "-" if math.isnan(value) else fmt(value)
-    if key in result.ci and not any(math.isnan(v) for v in result.ci[key]):
-        lo, hi = result.ci[key]
-        text += f" [{fmt(lo)}, {fmt(hi)}]"
-    return text
-
-
-def _print_table(table: Any, results: list[Any], refs: str, ref_systems: list[str] | None,
-                 label: str | None = None) -> None:
-    from rich.table import Table
-
-    from ..evaluators.meta import default_ref_systems
-
-    title = f"meta-evaluation against {table.human_name} ({table.n_items} segments)"
-    out = Table(title=f"{label}: {title}" if label else title)
-    for header in ("metric", "sys acc", "SPA", "sys r", "tau-b", "tau-b item", "seg r", "acc_eq", "epsilon"):
-        out.add_column(header, justify="left" if header == "metric" else "right", no_wrap=header == "metric")
-    for r in results:
-        out.add_row(r.metric, _cell(r, "sys_acc", True), _cell(r, "sys_soft_acc", True), _cell(r, "sys_pearson", False),
-                    _cell(r, "seg_kendall", False), _cell(r, "seg_kendall_item", False),
-                    _cell(r, "seg_pearson", False), _cell(r, "acc_eq", True), f"{r.epsilon:.4g}")
-    console = _console()
-    console.print(out)
-    humans = default_ref_systems(table.systems) if ref_systems is None else set(ref_systems)
-
-    def describe(systems: list[str]) -> str:
-        extra = [s for s in systems if s in humans]
-        return f"{len(systems)} systems" + (f" incl. {', '.join(extra)}" if extra else "")
-
-    sets = {(tuple(r.systems["seg_kendall"]), tuple(r.systems["acc_eq"])) for r in results}
-    for plain, acc in sorted(sets):
-        console.print(f"systems (--refs {refs}): sys acc, Pearson, tau-b over {describe(list(plain))}; "
-                      f"acc_eq over {describe(list(acc))}", markup=False, highlight=False, soft_wrap=True)
-    notes = ["sys acc, SPA and acc_eq in %; SPA: soft pairwise accuracy (WMT24, permutation p-values of "
-             "system pairs); sys r, seg r: Pearson; system scores: mean of segment scores unless given as *.sys.score",
-             "tau-b: Kendall tau-b flattened over system x segment cells; tau-b item: per segment, averaged",
-             "acc_eq: pairwise accuracy with ties, one global epsilon (tie calibration, Deutsch et al. "
-             "2023), averaged over segments"]
-    if results and results[0].bootstrap:
-        r0 = results[0]
-        notes.append(f"[lo, hi]: {100 * r0.confidence:g}% bootstrap intervals over {r0.bootstrap} resamples of "
-                     "segments" + ("" if "sys_acc" in r0.ci else "; none at system level (system scores given)"))
-    for note in notes:
-        console.print(note, markup=False, highlight=False, soft_wrap=True)
-
-
-def _print_clusters(c: Any) -> None:
-    console = _console()
-    console.print(f"significance clusters by {c.statistic} (PERM-BOTH, {c.k} permutations per pair):",
-                  markup=False, highlight=False)
-    for metric, value, rank in zip(c.order, c.values, c.ranks):
-        console.print(f"  {rank}  {metric}  {value:.4f}", markup=False, highlight=False)
-
-
-def _print_pooled(pooled: dict[str, dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    first = next(iter(pooled.values()), {})
-    out = Table(title=f"pooled over {first.get('language_pairs', 0)} language pairs")
-    for header in ("metric", "sys acc", "SPA", "pairs", "tau-b (mean)", "acc_eq (mean)"):
-        out.add_column(header, justify="left" if header == "metric" else "right", no_wrap=header == "metric")
-    pct = (lambda v: "-" if math.isnan(v) else f"{100 * v:.1f}")
-    for name, e in pooled.items():
-        out.add_row(name, pct(e["sys_acc"]), pct(e["sys_soft_acc"]), str(e["sys_pairs"]),
-                    "-" if math.isnan(e["seg_kendall_mean"]) else f"{e['seg_kendall_mean']:.3f}",
-                    pct(e["acc_eq_mean"]))
-    _console().print(out)
-
-
-def _console() -> Any:
-    """A rich console that does not squeeze tables to 80 columns when output is piped."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+        print_pooled(pooled)
