@@ -12,7 +12,7 @@ def pool(per_lp: list[tuple[str, Any, list[Any]]], refs: str, ref_systems: list[
     accuracy and soft pairwise accuracy over the pairs of every language pair together (pairs
     are formed within a language pair, as WMT's global accuracy), and the plain mean of each
     segment-level statistic."""
-    from ..evaluators.meta import _sys_scores, pairwise_accuracy, select_systems
+    from ..evaluators.meta import system_scores, pairwise_accuracy, select_systems
     from ..evaluators.significance import soft_pairwise_accuracy
 
     names = [r.metric for r in per_lp[0][2]]
@@ -23,7 +23,7 @@ def pool(per_lp: list[tuple[str, Any, list[Any]]], refs: str, ref_systems: list[
         for _, table, _ in per_lp:
             mt, usable = select_systems(table, name, ref_systems, std_refs)
             rows = usable if refs == "include" else mt
-            h, m = _sys_scores(table, name, rows)
+            h, m = system_scores(table, name, rows)
             sys_h.append(h)
             sys_m.append(m)
             seg_h.append(table.human[rows])

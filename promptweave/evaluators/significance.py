@@ -198,8 +198,8 @@ def cluster_metrics(table: "ScoreTable", statistic: str, metrics: list[str] | No
     chosen = sorted(rows)
     f = stat_function(statistic)
     if CLUSTER_STATISTICS[statistic] == "sys":
-        human = meta._sys_scores(table, names[0], chosen)[0]
-        scored = {n: meta._sys_scores(table, n, chosen)[1] for n in names}
+        human = meta.system_scores(table, names[0], chosen)[0]
+        scored = {n: meta.system_scores(table, n, chosen)[1] for n in names}
     else:
         human = table.human[chosen]
         scored = {n: table.metrics[n][chosen] for n in names}
