@@ -10,10 +10,12 @@ into a score (higher is better, 0 = no error):
 
 :class:`DAStep` asks for a 0-100 direct-assessment score (GEMBA-DA).
 
-Every step output keeps the raw replies, a ``parse_status`` and the call traces. A reply that
-cannot be parsed (after ``max_parse_retries`` retries at temperature +0.1 each, when
-``on_parse_error: retry``) gives ``value: None`` with ``parse_status: "failed"``, never a 0;
-a model call that fails gives ``error``, so the row can be retried.
+Every step output keeps the raw replies, a ``parse_status`` and the call traces. Replies are read
+by the paper's own rules (``parse: reference``) or leniently (``parse: robust``); re-asks after a
+parse failure or a reply cut at ``max_tokens`` follow each method's reference code
+(:mod:`.judge_base`). A reply that still cannot be parsed gives ``value: None`` with
+``parse_status: "failed"``, never a 0; a model call that fails gives ``error``, so the row can be
+retried. MQM-APE's post-edit and verification calls are in :mod:`.mqm_ape`.
 """
 
 from __future__ import annotations
