@@ -531,3 +531,24 @@ def test_describe_shows_the_resolved_policy():
     assert step.describe()["policy"] == {"parse_retries": 10, "on_truncated": "more_tokens"}
     step, _ = make(MQMStep, [], method="mqm_ape")
     assert step.describe()["policy"] == {"parse_retries": 0, "on_truncated": "fail"}
+
+
+@pytest.mark.parametrize("i", [2, 3, 4, 6, 7, 8, 9])
+async def test_mqm_ape_cometkiwi_rule_reproduces_the_reference_run(i, monkeypatch):
+    """The CometKiwi-verifier run of the reference (metric_verifier/results.json): its recorded
+    CometKiwi scores, through our threshold rule, give its keep values and scores."""
+    item = json.loads((FIXTURES / "mqm_ape_recorded.json").read_text(encoding="utf-8"))["items"][i]
+    kiwi = item["expected_cometkiwi"]
+    table = {item["translation"]: kiwi["translation"], **{e["post_edit"]: e["postedit_cometkiwi_score"]
+                                                           for e in kiwi["errors"]}}
+
+    class RecordedKiwi(FakeKiwi):
+        def score(self, hypotheses, references=None, sources=None):
+            return MetricResult("comet", None, [table[h] for h in hypotheses], "recorded")
+
+    monkeypatch.setitem(metrics._items, "comet", RecordedKiwi)
+    step, _ = make(MQMStep, backend=Replay(item), method="mqm_ape", parse="reference", verifier="cometkiwi",
+                   src_lang="zh", tgt_lang="en")
+    out = await step.run(Row(index=0, key="0", fields={"source": item["source"], "translation": item["translation"]}))
+    assert [e["keep"] for e in out["errors"]] == [e["pe_valid_score"] for e in kiwi["errors"]]
+    assert out["value"] == kiwi["MQM_APE_score"]
