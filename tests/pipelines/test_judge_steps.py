@@ -552,3 +552,13 @@ async def test_mqm_ape_cometkiwi_rule_reproduces_the_reference_run(i, monkeypatc
     out = await step.run(Row(index=0, key="0", fields={"source": item["source"], "translation": item["translation"]}))
     assert [e["keep"] for e in out["errors"]] == [e["pe_valid_score"] for e in kiwi["errors"]]
     assert out["value"] == kiwi["MQM_APE_score"]
+
+
+@pytest.mark.parametrize("count, parse, value", [
+    ("0, 1", "reference", -1.0), ("Major: 0, Minor: 1", "robust", -1.0), ("Major: 0, Minor: 1", "reference", None)])
+async def test_eaprompt_counts_as_the_prompt_demands(count, parse, value):
+    step, model = make(MQMStep, [{"match": "Output 2", "reply": count}, {"match": "identify", "reply": EA_ANALYSIS}],
+                       method="eaprompt", parse=parse)
+    out = await step.run(row())
+    assert out["value"] == value and len(model.calls) == 2  # asked once each, as the reference
+    assert out["parse_status"] == ("ok" if value is not None else "failed")
