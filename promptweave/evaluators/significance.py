@@ -196,6 +196,11 @@ def cluster_metrics(table: "ScoreTable", statistic: str, metrics: list[str] | No
     for name in names:
         rows &= set(meta.select_systems(table, name, ref_systems, std_refs)[0])
     chosen = sorted(rows)
+    if len(chosen) < 2:
+        from ..errors import DataError
+
+        raise DataError(f"significance clusters need 2 or more systems scored by every metric ({', '.join(names)}); "
+                        f"found {len(chosen)}")
     f = stat_function(statistic)
     if CLUSTER_STATISTICS[statistic] == "sys":
         human = meta.system_scores(table, names[0], chosen)[0]

@@ -91,3 +91,13 @@ def test_wmt22_clusters_with_real_llm_judge_scores():
     c = cluster_metrics(table, "sys_pearson", k=300, seed=0)
     assert c.order[0] == "MQMPE-Original-llama3-70b-inst-src" and c.ranks[0] == 1
     assert c.ranks[-1] >= 2 and c.order[-1].endswith("tower-13b-inst-src")
+
+
+def test_clusters_need_two_commonly_scored_systems():
+    from promptweave.errors import DataError
+
+    nan = math.nan
+    table = ScoreTable(["A", "B"], np.array([[1.0, 2.0], [3.0, 4.0]]),
+                       {"M": np.array([[1.0, 2.0], [nan, nan]]), "N": np.array([[nan, nan], [1.0, 2.0]])})
+    with pytest.raises(DataError, match="2 or more systems scored by every metric"):
+        cluster_metrics(table, "seg_pearson", k=10)
