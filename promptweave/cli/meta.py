@@ -12,7 +12,9 @@ import numpy as np
 import typer
 
 from ..errors import DataError, PromptweaveError
+from ..evaluators.significance import CLUSTER_STATISTICS, cluster_metrics
 from . import app
+from .meta_report import nan_to_null, print_clusters, print_pooled, print_table, pool
 
 _REFS_HELP = ("which systems each statistic uses: 'wmt' (default, as the WMT22/23 results): acc_eq with "
               "human references as extra systems, Kendall/Pearson/system accuracy over MT systems only; "
@@ -88,14 +90,67 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+MAX_BOOTSTRAP = 100_000
+MAX_PERMUTATIONS = 100_000
+
+
+def _int_in(low: int, high: int) -> Any:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number in {low}..{high}")
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}..{high}")
+        return value
+    return check
+
+
+def _float_in(low: float, high: float) -> Any:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise ValueError(f"expected a number in [{low:g}, {high:g}]")
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} is outside [{low:g}, {high:g}]")
+        return float(value)
+    return check
+
+
+def _choice(*options: str) -> Any:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"choose {', '.join(options)}")
+        return str(value)
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ",".join(map(str, value))
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError("expected a name or a list of names")
+    return str(value)
+
+
 class MetaEvalFile:
     """A meta-eval YAML file: the command's options as keys (``tsv``, ``run``, ``human``,
-    ``metrics``, ``refs``, ``bootstrap``...); relative paths resolve against the file's directory."""
+    ``metrics``, ``refs``, ``bootstrap``...), each checked as its flag is; relative paths
+    resolve against the file's directory. ``tsv``/``jsonl`` may list several files (``[LP=]PATH``)
+    to pool language pairs."""
 
-    PATHS = {"tsv", "jsonl", "run"}
-    LISTS = {"human_file", "metric_file"}
-    SCALARS = {"human", "metrics", "refs", "ref_systems", "std_ref", "bootstrap", "seed", "confidence",
-               "recalibrate"}
+    PATHS = {"run"}
+    LISTS = {"human_file", "metric_file", "tsv", "jsonl"}
+    CHECKS: dict[str, Any] = {
+        "human": _text, "metrics": _text, "ref_systems": _text, "std_ref": _text,
+        "refs": _choice("wmt", "exclude", "include"), "bootstrap": _int_in(0, MAX_BOOTSTRAP),
+        "seed": _int_in(0, 2**32 - 1), "confidence": _float_in(0.5, 0.999), "recalibrate": _flag,
+        "significance": _int_in(0, MAX_PERMUTATIONS), "pval": _float_in(0.0001, 0.5),
+        "rank_by": _choice(*CLUSTER_STATISTICS),
+    }
 
     @classmethod
     def load(cls, path: Path) -> dict[str, Any]:
@@ -114,19 +169,23 @@ class MetaEvalFile:
         if not isinstance(data, dict):
             raise ConfigError("a meta-eval file is a mapping of options (tsv, run, human, metrics...)",
                               file=str(path), line=1)
-        known = cls.PATHS | cls.LISTS | cls.SCALARS
+        known = cls.PATHS | cls.LISTS | set(cls.CHECKS)
         out: dict[str, Any] = {}
         for key, value in data.items():
+            line = loc.line_of((key,))
             if key not in known:
                 raise ConfigError(f"unknown key{suggest(str(key), sorted(known))}", file=str(path),
-                                  line=loc.line_of((key,)), key=str(key))
+                                  line=line, key=str(key))
             if key in cls.PATHS:
                 value = _near(path, str(value))
             elif key in cls.LISTS:
                 items = value if isinstance(value, list) else [value]
                 value = [_near_item(path, str(v)) for v in items]
-            elif key in {"metrics", "ref_systems", "std_ref"} and isinstance(value, list):
-                value = ",".join(map(str, value))
+            else:
+                try:
+                    value = cls.CHECKS[key](value)
+                except ValueError as exc:
+                    raise ConfigError(f"{exc} (got {value!r:.40})", file=str(path), line=line, key=str(key)) from None
             out[key] = value
         return out
 
@@ -145,11 +204,54 @@ def _near_item(config: Path, item: str) -> str:
     return str(_near(config, item))
 
 
+def _labelled(item: str) -> tuple[str, Path]:
+    """``[LABEL=]PATH`` -> (label, path); the label defaults to the file name's stem."""
+    name, eq, path = item.partition("=")
+    if eq and name and not Path(item).exists():
+        return name, Path(path)
+    return Path(item).stem, Path(item)
+
+
+def _subset(table: Any, wanted: list[str] | None) -> Any:
+    if wanted:
+        unknown = [m for m in wanted if m not in table.metrics]
+        if unknown:
+            raise PromptweaveError(f"--metrics: no scores for {', '.join(unknown)}; have: {', '.join(table.metrics)}")
+        table.metrics = {m: table.metrics[m] for m in wanted}
+    return table
+
+
+def _tables(tsv: list[str], jsonl: list[str], run: Path | None, human_file: list[str], metric_file: list[str],
+            human: str | None, wanted: list[str] | None) -> tuple[list[tuple[str, Any]], str]:
+    """The input tables, labelled (one per language pair when several files are pooled)."""
+    from ..evaluators.mtme import read_score_jsonl, read_score_tsv
+
+    kinds = [k for k, given in (("tsv", tsv), ("jsonl", jsonl), ("human-file", human_file), ("run", run)) if given]
+    if len(kinds) != 1:
+        raise PromptweaveError("give exactly one input: --tsv FILE, --jsonl FILE, --run DIR, "
+                               "or --human-file with --metric-file (--tsv and --jsonl may repeat, to pool "
+                               "language pairs)")
+    if run is not None:
+        table, name = load_from_run(run, human)
+        return [(run.name, _subset(table, wanted))], name
+    name = human or "mqm"
+    if human_file:
+        if not metric_file:
+            raise PromptweaveError("--human-file needs at least one --metric-file NAME=PATH")
+        return [("scores", _subset(load_from_score_files(list(human_file), list(metric_file), name), wanted))], name
+    reader = read_score_tsv if tsv else read_score_jsonl
+    out = [(label, reader(path, name, wanted)) for label, path in map(_labelled, tsv or jsonl)]
+    labels = [label for label, _ in out]
+    if len(set(labels)) != len(labels):
+        raise PromptweaveError("several inputs share a name; label them LP=PATH (e.g. --tsv zh-en=a.tsv --tsv en-de=b.tsv)")
+    return out, name
+
+
 @app.command("meta-eval")
 def meta_eval(
     config: Optional[Path] = typer.Argument(None, help="a meta-eval YAML file holding these options (flags override it)"),
-    tsv: Optional[Path] = typer.Option(None, "--tsv", help="TSV with a header: system, seg_id, the human column, metric columns"),
-    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="JSONL rows {system, seg_id, <human>, <metric>...}"),
+    tsv: Optional[list[str]] = typer.Option(None, "--tsv", help="[LP=]TSV with a header: system, seg_id, the human column, metric columns (repeat to pool language pairs)"),
+    jsonl: Optional[list[str]] = typer.Option(None, "--jsonl", help="[LP=]JSONL rows {system, seg_id, <human>, <metric>...} (repeat to pool language pairs)"),
     run: Optional[Path] = typer.Option(None, "--run", help="a promptweave run directory (its mtme/ score files)"),
     human_file: Optional[list[str]] = typer.Option(None, "--human-file", help="mt-metrics-eval human scores: a *.seg.score file, optionally a *.sys.score file too"),
     metric_file: Optional[list[str]] = typer.Option(None, "--metric-file", help="[NAME=]PATH of an mt-metrics-eval *.seg.score or *.sys.score file (repeatable)"),
@@ -158,20 +260,23 @@ def meta_eval(
     refs: str = typer.Option("wmt", "--refs", help=_REFS_HELP),
     ref_systems: Optional[str] = typer.Option(None, "--ref-systems", help="comma-separated systems that are human translations [default: names like ref, refA, refB]"),
     std_ref: Optional[str] = typer.Option(None, "--std-ref", help="comma-separated references the metrics used, never scored as systems [default: read from metric names, e.g. refA for BLEU-refA]"),
-    bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="bootstrap resamples of segments for confidence intervals (0: none)"),
-    seed: int = typer.Option(0, "--seed", help="random seed of the bootstrap"),
-    confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999, help="confidence level of the intervals"),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="bootstrap resamples of segments for confidence intervals (0: none)"),
+    seed: int = typer.Option(0, "--seed", help="random seed of the bootstrap and the permutation tests"),
+    confidence: float = typer.Option(0.95, "--confidence", help="confidence level of the intervals"),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="re-optimise the acc_eq epsilon in every bootstrap resample (slower)"),
+    significance: int = typer.Option(0, "--significance", help="permutations per metric pair for significance clusters (PERM-BOTH, as mt-metrics-eval; 0: none; 1000 is usual)"),
+    rank_by: str = typer.Option("sys_pearson", "--rank-by", help=f"statistic of the significance clusters: {', '.join(CLUSTER_STATISTICS)}"),
+    pval: float = typer.Option(0.05, "--pval", help="p-value threshold of the significance clusters"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
-    """Meta-evaluate metrics against human scores: system pairwise accuracy, Kendall tau-b, acc_eq, Pearson."""
+    """Meta-evaluate metrics against human scores: system pairwise accuracy and soft pairwise
+    accuracy, Kendall tau-b, acc_eq, Pearson; optionally significance clusters, pooled over
+    language pairs when several inputs are given."""
     from ..evaluators.meta import meta_evaluate
-    from ..evaluators.mtme import read_score_jsonl, read_score_tsv
 
     if config is not None:
         given = MetaEvalFile.load(config)
-        tsv = tsv or given.get("tsv")
-        jsonl = jsonl or given.get("jsonl")
+        tsv, jsonl = tsv or given.get("tsv"), jsonl or given.get("jsonl")
         run = run or given.get("run")
         human_file = human_file or given.get("human_file")
         metric_file = metric_file or given.get("metric_file")
@@ -184,112 +289,52 @@ def meta_eval(
         seed = seed or int(given.get("seed", 0))
         confidence = float(given.get("confidence", confidence)) if confidence == 0.95 else confidence
         recalibrate = recalibrate or bool(given.get("recalibrate", False))
-    sources = [x for x in (tsv, jsonl, human_file, run) if x]
-    if len(sources) != 1:
-        raise PromptweaveError("give exactly one input: --tsv FILE, --jsonl FILE, --run DIR, "
-                               "or --human-file with --metric-file")
-    if run is not None:
-        table, human = load_from_run(run, human)
-    human = human or "mqm"
-    if refs not in ("wmt", "exclude", "include"):
-        raise PromptweaveError(f"--refs '{refs}': choose wmt, exclude or include")
-    wanted = _csv(metric_names)
-    if run is not None:
-        if wanted:
-            unknown = [m for m in wanted if m not in table.metrics]
-            if unknown:
-                raise PromptweaveError(f"--metrics: no scores for {', '.join(unknown)}; have: {', '.join(table.metrics)}")
-            table.metrics = {m: table.metrics[m] for m in wanted}
-    elif tsv:
-        table = read_score_tsv(tsv, human, wanted)
-    elif jsonl:
-        table = read_score_jsonl(jsonl, human, wanted)
-    else:
-        if not metric_file:
-            raise PromptweaveError("--human-file needs at least one --metric-file NAME=PATH")
-        table = load_from_score_files(list(human_file or []), list(metric_file), human)
-        if wanted:
-            unknown = [m for m in wanted if m not in table.metrics]
-            if unknown:
-                raise PromptweaveError(f"--metrics: no scores for {', '.join(unknown)}; have: {', '.join(table.metrics)}")
-            table.metrics = {m: table.metrics[m] for m in wanted}
-    if not table.metrics:
-        raise DataError("no metric scores found; name the metric columns with --metrics")
-    if table.n_items == 0 or bool(np.isnan(table.human).all()):
-        raise DataError(f"no human scores ('{human}'); check --human")
-    results = [meta_evaluate(table, m, refs=refs, ref_systems=_csv(ref_systems),  # type: ignore[arg-type]
-                             std_refs=_csv(std_ref) if std_ref is not None else None, bootstrap=bootstrap,
-                             seed=seed, confidence=confidence, recalibrate=recalibrate)
-               for m in table.metrics]
+        significance = significance or int(given.get("significance", 0))
+        rank_by = rank_by if rank_by != "sys_pearson" else str(given.get("rank_by", rank_by))
+        pval = float(given.get("pval", pval)) if pval == 0.05 else pval
+    # the flags get the same checks as the file's keys (one rule for both)
+    for flag, value in (("refs", refs), ("rank_by", rank_by), ("bootstrap", bootstrap), ("seed", seed),
+                        ("confidence", confidence), ("significance", significance), ("pval", pval)):
+        try:
+            MetaEvalFile.CHECKS[flag](value)
+        except ValueError as exc:
+            raise PromptweaveError(f"--{flag.replace('_', '-')} {value!r}: {exc}") from None
+    tables, human = _tables(list(tsv or []), list(jsonl or []), run, list(human_file or []),
+                            list(metric_file or []), human, _csv(metric_names))
+    for label, table in tables:
+        where = f" in {label}" if len(tables) > 1 else ""
+        if not table.metrics:
+            raise DataError(f"no metric scores found{where}; name the metric columns with --metrics")
+        if table.n_items == 0 or bool(np.isnan(table.human).all()):
+            raise DataError(f"no human scores ('{human}'){where}; check --human")
+    std = _csv(std_ref) if std_ref is not None else None
+    per_lp = [(label, table, [meta_evaluate(table, m, refs=refs, ref_systems=_csv(ref_systems),  # type: ignore[arg-type]
+                                            std_refs=std, bootstrap=bootstrap, seed=seed,
+                                            confidence=confidence, recalibrate=recalibrate)
+                              for m in table.metrics])
+              for label, table in tables]
+    clusters = {label: cluster_metrics(table, rank_by, k=significance, seed=seed, pval=pval,
+                                       ref_systems=_csv(ref_systems), std_refs=std)
+                for label, table in tables if significance} if significance else {}
+    pooled = pool(per_lp, refs, _csv(ref_systems), std) if len(per_lp) > 1 else None
     if as_json:
-        payload = {"human": table.human_name, "items": table.n_items, "refs": refs,
-                   "results": [r.to_dict() for r in results]}
-        typer.echo(json.dumps(_nan_to_null(payload), indent=2))
+        payload: dict[str, Any]
+        if len(per_lp) == 1:
+            label, table, results = per_lp[0]
+            payload = {"human": table.human_name, "items": table.n_items, "refs": refs,
+                       "results": [r.to_dict() for r in results]}
+            if clusters:
+                payload["clusters"] = clusters[label].to_dict()
+        else:
+            payload = {"human": human, "refs": refs, "pooled": pooled,
+                       "language_pairs": {label: {"items": table.n_items, "results": [r.to_dict() for r in results],
+                                                  **({"clusters": clusters[label].to_dict()} if clusters else {})}
+                                          for label, table, results in per_lp}}
+        typer.echo(json.dumps(nan_to_null(payload), indent=2))
         return
-    _print_table(table, results, refs, _csv(ref_systems))
-
-
-def _nan_to_null(value: Any) -> Any:
-    """NaN (an undefined correlation) becomes null: JSON has no NaN."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_null(v) for v in value]
-    return value
-
-
-def _cell(result: Any, key: str, percent: bool) -> str:
-    value = result.values[key]
-    fmt = (lambda v: f"{100 * v:.1f}") if percent else (lambda v: f"{v:.3f}")
-    text = "-" if math.isnan(value) else fmt(value)
-    if key in result.ci and not any(math.isnan(v) for v in result.ci[key]):
-        lo, hi = result.ci[key]
-        text += f" [{fmt(lo)}, {fmt(hi)}]"
-    return text
-
-
-def _print_table(table: Any, results: list[Any], refs: str, ref_systems: list[str] | None) -> None:
-    from rich.table import Table
-
-    from ..evaluators.meta import default_ref_systems
-
-    out = Table(title=f"meta-evaluation against {table.human_name} ({table.n_items} segments)")
-    for header in ("metric", "sys acc", "sys r", "tau-b", "tau-b item", "seg r", "acc_eq", "epsilon"):
-        out.add_column(header, justify="left" if header == "metric" else "right", no_wrap=header == "metric")
-    for r in results:
-        out.add_row(r.metric, _cell(r, "sys_acc", True), _cell(r, "sys_pearson", False),
-                    _cell(r, "seg_kendall", False), _cell(r, "seg_kendall_item", False),
-                    _cell(r, "seg_pearson", False), _cell(r, "acc_eq", True), f"{r.epsilon:.4g}")
-    console = _console()
-    console.print(out)
-    humans = default_ref_systems(table.systems) if ref_systems is None else set(ref_systems)
-
-    def describe(systems: list[str]) -> str:
-        extra = [s for s in systems if s in humans]
-        return f"{len(systems)} systems" + (f" incl. {', '.join(extra)}" if extra else "")
-
-    sets = {(tuple(r.systems["seg_kendall"]), tuple(r.systems["acc_eq"])) for r in results}
-    for plain, acc in sorted(sets):
-        console.print(f"systems (--refs {refs}): sys acc, Pearson, tau-b over {describe(list(plain))}; "
-                      f"acc_eq over {describe(list(acc))}", markup=False, highlight=False, soft_wrap=True)
-    notes = ["sys acc and acc_eq in %; sys r, seg r: Pearson; system scores: mean of segment scores "
-             "unless given as *.sys.score",
-             "tau-b: Kendall tau-b flattened over system x segment cells; tau-b item: per segment, averaged",
-             "acc_eq: pairwise accuracy with ties, one global epsilon (tie calibration, Deutsch et al. "
-             "2023), averaged over segments"]
-    if results and results[0].bootstrap:
-        r0 = results[0]
-        notes.append(f"[lo, hi]: {100 * r0.confidence:g}% bootstrap intervals over {r0.bootstrap} resamples of "
-                     "segments" + ("" if "sys_acc" in r0.ci else "; none at system level (system scores given)"))
-    for note in notes:
-        console.print(note, markup=False, highlight=False, soft_wrap=True)
-
-
-def _console() -> Any:
-    """A rich console that does not squeeze tables to 80 columns when output is piped."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    for label, table, results in per_lp:
+        print_table(table, results, refs, _csv(ref_systems), label if len(per_lp) > 1 else None)
+        if clusters:
+            print_clusters(clusters[label])
+    if pooled:
+        print_pooled(pooled)

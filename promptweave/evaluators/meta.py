@@ -10,331 +10,27 @@ Follows google-research/mt-metrics-eval (``stats.py``, ``tau_optimization.py``, 
   epsilon, metric differences ``<= epsilon`` count as ties, chosen to maximise the accuracy averaged
   over items; candidates are 0 and every distinct ``|metric diff|`` of a pair, the smallest best
   epsilon wins (``np.nanargmax``), all pairs are used (``sample_rate=1.0`` as in the WMT23 tasks).
-- :func:`pearson`: Pearson's r, flattened or averaged.
+- :func:`pearson`: Pearson's r, flattened or averaged (centred two-pass, as numpy/scipy).
 
-Score matrices are float arrays shaped ``(systems, items)``; NaN marks a missing score. A cell is
-used only when both the human and the metric score are present. Everything is vectorised with numpy
-and takes per-item weights, so a bootstrap resample of items is a weight vector (an item drawn k
-times weighs k), evaluated for many resamples at once: the tie calibration sorts the pair deltas
-once and sweeps epsilons with cumulative sums; tau-b counts discordant pairs by radix levels whose
-sort orders are computed once.
+- :func:`soft_pairwise_accuracy`: the WMT24 system-level statistic (:mod:`.significance`).
+
+The statistics live in :mod:`.correlation`; this module picks the systems of each statistic,
+evaluates one metric with every statistic, and bootstraps items for confidence intervals.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal
 
 import numpy as np
-import numpy.typing as npt
 
+from .correlation import (AverageBy, TauB, TieCalibration, TieSweep, _centered, _moments, _nanmean, _pairs,
+                          _pearson_from_moments, _pearson_lines, _present, kendall_tau, pairwise_accuracy,
+                          pearson, system_means, tau_b_per_item, tau_stats, tie_calibrated_accuracy)
 from .mtme import ScoreTable, default_ref_systems, metric_refs
-
-AverageBy = Literal["none", "item", "sys"]
-
-
-def _as_matrix(x: npt.ArrayLike) -> np.ndarray:
-    """A float (systems, items) matrix; a 1-D vector is one item scored for each system."""
-    arr = np.asarray(x, dtype=float)
-    return arr.reshape(-1, 1) if arr.ndim == 1 else arr
-
-
-def _group_starts(sorted_values: np.ndarray) -> np.ndarray:
-    if sorted_values.size == 0:
-        return np.zeros(0, dtype=np.intp)
-    return np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-
-
-class _TieGroups:
-    """Groups of equal values, for weighted tie counts: a group of total weight G holds
-    G(G-1)/2 pairs (copies of one cell included)."""
-
-    def __init__(self, group_starts: np.ndarray, units_sorted: np.ndarray, n_units: int) -> None:
-        sizes = np.diff(np.r_[group_starts, units_sorted.size])
-        multi = np.repeat(sizes > 1, sizes)
-        self.units = units_sorted[multi]  # cells of groups with more than one cell
-        sizes_multi = sizes[sizes > 1]
-        self.starts = np.r_[0, np.cumsum(sizes_multi)[:-1]].astype(np.intp) if sizes_multi.size \
-            else np.zeros(0, np.intp)
-        self.singles = np.bincount(units_sorted[~multi], minlength=n_units).astype(np.int64)
-
-    def pairs(self, w: np.ndarray, total: np.ndarray) -> np.ndarray:
-        """Tied pairs per resample, for unit copy counts ``w`` (resamples, units)."""
-        w64 = w.astype(np.int64)
-        sq = (w64 * w64) @ self.singles
-        if self.units.size:
-            g = np.add.reduceat(np.take(w64, self.units, axis=1), self.starts, axis=1)
-            sq = sq + (g * g).sum(1)
-        return (sq - total) // 2
-
-
-class TauB:
-    """Kendall tau-b of two fixed vectors, evaluated for any weights of resampling units.
-
-    Each cell belongs to a unit (by default itself; for a bootstrap over segments, its item), and a
-    weight vector says how many copies of each unit a resample holds. Discordant pairs are counted
-    on the human ranks after sorting by (metric, human): a pair is decided at the highest bit where
-    the two ranks differ, so per bit level, within groups sharing the higher bits, we add the weight
-    of the 1s preceding each 0. Orders and indices do not depend on the weights and are computed
-    once; each resample costs a few cumulative sums and gathers per bit level.
-    """
-
-    def __init__(self, human: npt.ArrayLike, metric: npt.ArrayLike,
-                 units: npt.ArrayLike | None = None) -> None:
-        y, x = np.asarray(human, dtype=float).ravel(), np.asarray(metric, dtype=float).ravel()
-        n = x.size
-        unit = np.arange(n) if units is None else np.asarray(units, dtype=np.intp).ravel()
-        self.n_units = int(unit.max()) + 1 if n else 0
-        self.cells_per_unit = np.bincount(unit, minlength=self.n_units).astype(np.int64)
-        order = np.lexsort((y, x))  # by metric, then human: equal-metric pairs never invert
-        xs, ys, us = x[order], y[order], unit[order]
-        ranks = np.unique(ys, return_inverse=True)[1].ravel().astype(np.int64)
-        self.levels = []
-        for b in range((int(ranks.max()).bit_length() if n else 0) - 1, -1, -1):
-            level_order = np.argsort(ranks >> (b + 1), kind="stable")
-            prefix = (ranks >> (b + 1))[level_order]
-            bit = ((ranks[level_order] >> b) & 1).astype(bool)
-            ones_before = np.cumsum(bit) - bit
-            starts = np.r_[True, prefix[1:] != prefix[:-1]]
-            group_start = np.flatnonzero(starts)[np.cumsum(starts) - 1]
-            u = us[level_order]
-            self.levels.append((u[bit], u[~bit], ones_before[~bit], ones_before[group_start][~bit]))
-        joint = np.flatnonzero(np.r_[True, (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])]) if n \
-            else np.zeros(0, np.intp)
-        y_order = np.argsort(ys, kind="stable")
-        self.ties_x = _TieGroups(_group_starts(xs), us, self.n_units)
-        self.ties_y = _TieGroups(_group_starts(ys[y_order]), us[y_order], self.n_units)
-        self.ties_both = _TieGroups(joint, us, self.n_units)
-
-    def stats(self, weights: npt.ArrayLike | None = None) -> np.ndarray:
-        """(resamples, 5) int array of ``con, dis, ties_human_only, ties_metric_only, ties_both``.
-
-        ``weights`` (resamples, units) gives each unit's number of copies; default one each.
-        """
-        w = np.ones((1, self.n_units), np.int64) if weights is None else np.atleast_2d(weights)
-        if w.dtype.kind not in "iu" or (w.size and w.min() < 0):
-            raise ValueError("weights are copy counts: non-negative integers")
-        n_w = w.astype(np.int64) @ self.cells_per_unit
-        # int32 halves memory traffic; every partial sum below is at most n_w * max(w)
-        small = w.size == 0 or int(n_w.max(initial=0)) * int(w.max(initial=0)) < 2**31
-        w = w.astype(np.int32 if small else np.int64)
-        dis = np.zeros(w.shape[0], np.int64)
-        for one_units, zero_units, ones_before, ones_before_group in self.levels:
-            cum = np.zeros((w.shape[0], one_units.size + 1), w.dtype)
-            np.cumsum(np.take(w, one_units, axis=1), axis=1, out=cum[:, 1:])
-            above = np.take(cum, ones_before, axis=1) - np.take(cum, ones_before_group, axis=1)
-            dis += (above * np.take(w, zero_units, axis=1)).sum(1, dtype=np.int64)
-        total = (n_w * n_w - n_w) // 2
-        both = self.ties_both.pairs(w, n_w)
-        x_ties, y_ties = self.ties_x.pairs(w, n_w), self.ties_y.pairs(w, n_w)
-        con = total - dis - (x_ties - both) - (y_ties - both) - both
-        return np.stack([con, dis, y_ties - both, x_ties - both, both], axis=1)
-
-    def tau_b(self, weights: npt.ArrayLike | None = None) -> np.ndarray:
-        """Tau-b per resample; NaN where either side is constant."""
-        con, dis, th, tm, tb = self.stats(weights).T.astype(float)
-        total = con + dis + th + tm + tb
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tau = (con - dis) / np.sqrt(total - tm - tb) / np.sqrt(total - th - tb)
-        return np.where((total > 0) & (th + tb < total) & (tm + tb < total), tau, np.nan)
-
-
-def tau_stats(human: npt.ArrayLike, metric: npt.ArrayLike) -> tuple[int, int, int, int, int]:
-    """``(concordant, discordant, ties_human_only, ties_metric_only, ties_both)`` of two vectors."""
-    con, dis, th, tm, tb = TauB(human, metric).stats()[0]
-    return int(con), int(dis), int(th), int(tm), int(tb)
-
-
-def _present(human: np.ndarray, metric: np.ndarray) -> np.ndarray:
-    return ~(np.isnan(human) | np.isnan(metric))
-
-
-def _pairs(n_sys: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(n_sys, k=1)
-
-
-def _nanmean(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Mean of non-NaN values along the last axis, optionally weighted; NaN when none."""
-    ok = ~np.isnan(values)
-    w = np.ones_like(values) if weights is None else np.broadcast_to(weights, values.shape)
-    num, den = (np.where(ok, values, 0.0) * w).sum(-1), (ok * w).sum(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
-def tau_b_per_item(human: npt.ArrayLike, metric: npt.ArrayLike) -> np.ndarray:
-    """Tau-b of each item (column) over systems, vectorised; NaN where undefined."""
-    h, m = _as_matrix(human), _as_matrix(metric)
-    i, j = _pairs(h.shape[0])
-    dh, dm = h[i] - h[j], m[i] - m[j]
-    valid = ~(np.isnan(dh) | np.isnan(dm))
-    sh, sm = np.sign(np.where(valid, dh, 0.0)), np.sign(np.where(valid, dm, 0.0))
-    untied_h, untied_m = (sh != 0).sum(0), (sm != 0).sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tau = (sh * sm).sum(0) / np.sqrt(untied_h) / np.sqrt(untied_m)
-    return np.where((untied_h > 0) & (untied_m > 0), tau, np.nan)
-
-
-def kendall_tau(human: npt.ArrayLike, metric: npt.ArrayLike, average_by: AverageBy = "none") -> float:
-    """Kendall tau-b between human and metric (systems x items) matrices.
-
-    ``none``: one tau over all present cells; ``item``/``sys``: a tau per column/row, NaNs (a
-    constant vector) dropped, then the plain mean (mt-metrics-eval's default macro average).
-    """
-    h, m = _as_matrix(human), _as_matrix(metric)
-    if average_by == "item":
-        return float(_nanmean(tau_b_per_item(h, m)))
-    if average_by == "sys":
-        return float(_nanmean(np.array([kendall_tau(a, b) for a, b in zip(h, m)])))
-    if average_by != "none":
-        raise ValueError(f"average_by must be none, item or sys, not {average_by!r}")
-    ok = _present(h, m)
-    return float(TauB(h[ok], m[ok]).tau_b()[0]) if ok.sum() >= 2 else float("nan")
-
-
-def _pearson_from_moments(mom: np.ndarray) -> np.ndarray:
-    """Pearson r from (..., 6) sums ``n, Σx, Σy, Σx², Σy², Σxy``; NaN for constant input."""
-    n, sx, sy, sxx, syy, sxy = np.moveaxis(mom, -1, 0)
-    vx, vy, cov = n * sxx - sx * sx, n * syy - sy * sy, n * sxy - sx * sy
-    scale_x, scale_y = np.maximum(n * sxx, 1e-300), np.maximum(n * syy, 1e-300)
-    ok = (n >= 2) & (vx > 1e-12 * scale_x) & (vy > 1e-12 * scale_y)  # constant -> NaN, as mt-metrics-eval
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok, cov / np.sqrt(np.where(ok, vx * vy, 1.0)), np.nan)
-
-
-def _moments(h: np.ndarray, m: np.ndarray, axis: int) -> np.ndarray:
-    ok = _present(h, m)
-    x, y = np.where(ok, m, 0.0), np.where(ok, h, 0.0)
-    return np.stack([ok.sum(axis), x.sum(axis), y.sum(axis), (x * x).sum(axis), (y * y).sum(axis),
-                     (x * y).sum(axis)], axis=-1).astype(float)
-
-
-def pearson(human: npt.ArrayLike, metric: npt.ArrayLike, average_by: AverageBy = "none") -> float:
-    """Pearson's r over present cells, flattened (``none``) or averaged per item/system."""
-    h, m = _as_matrix(human), _as_matrix(metric)
-    if average_by == "none":
-        ok = _present(h, m)
-        if ok.sum() < 2:
-            return float("nan")
-        x, y = m[ok], h[ok]
-        if np.all(x == x[0]) or np.all(y == y[0]):
-            return float("nan")
-        return float(np.corrcoef(y, x)[0, 1])
-    if average_by not in ("item", "sys"):
-        raise ValueError(f"average_by must be none, item or sys, not {average_by!r}")
-    mom = _moments(h, m, axis=0 if average_by == "item" else 1)
-    return float(_nanmean(_pearson_from_moments(mom)))
-
-
-def pairwise_accuracy(human: npt.ArrayLike | Sequence[npt.ArrayLike],
-                      metric: npt.ArrayLike | Sequence[npt.ArrayLike]) -> tuple[float, int]:
-    """System-level pairwise accuracy and its number of pairs, pooled over groups.
-
-    Pass one vector of system scores each (one language pair), or a list of such vectors (one per
-    language pair: pairs are formed within a group and all pairs are pooled). Systems with a
-    missing (NaN) score are skipped. A human tie counts as correct only if the metric also ties.
-    """
-    h_any: Any = human
-    m_any: Any = metric
-    nested = len(h_any) > 0 and np.ndim(h_any[0]) > 0
-    groups: list[tuple[Any, Any]] = list(zip(h_any, m_any)) if nested else [(h_any, m_any)]
-    correct = pairs = 0
-    for h, m in groups:
-        h, m = np.asarray(h, dtype=float), np.asarray(m, dtype=float)
-        ok = _present(h, m)
-        h, m = h[ok], m[ok]
-        i, j = _pairs(h.size)
-        correct += int((np.sign(h[i] - h[j]) == np.sign(m[i] - m[j])).sum())
-        pairs += i.size
-    return (correct / pairs if pairs else float("nan")), pairs
-
-
-def system_means(scores: npt.ArrayLike) -> np.ndarray:
-    """Mean of each system's present segment scores (NaN for a system with none)."""
-    return _nanmean(_as_matrix(scores))
-
-
-@dataclass
-class TieCalibration:
-    """Result of :func:`tie_calibrated_accuracy`: best accuracy, its epsilon, the whole sweep."""
-
-    accuracy: float
-    epsilon: float
-    thresholds: np.ndarray
-    accuracies: np.ndarray
-
-
-class TieSweep:
-    """All system pairs of every item, sorted once by ``|metric diff|``, for the epsilon sweep.
-
-    A pair is correct with no tie introduced when ``sign(human diff) == sign(metric diff)``, and
-    correct once the metric calls it a tie iff the humans tie; raising epsilon past a pair's
-    ``|metric diff|`` moves it from the first case to the second.
-    """
-
-    def __init__(self, human: npt.ArrayLike, metric: npt.ArrayLike) -> None:
-        h, m = _as_matrix(human), _as_matrix(metric)
-        i, j = _pairs(h.shape[0])
-        dh, dm = h[i] - h[j], m[i] - m[j]  # (pairs, items)
-        valid = ~(np.isnan(dh) | np.isnan(dm))
-        self.n_items = h.shape[1]
-        self.pairs_per_item = valid.sum(0)
-        _, item = np.nonzero(valid)
-        dh, dm = dh[valid], dm[valid]
-        correct_now = (np.sign(dh) == np.sign(dm)).astype(float)
-        self.correct_per_item = np.bincount(item, weights=correct_now, minlength=self.n_items)
-        diff = np.abs(dm)
-        order = np.argsort(diff, kind="stable")
-        self.item = item[order]
-        self.gain = ((dh == 0).astype(float) - correct_now)[order]
-        diff = self.sorted_diff = diff[order]
-        self.last_of_value = np.flatnonzero(np.r_[diff[1:] != diff[:-1], True]) if diff.size \
-            else np.zeros(0, dtype=np.intp)
-        # candidates: 0 (no tie added), then every distinct |metric diff|; 0 only once
-        self._lead = not (diff.size and diff[0] == 0)
-        self.thresholds = np.r_[[0.0] * self._lead, diff[self.last_of_value]]
-
-    def accuracies(self, weights: np.ndarray | None = None) -> np.ndarray:
-        """Accuracy at every threshold, shape (resamples, thresholds).
-
-        ``weights`` (resamples, items) counts each item's copies; default one of each.
-        """
-        w = np.ones((1, self.n_items)) if weights is None else np.atleast_2d(weights).astype(float)
-        has_pairs = self.pairs_per_item > 0
-        per_pair = np.divide(1.0, self.pairs_per_item, out=np.zeros(self.n_items), where=has_pairs)
-        w_pair = w * per_pair
-        start = (w_pair * self.correct_per_item).sum(1, keepdims=True)
-        sweep = np.cumsum(w_pair[:, self.item] * self.gain, axis=1)[:, self.last_of_value]
-        denom = (w * has_pairs).sum(1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.concatenate([start] * self._lead + [start + sweep], axis=1) / denom
-
-    def best(self, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Best accuracy and its (smallest) epsilon per resample."""
-        acc = self.accuracies(weights)
-        idx = np.where(np.isnan(acc), -np.inf, acc).argmax(1)
-        best = acc[np.arange(acc.shape[0]), idx]
-        return best, np.where(np.isnan(best), 0.0, self.thresholds[idx])
-
-    def item_accuracies(self, epsilon: float) -> np.ndarray:
-        """Accuracy of each item at a fixed ``epsilon``; NaN for items without pairs."""
-        upto = int(np.searchsorted(self.sorted_diff, epsilon, side="right"))
-        correct = self.correct_per_item + np.bincount(self.item[:upto], weights=self.gain[:upto],
-                                                      minlength=self.n_items)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.pairs_per_item > 0, correct / self.pairs_per_item, np.nan)
-
-
-def tie_calibrated_accuracy(human: npt.ArrayLike, metric: npt.ArrayLike) -> TieCalibration:
-    """acc_eq with tie calibration, averaged over items (columns) that have at least one pair.
-
-    Same as mt-metrics-eval ``KendallWithTiesOpt(variant="acc23", average_by="item",
-    sample_rate=1.0)``. A 1-D input is a single item.
-    """
-    sweep = TieSweep(human, metric)
-    best, eps = sweep.best()
-    return TieCalibration(float(best[0]), float(eps[0]), sweep.thresholds, sweep.accuracies()[0])
+from .significance import soft_pairwise_accuracy
 
 
 # --------------------------------------------------------------------------- meta_evaluate
@@ -344,6 +40,7 @@ RefsPolicy = Literal["wmt", "exclude", "include"]
 STATISTICS: dict[str, str] = {
     "sys_acc": "sys pairwise acc",
     "sys_pearson": "sys Pearson",
+    "sys_soft_acc": "sys soft pairwise acc (SPA, WMT24)",
     "seg_kendall": "seg Kendall tau-b (flat)",
     "seg_kendall_item": "seg Kendall tau-b (by item)",
     "seg_pearson": "seg Pearson (flat)",
@@ -391,7 +88,8 @@ def select_systems(table: ScoreTable, metric: str, ref_systems: Iterable[str] | 
     return [r for r in usable if table.systems[r] not in refs_set], usable
 
 
-def _sys_scores(table: ScoreTable, metric: str, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def system_scores(table: ScoreTable, metric: str, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(human, metric) system-level scores of ``rows``: given ``.sys.score`` values, else means."""
     h = table.sys_human[rows] if table.sys_human is not None else system_means(table.human[rows])
     m = table.sys_metrics[metric][rows] if metric in table.sys_metrics \
         else system_means(table.metrics[metric][rows])
@@ -414,7 +112,7 @@ def _resample_weights(n_items: int, n: int, seed: int) -> np.ndarray:
 def meta_evaluate(table: ScoreTable, metric: str, *, refs: RefsPolicy = "wmt",
                   ref_systems: Iterable[str] | None = None, std_refs: Iterable[str] | None = None,
                   bootstrap: int = 0, seed: int = 0, confidence: float = 0.95,
-                  recalibrate: bool = False, chunk: int = 64) -> MetaEvalResult:
+                  recalibrate: bool = False, chunk: int = 64, spa_permutations: int = 1000) -> MetaEvalResult:
     """All statistics of ``metric`` against the table's human scores.
 
     ``refs`` picks the systems: ``wmt`` (default, as the WMT22/23 results): acc_eq with human
@@ -426,6 +124,9 @@ def meta_evaluate(table: ScoreTable, metric: str, *, refs: RefsPolicy = "wmt",
     recomputed from the resampled segments (no interval when they were given as system scores).
     acc_eq keeps the epsilon calibrated on all items, as mt-metrics-eval's significance tests do;
     ``recalibrate=True`` re-optimises it in every resample (slower).
+
+    ``sys_soft_acc`` is soft pairwise accuracy (WMT24) over the items every system has both
+    scores for, with ``spa_permutations`` sign masks (seed 4, as mt-metrics-eval's ``pce.py``).
     """
     if metric not in table.metrics:
         raise KeyError(f"no metric '{metric}'; have: {', '.join(table.metrics)}")
@@ -435,11 +136,12 @@ def meta_evaluate(table: ScoreTable, metric: str, *, refs: RefsPolicy = "wmt",
     plain_rows = usable if refs == "include" else mt
     acc_rows = mt if refs == "exclude" else usable
     hp, mp = table.human[plain_rows], table.metrics[metric][plain_rows]
-    sys_h, sys_m = _sys_scores(table, metric, plain_rows)
+    sys_h, sys_m = system_scores(table, metric, plain_rows)
     acc, pairs = pairwise_accuracy(sys_h, sys_m)
     sweep = TieSweep(table.human[acc_rows], table.metrics[metric][acc_rows])
     best, eps = sweep.best()
-    values = {"sys_acc": acc, "sys_pearson": pearson(sys_h, sys_m),
+    soft, _ = soft_pairwise_accuracy(hp, mp, num_permutations=spa_permutations, seed=4)
+    values = {"sys_acc": acc, "sys_pearson": pearson(sys_h, sys_m), "sys_soft_acc": soft,
               "seg_kendall": kendall_tau(hp, mp), "seg_kendall_item": kendall_tau(hp, mp, "item"),
               "seg_pearson": pearson(hp, mp), "acc_eq": float(best[0])}
     plain, with_refs = [table.systems[r] for r in plain_rows], [table.systems[r] for r in acc_rows]
@@ -462,7 +164,7 @@ def _bootstrap(table: ScoreTable, metric: str, hp: np.ndarray, mp: np.ndarray, s
     samples["seg_kendall"] = np.concatenate([tau.tau_b(w[b:b + chunk]) for b in range(0, n, chunk)])
     wf = w.astype(float)
     samples["seg_kendall_item"] = _nanmean(np.broadcast_to(tau_b_per_item(hp, mp), w.shape), wf)
-    samples["seg_pearson"] = _pearson_from_moments(wf @ _moments(hp, mp, axis=0))
+    samples["seg_pearson"] = _pearson_from_moments(wf @ _moments(*_centered(hp, mp), axis=0))
     if recalibrate:
         samples["acc_eq"] = np.concatenate([sweep.best(w[b:b + chunk])[0] for b in range(0, n, chunk)])
     else:
@@ -470,8 +172,13 @@ def _bootstrap(table: ScoreTable, metric: str, hp: np.ndarray, mp: np.ndarray, s
     if table.sys_human is None and metric not in table.sys_metrics:
         bh, bm = _weighted_sys_means(hp, wf), _weighted_sys_means(mp, wf)
         i, j = _pairs(bh.shape[1])
-        samples["sys_acc"] = (np.sign(bh[:, i] - bh[:, j]) == np.sign(bm[:, i] - bm[:, j])).mean(1)
-        samples["sys_pearson"] = _pearson_from_moments(_moments(bh, bm, axis=1))
+        # a system none of whose segments was drawn has no mean in this resample: its pairs are
+        # skipped, not counted wrong (which would widen the interval downwards)
+        valid = ~(np.isnan(bh[:, i]) | np.isnan(bh[:, j]) | np.isnan(bm[:, i]) | np.isnan(bm[:, j]))
+        agree = (np.sign(bh[:, i] - bh[:, j]) == np.sign(bm[:, i] - bm[:, j])) & valid
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples["sys_acc"] = np.where(valid.any(1), agree.sum(1) / np.maximum(valid.sum(1), 1), np.nan)
+        samples["sys_pearson"] = _pearson_lines(bh, bm, axis=1)
     lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
     ci = {}
     for k, v in samples.items():
@@ -483,5 +190,5 @@ def _bootstrap(table: ScoreTable, metric: str, hp: np.ndarray, mp: np.ndarray, s
 
 __all__ = ["AverageBy", "MetaEvalResult", "RefsPolicy", "STATISTICS", "TauB", "TieCalibration", "TieSweep",
            "default_ref_systems", "kendall_tau", "meta_evaluate", "metric_refs", "pairwise_accuracy",
-           "pearson", "select_systems", "system_means", "tau_b_per_item", "tau_stats",
-           "tie_calibrated_accuracy"]
+           "pearson", "select_systems", "soft_pairwise_accuracy", "system_means", "system_scores",
+           "tau_b_per_item", "tau_stats", "tie_calibrated_accuracy"]

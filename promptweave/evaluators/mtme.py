@@ -68,6 +68,8 @@ def _parse_score(text: str, where: str) -> float | None:
         value = float(text)
     except ValueError:
         raise DataError(f"{where}: '{text}' is not a number (use None for a missing score)") from None
+    if math.isinf(value):
+        raise DataError(f"{where}: '{text}' is infinite; a score must be a finite number (None for a missing score)")
     return None if math.isnan(value) else value
 
 
@@ -139,11 +141,14 @@ def _floats(values: list[str], where: str, first_line: int) -> np.ndarray:
     """Parse a column of score strings; ``None``/empty become NaN."""
     missing = {"None", "none", "null", ""}
     try:
-        return np.array([math.nan if v in missing else float(v) for v in values], dtype=float)
+        out = np.array([math.nan if v in missing else float(v) for v in values], dtype=float)
+        if not np.isinf(out).any():
+            return out
     except ValueError:
-        for k, v in enumerate(values):
-            _parse_score(v, f"{where}:{first_line + k}")
-        raise  # unreachable: some value failed above
+        pass
+    for k, v in enumerate(values):  # find the bad value and say where it is
+        _parse_score(v, f"{where}:{first_line + k}")
+    raise AssertionError("unreachable: some value failed above")
 
 
 def _build_table(systems: list[str], items: list[str], columns: dict[str, np.ndarray], human: str,
@@ -222,7 +227,7 @@ def read_score_jsonl(path: str | Path, human: str = "mqm", metrics: Sequence[str
         v = row.get(name)
         if v is None:
             return math.nan
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isinf(v):
             return float(v)
         parsed = _parse_score(str(v), f"{path}:{lineno} ({name})")
         return math.nan if parsed is None else parsed

@@ -24,11 +24,14 @@ ParseStatus = Literal["ok", "failed"]
 @dataclass
 class Parsed(Generic[T]):
     """A parser's result: ``value`` is None exactly when the parse failed (``reason`` says
-    why); ``dropped`` lists reply lines that were read but not used."""
+    why); ``dropped`` lists reply lines that were read but not used; ``notes`` says where a
+    reference-parity parser scored a reply the way its paper's code does although the reply was
+    not well formed, so that such a score is never silent."""
 
     value: T | None
     reason: str | None = None
     dropped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> ParseStatus:
@@ -75,7 +78,8 @@ _HEADER = re.compile(r"^[\s>#*_•-]*(critical|major|minor)(?:\s+(?:errors?|issu
 _BULLET = re.compile(r"^\s*(?:[-*•·+]|\d{1,3}[.)]|\(\d{1,3}\))\s*")
 # (?<!\s): a separator starts where a word ends, not at every blank of a long run
 _SEPARATOR = re.compile(r"(?<!\s)(?:\s+[-–—]\s+|\s*[-–—]\s*(?=[\"“”„«‘']))")
-_QUOTED = re.compile(r"[\"“”„«‘'`](.{1,500}?)[\"“”»’'`]")
+_DOUBLE = re.compile(r"[\"“”„«](.{1,500}?)[\"“”»](?!\w)")
+_SINGLE = re.compile(r"(?<!\w)[‘'`](.{1,500}?)[’'`](?!\w)")
 _NO_ERROR = re.compile(r"\bno[- ]errors?\b", re.I)
 _EMPTY = {"", "none", "n/a", "na", "-", "nothing", "none.", "no", "null"}
 _CATEGORIES = ("accuracy", "fluency", "style", "terminology", "non-translation", "other",
@@ -100,8 +104,9 @@ def _split_error(body: str) -> tuple[str, str | None] | None:
         return None
     category = body[: m.start()].strip().strip("*_`").strip()
     rest = body[m.end():].strip()
-    whole = re.fullmatch(r"[\"“”„«‘'`](.*)[\"“”»’'`]\.?", rest, re.S)
-    quoted = whole or _QUOTED.search(rest)
+    # double quotes first, non-greedy and closed only before a non-letter: an apostrophe inside
+    # ("people's") never ends a span, and a comment after the span is never swallowed
+    quoted = _DOUBLE.match(rest) or _DOUBLE.search(rest) or _SINGLE.search(rest)
     span = quoted.group(1) if quoted else (rest.strip("*_ ") or None)
     return category, span
 
@@ -162,16 +167,19 @@ def parse_gemba_mqm(text: object) -> Parsed[list[MQMError]]:
 
 
 def parse_mqm_ape_errors(text: object) -> Parsed[list[MQMError]]:
-    """A GEMBA-MQM reply read the MQM-APE way (``module_evaluator.error_text2dict``): every
+    """A GEMBA-MQM reply read the MQM-APE way, leniently (``parse: robust``): every
     ``category - "span"`` line is an error, lines before any header are minor, and there is
-    no cap on the number of errors. Lines without the ``category - span`` shape are dropped
-    and reported in ``dropped``."""
+    no cap on the number of errors. Lines without a separator or a quoted span are dropped and
+    reported in ``dropped``. Unlike the reference, headers must be headers (a quoted span
+    mentioning "critical error" is no header), bullets and markdown are read, and a reply with
+    no header, error or no-error statement fails instead of scoring 0."""
     lines, headers, no_error = _scan_mqm(text, default="minor")
     errors: list[MQMError] = []
     dropped: list[str] = []
     for level, body in lines:
         parts = _split_error(body)
-        if parts is None or not parts[0] or parts[1] is None:
+        # as the reference: no quoted span, no error (each kept error costs three more calls)
+        if parts is None or not parts[0] or not (_DOUBLE.search(body) or _SINGLE.search(body)):
             dropped.append(body)
             continue
         errors.append(MQMError(level or "minor", parts[0], parts[1], body))

@@ -294,3 +294,44 @@ def test_tie_calibration_is_fast(wmt22_table):
         tie_calibrated_accuracy(wmt22_table.human[usable], wmt22_table.metrics[metric][usable])
     # about 0.1 s each on a laptop core; generous for loaded CI machines
     assert time.perf_counter() - start < 20
+
+
+# ---------------------------------------------------------------- fixes: bootstrap, near-constant Pearson
+
+
+def test_bootstrap_skips_a_system_missing_from_a_resample():
+    """C is rated on item 0 only; every resample without item 0 has no mean for C. The metric
+    orders the systems exactly as the humans in every resample, so every interval bound is 1:
+    before the fix, C's pairs counted as wrong there (accuracy 1/3) and widened the interval."""
+    human = np.array([[0, -1, 0, -1, 0], [-2, -3, -2, -3, -2], [-9, NAN, NAN, NAN, NAN]], float)
+    metric = np.array([[9, 8, 9, 8, 9], [5, 4, 5, 4, 5], [1, NAN, NAN, NAN, NAN]], float)
+    table = ScoreTable(["A", "B", "C"], human, {"M": metric})
+    res = meta_evaluate(table, "M", bootstrap=400, seed=1)
+    assert res.values["sys_acc"] == 1.0 and res.ci["sys_acc"] == (1.0, 1.0)
+
+
+def test_per_item_pearson_is_robust_for_nearly_constant_vectors():
+    """A raw-moments formula loses every digit on 1e8 + tiny differences and called them NaN;
+    the centred formula agrees with numpy, and an exactly constant column is still NaN."""
+    rng = np.random.default_rng(0)
+    human = 1e8 + rng.normal(size=(6, 4)) * 1e-3
+    metric = 5e7 + rng.normal(size=(6, 4)) * 1e-4
+    metric[:, 3] = 7.0  # constant: no correlation, dropped from the average
+    want = np.mean([np.corrcoef(human[:, k], metric[:, k])[0, 1] for k in range(3)])
+    assert pearson(human, metric, "item") == pytest.approx(want, abs=1e-9)
+    want_sys = np.mean([np.corrcoef(human[r, :3], metric[r, :3])[0, 1] for r in range(6)])
+    assert pearson(human[:, :3], metric[:, :3], "sys") == pytest.approx(want_sys, abs=1e-9)
+
+
+def test_meta_evaluate_reports_soft_pairwise_accuracy():
+    res = meta_evaluate(toy_table(), "M-refA")
+    assert 0.0 <= res.values["sys_soft_acc"] <= 1.0 and "sys_soft_acc" in res.to_dict()
+
+
+@needs_tsv
+@pytest.mark.shared_data
+def test_wmt22_soft_pairwise_accuracy_orders_metrics_like_accuracy(wmt22_table):
+    spa = {m: meta_evaluate(wmt22_table, m).values["sys_soft_acc"] for m, _, _ in PUBLISHED}
+    # the neural metrics agree with MQM's system comparisons far more than the lexical ones
+    assert min(spa["COMET-22-refA"], spa["BLEURT-20-refA"], spa["metricx_xxl_MQM_2020-refA"]) > \
+        max(spa["BLEU-refA"], spa["chrF-refA"]) + 0.1

@@ -121,7 +121,7 @@ def test_report_does_not_copy_a_huge_reply(tmp_path: Path) -> None:
                     "cache: 'off'\n", ROWS[:1])
     summary = run_pipeline(cfg)
     report = (summary.run_dir / "report.md").read_text()
-    assert len(report) < 20_000 and "see results.jsonl" in report
+    assert len(report) < 20_000 and "more characters]" in report
     assert len(read_jsonl(summary.run_dir / "results.jsonl")[0]["outputs"]["hyp"]["value"]) >= 1_900_000
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,7 +143,7 @@ async def test_unknown_languages_are_a_row_error():
 
 async def test_temperature_and_max_tokens_overrides():
     backend = Sequence(["no idea", GEMBA_REPLY])
-    step, _ = make(MQMStep, backend=backend, temperature=0.3, max_tokens=900)
+    step, _ = make(MQMStep, backend=backend, temperature=0.3, max_tokens=900, max_parse_retries=1)
     out = await step.run(row())
     assert backend.temperatures == [0.3, 0.4] and backend.max_tokens == [900, 900] and out["value"] == -7.0
 
@@ -380,3 +383,182 @@ def test_describe_names_templates_and_scoring():
     info = step.describe()
     assert set(info["templates"]) == {"judges/gemba-mqm", "judges/mqm-ape-postedit", "judges/mqm-ape-verify"}
     assert info["scoring"]["max_penalty"] == 25.0
+
+
+# ---------------------------------------------------------------- parse: reference, retries, truncation
+
+FIXTURES = Path(__file__).resolve().parents[1] / "prompts" / "fixtures"
+
+
+class Cut(BaseChatModel):
+    """Replies ``(text, finish_reason)`` in order; records temperature and max_tokens per call."""
+
+    def __init__(self, replies: list[tuple[str, str]]) -> None:
+        self.replies, self.temperatures, self.max_tokens = list(replies), [], []
+        self.identity = {"backend": "cut"}
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        self.temperatures.append(params.temperature)
+        self.max_tokens.append(params.max_tokens)
+        text, reason = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        return Completion(text=text, finish_reason=reason)
+
+
+class Replay(BaseChatModel):
+    """Answers each MQM-APE call with the reply the reference run recorded for it."""
+
+    def __init__(self, item: dict[str, Any]) -> None:
+        self.item, self.calls = item, 0
+        want = [e for lv in ("critical", "major", "minor") for e in item["expected"]["error_dict"][lv]]
+        self.post_edit = {f'"{e["category"]} - {e["span"]}"': r for e, r in zip(want, item["post_edit_replies"])}
+        self.verify = {}
+        for k, e in enumerate(want):
+            self.verify[(item["translation"], e["post_edit"])] = item["verifier_replies"][2 * k]
+            self.verify[(e["post_edit"], item["translation"])] = item["verifier_replies"][2 * k + 1]
+        self.identity = {"backend": "replay"}
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        self.calls += 1
+        last = messages[-1].content
+        m = re.search(r'translation A: "(.*)"\n.* translation B: "(.*)"\nWhich', last, re.S)
+        if m:
+            text = self.verify[(m.group(1), m.group(2))]
+        elif "post-edit" in last:
+            text = next(r for key, r in self.post_edit.items() if key in last)
+        else:
+            text = self.item["evaluator_reply"]
+        # the recorded Llama-3 replies ran on past <|eot_id|> until max_tokens
+        return Completion(text=text, finish_reason="length" if "<|eot_id|>" in text else "stop")
+
+
+@pytest.mark.parametrize("i", range(10))
+async def test_mqm_ape_step_reproduces_the_reference_run(i):
+    item = json.loads((FIXTURES / "mqm_ape_recorded.json").read_text(encoding="utf-8"))["items"][i]
+    backend = Replay(item)
+    step, _ = make(MQMStep, backend=backend, method="mqm_ape", parse="reference", src_lang="zh", tgt_lang="en")
+    r = Row(index=0, key="0", fields={"source": item["source"], "translation": item["translation"]})
+    out = await step.run(r)
+    want = [{"severity": lv, **e} for lv in ("critical", "major", "minor") for e in item["expected"]["error_dict"][lv]]
+    assert [(e["severity"], e["category"], e["span"]) for e in out["errors"]] == \
+        [(w["severity"], w["category"], w["span"]) for w in want]
+    assert out["post_edits"] == [w["post_edit"] for w in want]
+    assert [e["keep"] for e in out["errors"]] == [w["pe_valid_score"] for w in want]
+    assert out["value"] == item["expected"]["MQM_APE_score"] and "truncated" not in out
+    assert backend.calls == 1 + 3 * len(want)  # asked once each, as the reference
+
+
+async def test_gemba_mqm_defaults_never_reask_and_reference_scores_like_gemba():
+    backend = Sequence(["I cannot evaluate this."])
+    step, _ = make(MQMStep, backend=backend)
+    out = await step.run(row())
+    assert out["value"] is None and out["parse_status"] == "failed" and len(backend.temperatures) == 1
+    step, _ = make(MQMStep, backend=Sequence(["I cannot evaluate this."]), parse="reference")
+    out = await step.run(row())
+    assert out["value"] == 0.0 and out["parse"] == "reference" and "scores this reply 0" in out["parse_notes"][0]
+
+
+async def test_gemba_da_reasks_up_to_temperature_one():
+    backend = Sequence(["85.5"] * 11)
+    step, _ = make(DAStep, backend=backend, parse="reference")
+    out = await step.run(row())
+    assert backend.temperatures == [round(0.1 * k, 1) for k in range(11)] and out["value"] is None
+    backend = Sequence(["85.5", "-5"])
+    step, _ = make(DAStep, backend=backend, parse="reference")
+    assert (await step.run(row()))["value"] == 5.0 and backend.temperatures == [0.0, 0.1]
+
+
+@pytest.mark.parametrize("cfg", [{"method": "eaprompt", "count": "regex"}, {"method": "mqm_ape"}])
+async def test_eaprompt_and_mqm_ape_ask_once(cfg):
+    backend = Sequence(["nothing useful"] * 6)
+    step, _ = make(MQMStep, backend=backend, **cfg)
+    out = await step.run(row())
+    assert out["parse_status"] == "failed" and len(backend.temperatures) == 1
+    backend = Sequence(["nothing useful"] * 6)
+    step, _ = make(MQMStep, backend=backend, on_parse_error="retry", **cfg)
+    await step.run(row())
+    assert backend.temperatures == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]  # configurable: 5 retries
+
+
+async def test_gemba_cut_reply_is_asked_again_with_200_more_tokens():
+    backend = Cut([("Critical:\nno-error\nMajor:\naccuracy/mis", "length"), (GEMBA_REPLY, "stop")])
+    step, _ = make(MQMStep, backend=backend, max_tokens=300)
+    out = await step.run(row())
+    assert backend.max_tokens == [300, 500] and out["value"] == -7.0
+    assert [c["parse_status"] for c in out["calls"]] == ["truncated", "ok"]
+
+
+async def test_cut_reply_fails_after_the_token_retries():
+    backend = Cut([("Critical:\nno-error\nMajor:\naccuracy/mis", "length")])
+    step, _ = make(MQMStep, backend=backend, max_tokens=100, max_token_retries=2)
+    out = await step.run(row())
+    assert backend.max_tokens == [100, 300, 500]
+    assert out["value"] is None and out["parse_status"] == "failed" and "max_tokens=500" in out["parse_error"]
+
+
+async def test_mqm_ape_cut_reply_is_a_parse_failure_or_accepted_when_asked():
+    cut = ('Critical:\nno-error\nMajor:\naccuracy/mistranslation - "Haus"\nMinor:\nfluency/gra', "length")
+    backend = Cut([cut])
+    step, _ = make(MQMStep, backend=backend, method="mqm_ape")
+    out = await step.run(row())
+    assert out["parse_status"] == "failed" and "finish_reason=length" in out["parse_error"]
+    assert len(backend.max_tokens) == 1 and out["raw"] == cut[0]
+    backend = Cut([cut, ("Corrected Translation: Das Gebäude ist gut.", "stop"), ("B", "stop"), ("A", "stop")])
+    step, _ = make(MQMStep, backend=backend, method="mqm_ape", parse="reference", on_truncated="accept")
+    out = await step.run(row())
+    assert out["truncated"] is True and out["value"] == -5.0 and out["calls"][0]["truncated"] is True
+
+
+async def test_reply_that_ended_before_the_cut_is_complete():
+    backend = Cut([(GEMBA_REPLY + "<|eot_id|>assistant\n\nMore chatter that ran to the lim", "length")])
+    step, _ = make(MQMStep, backend=backend)
+    out = await step.run(row())
+    assert out["value"] == -7.0 and len(backend.max_tokens) == 1 and "truncated" not in out
+
+
+async def test_empty_post_edit_is_verified_as_the_reference_does():
+    rules = [{"match": r'translation A: ""', "reply": "B"}, {"match": r'translation B: ""', "reply": "A"},
+             {"match": "post-edit", "reply": "Corrected Translation:"},
+             {"match": "triple backticks", "reply": 'Major:\naccuracy/mistranslation - "Haus"'}]
+    for parse in ("reference", "robust"):
+        step, model = make(MQMStep, rules, method="mqm_ape", parse=parse)
+        out = await step.run(row())
+        assert out["errors"][0]["status"] == "post_edit_empty" and out["errors"][0]["keep"] == 0.0
+        assert len(model.calls) == 4 and out["value"] == 0.0
+
+
+def test_describe_shows_the_resolved_policy():
+    step, _ = make(DAStep, [])
+    assert step.describe()["policy"] == {"parse_retries": 10, "on_truncated": "more_tokens"}
+    step, _ = make(MQMStep, [], method="mqm_ape")
+    assert step.describe()["policy"] == {"parse_retries": 0, "on_truncated": "fail"}
+
+
+@pytest.mark.parametrize("i", [2, 3, 4, 6, 7, 8, 9])
+async def test_mqm_ape_cometkiwi_rule_reproduces_the_reference_run(i, monkeypatch):
+    """The CometKiwi-verifier run of the reference (metric_verifier/results.json): its recorded
+    CometKiwi scores, through our threshold rule, give its keep values and scores."""
+    item = json.loads((FIXTURES / "mqm_ape_recorded.json").read_text(encoding="utf-8"))["items"][i]
+    kiwi = item["expected_cometkiwi"]
+    table = {item["translation"]: kiwi["translation"], **{e["post_edit"]: e["postedit_cometkiwi_score"]
+                                                           for e in kiwi["errors"]}}
+
+    class RecordedKiwi(FakeKiwi):
+        def score(self, hypotheses, references=None, sources=None):
+            return MetricResult("comet", None, [table[h] for h in hypotheses], "recorded")
+
+    monkeypatch.setitem(metrics._items, "comet", RecordedKiwi)
+    step, _ = make(MQMStep, backend=Replay(item), method="mqm_ape", parse="reference", verifier="cometkiwi",
+                   src_lang="zh", tgt_lang="en")
+    out = await step.run(Row(index=0, key="0", fields={"source": item["source"], "translation": item["translation"]}))
+    assert [e["keep"] for e in out["errors"]] == [e["pe_valid_score"] for e in kiwi["errors"]]
+    assert out["value"] == kiwi["MQM_APE_score"]
+
+
+@pytest.mark.parametrize("count, parse, value", [
+    ("0, 1", "reference", -1.0), ("Major: 0, Minor: 1", "robust", -1.0), ("Major: 0, Minor: 1", "reference", None)])
+async def test_eaprompt_counts_as_the_prompt_demands(count, parse, value):
+    step, model = make(MQMStep, [{"match": "Output 2", "reply": count}, {"match": "identify", "reply": EA_ANALYSIS}],
+                       method="eaprompt", parse=parse)
+    out = await step.run(row())
+    assert out["value"] == value and len(model.calls) == 2  # asked once each, as the reference
+    assert out["parse_status"] == ("ok" if value is not None else "failed")

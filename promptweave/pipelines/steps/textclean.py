@@ -24,15 +24,32 @@ _TRAILING_NOTE = re.compile(r"\n\s*(?:\(?\s*(?:note|notes|explanation|注|注意
 _QUOTES = [('"', '"'), ("“", "”"), ("„", "“"), ("«", "»"), ("'", "'"), ("「", "」"), ("『", "』")]
 
 
+# "The complete sentence in German is:" / "Complete sentence:" (Peng et al.'s CoT replies, often
+# inline after the numbered phrase list) or a "Translation:" line
+_FINAL = re.compile(r"(?i)(?:\bthe\s+)?\bcomplete\s+(?:sentence|translation)(?:\s+in\s+[^\s:：]+)?(?:\s+is)?"
+                    r"\s*[:：]\s*(?:\**)?([^\n]+)")
+
+
+_INLINE = re.compile(r"(?i)\btranslation\s*[:：]\s*([^\n]+)")
+
+
+def final_sentence(text: str) -> tuple[str, list[str]]:
+    """The complete sentence that ends a step-by-step (CoT) reply, and ``["reasoning"]`` when
+    something before it was dropped; the reply unchanged when it names no complete sentence."""
+    out = text.strip()
+    found = _FINAL.findall(out) or _MARKER.findall(out) or _INLINE.findall(out)
+    if not found:
+        return out, []
+    return found[-1].strip(), ["reasoning"]
+
+
 def clean_translation(text: str, cot: bool = False) -> tuple[str, list[str]]:
-    """Return the translation and a list of what was removed (``preamble``, ``quotes``, ...)."""
+    """Return the translation and a list of what was removed (``preamble``, ``quotes``, ...);
+    ``cot`` first keeps the complete sentence of a step-by-step reply (:func:`final_sentence`)."""
     removed: list[str] = []
     out = text.strip()
     if cot:
-        found = _MARKER.findall(out)
-        if found:
-            out = found[-1].strip()
-            removed.append("reasoning")
+        out, removed = final_sentence(out)
     m = _PREAMBLE.match(out)
     if m and m.end() < len(out):
         out = out[m.end():].lstrip()
