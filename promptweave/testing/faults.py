@@ -22,12 +22,18 @@ class Faults:
     hang: float = 0.0           # answer only after hang_seconds (past any sane client timeout)
     hang_seconds: float = 30.0
     truncated: float = 0.0      # 200 with a body cut in half (invalid JSON)
+    bad: float = 0.0            # 200 whose body is bad_body verbatim (HTML, null, a list, a wrong shape...)
+    bad_body: str = "<html><body>502 Bad Gateway</body></html>"
+    bad_type: str = "text/html"  # the content-type of a bad reply
+    finish_reason: str = "stop"  # of every good reply ("length": a reply cut at max_tokens)
+    retry_after_header: str | None = None  # the Retry-After header of a 429 verbatim ("nan", a date...)
+    echo_key: bool = False      # error bodies (401, 429, 5xx) quote the Authorization key, as some servers do
     fail_match: str | None = None  # regex on the last user turn: always fail_status, never drawn
     fail_status: int = 500
 
     def shares(self) -> list[tuple[str, float]]:
         return [("429", self.p429), ("500", self.p500), ("503", self.p503), ("reset", self.reset),
-                ("hang", self.hang), ("truncated", self.truncated)]
+                ("hang", self.hang), ("truncated", self.truncated), ("bad", self.bad)]
 
     def check(self) -> None:
         total = sum(p for _, p in self.shares())
