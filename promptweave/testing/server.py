@@ -14,7 +14,9 @@ Endpoints:
 
 - ``POST /v1/chat/completions``: the last user turn echoed (or ``--reply TEXT``, where
   ``{echo}`` stands for that turn; ``--rules '[["regex", "reply"], ...]'`` picks the reply by
-  the first regex that matches the last user turn) with real ``usage`` counts (whitespace tokens), or a fault.
+  the first regex that matches the last user turn) with real ``usage`` counts (whitespace tokens), or a fault;
+  ``--canned '[{"match": regex, "status": 200, "body": "<html>", "type": "text/html", "headers": {...}}]'``
+  answers a matching request with that raw status, body and headers (replies of any shape).
 - ``GET /stats``: ``{"requests": n, "by_status": {"200": n, "429": n, "reset": n, ...}}``.
 - ``GET /log``: per request key (a hash of the request body, equal across retries) the
   ``[arrival, sent, outcome, retry_after]`` of each arrival, in seconds of the server's clock;
@@ -48,7 +50,8 @@ from .faults import Faults
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 # fault settings given as text on the command line (the rest take their default's type)
-_TEXT_SETTINGS = ("reply", "fail_match", "rules", "bad_body", "bad_type", "finish_reason", "retry_after_header")
+_TEXT_SETTINGS = ("reply", "fail_match", "rules", "bad_body", "bad_type", "finish_reason", "retry_after_header",
+                  "canned")
 
 
 @dataclass
@@ -62,6 +65,7 @@ class _State:
     auth: set[str] = field(default_factory=set)
     fail_re: re.Pattern[str] | None = None
     rules: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+    canned: list[tuple[re.Pattern[str], dict[str, Any]]] = field(default_factory=list)
 
     def reply_for(self, last: str) -> str:
         """The first rule whose regex matches the last user turn, else the fixed reply."""
@@ -137,6 +141,8 @@ class App:
         self.state.fail_re = re.compile(pattern) if pattern else None
         rules = json.loads(self.state.faults.rules) if self.state.faults.rules else []
         self.state.rules = [(re.compile(rx, re.S), str(reply)) for rx, reply in rules]
+        canned = self.state.faults.canned_answers()
+        self.state.canned = [(re.compile(c["match"], re.S), c) for c in canned]
 
     def now(self) -> float:
         return time.monotonic() - self.state.started
@@ -198,6 +204,15 @@ class App:
         if key not in st.texts:
             st.texts[key] = last[:200]
         outcome = "200"
+        for pattern, answer in st.canned:
+            if pattern.search(last):
+                status = int(answer.get("status", 200))
+                entries.append([arrival, None, f"canned {status}", None])
+                st.count(f"canned {status}")
+                extra = "".join(f"{k}: {v}\r\n" for k, v in (answer.get("headers") or {}).items())
+                payload = _response(status, str(answer.get("body", "")).encode(), keep_alive=keep_alive, extra=extra,
+                                    content_type=str(answer.get("type", "application/json")))
+                return _Plan(payload, wait=f.delay, key=key, index=index)
         if st.fail_re is not None and st.fail_re.search(last):
             outcome = str(f.fail_status)
         else:
