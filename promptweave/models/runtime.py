@@ -354,11 +354,11 @@ class ModelRuntime:
             limit = self.cfg.circuit_breaker
             if limit and self._connect_failures >= limit and self._down is None:
                 where = self.backend.identity.get("base_url") or self.backend.identity.get("model")
+                last = secrets.scrub(str(exc)).rsplit("/: ", 1)[-1]  # the URL is said once
                 self._down = EndpointDown(
-                    f"cannot reach the model server at {where}: {self._connect_failures} connection attempts "
-                    f"in a row failed (last: {secrets.scrub(str(exc))}); the run stopped early: finished rows "
-                    "are saved, the rest were not run. Start the server or fix model.base_url, then run the "
-                    "same command again to resume (model.circuit_breaker sets how many failures stop a run)")
+                    f"cannot reach the model server at {where} ({self._connect_failures} connection attempts in a "
+                    f"row failed: {last}); the run stopped early with finished rows saved and the rest not run: "
+                    "start the server or fix model.base_url, then run the same command again to resume")
                 self._down_event.set()
                 log.debug("circuit breaker tripped for %s", where)
         elif exc.kind != "timeout":
