@@ -109,8 +109,9 @@ KEY = "sk-proj-Q7fz2LwP9xKc4TbN8vRm1HsJ5dYe3GaU"
     (f"middle {KEY[10:30]} end", "middle *** end"),
     (f"{KEY}{KEY}", "******"),
     (f"Bearer {KEY}\n", "Bearer ***\n"),
-    ("no secret here: sk-proj-", "no secret here: ***"),  # 8 chars of the key's prefix are a run too
-    ("short run Q7fz2Lw", "short run Q7fz2Lw"),  # 7 characters: too short to tell from text
+    (f"twelve {KEY[20:32]}.", "twelve ***."),  # MIN_PIECE characters are a run
+    (f"eleven {KEY[20:31]}.", f"eleven {KEY[20:31]}."),  # one fewer: too short to tell from text
+    ("prefix only: sk-proj-", "prefix only: sk-proj-"),
     ("", ""),
 ])
 def test_scrub_replaces_keys_and_long_runs_of_them(registry: Any, text: str, expected: str) -> None:
