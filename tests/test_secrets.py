@@ -182,3 +182,23 @@ def test_model_errors_are_scrubbed_at_the_runtime(registry: Any) -> None:
     rt = ModelRuntime(ModelConfig(backend="scripted", max_retries=0), Echo())
     res = asyncio.run(rt.chat([Message("user", "hi")]))
     assert res.error == "HTTP 401: bad key ***"
+
+
+def test_base_url_credentials_stay_out_of_identity(registry: Any) -> None:
+    from promptweave.models.openai_api import public_url
+
+    url = public_url("https://bob:pw-0123456789abcdef@llm.example/v1?api-key=qk-0123456789abcdefgh&region=eu")
+    assert url == "https://llm.example/v1?api-key=***&region=eu"
+    assert registry.scrub("pw-0123456789abcdef qk-0123456789abcdefgh") == "*** ***"
+
+
+def test_cli_error_lines_are_scrubbed(tmp_path: Path) -> None:
+    """A key pasted into a config value comes back in the error line as ``***``."""
+    key = "sk-pwmarker-" + secrets.token_hex(12)
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("name: p\nmodel: {backend: scripted, seed: '" + key + "'}\n"
+                   "data: {path: d.jsonl}\nsteps:\n  - id: hyp\n    translate: {prompt: tsp}\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MY_SERVICE_API_KEY": key}
+    res = _run(["-m", "promptweave", "validate", str(cfg)], env, tmp_path)
+    assert res.returncode == 2 and b"'model.seed'" in res.stderr, res.stderr
+    assert key[:12].encode() not in res.stderr and b"***" in res.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import openai
 
@@ -62,7 +63,7 @@ class OpenAIChatModel(BaseChatModel):
             http_client=_http_client(max_connections, transport),
         )
         # never the key: the identity feeds cache keys and manifests
-        self.identity = {"backend": "openai", "model": model, "base_url": str(self.client.base_url)}
+        self.identity = {"backend": "openai", "model": model, "base_url": public_url(str(self.client.base_url))}
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         kwargs: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in messages],
@@ -112,6 +113,26 @@ def _is_timeout(exc: BaseException) -> bool:
     # root cause tells a reset from a real timeout, so that error reasons say which it was
     return isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower() or isinstance(
         exc, openai.APITimeoutError)
+
+
+def public_url(url: str) -> str:
+    """``url`` without what may be a secret: the password of ``user:pass@host`` and the values of
+    secret-named query parameters (``?api-key=...``), each registered with the scrubber."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if password:
+        secrets.register(password)
+        netloc = netloc.rsplit("@", 1)[1]
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    for name, value in query:
+        if secrets.is_secret_name(name):
+            secrets.register(value)
+    clean = urlencode([(k, "***" if secrets.is_secret_name(k) else v) for k, v in query], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, clean, parts.fragment))
 
 
 def create(cfg: ModelConfig) -> OpenAIChatModel:
