@@ -149,11 +149,18 @@ class ChatModel(Protocol):
 
 
 class BaseChatModel:
-    """Convenience base: a backend implements ``complete`` and optionally ``complete_batch``."""
+    """Convenience base: a backend implements ``complete`` and optionally ``complete_batch``.
+
+    ``default_concurrency`` replaces ``model.max_concurrency``'s default when the pipeline file
+    does not set it (an in-process batch engine wants every row in flight). ``owns_timeout``
+    tells the runtime not to cut a call off at ``model.timeout``: the backend applies it itself
+    (an in-process engine cannot abandon a call, so it must not look abandoned)."""
 
     identity: dict[str, Any] = {}
     max_batch: int = 1
     max_parallel: int | None = None
+    default_concurrency: int | None = None
+    owns_timeout: bool = False
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         raise NotImplementedError

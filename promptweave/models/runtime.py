@@ -212,7 +212,12 @@ class ModelRuntime:
         self.ledger = ledger or Ledger()
         self.params = cfg.gen_params()
         parallel = getattr(backend, "max_parallel", None)
-        self._sem = asyncio.Semaphore(min(cfg.max_concurrency, parallel) if parallel else cfg.max_concurrency)
+        concurrency = cfg.max_concurrency
+        if "max_concurrency" not in cfg.model_fields_set and getattr(backend, "default_concurrency", None):
+            concurrency = backend.default_concurrency  # type: ignore[attr-defined]
+        self.concurrency = min(concurrency, parallel) if parallel else concurrency
+        self._sem = asyncio.Semaphore(self.concurrency)
+        self._own_timeout = bool(getattr(backend, "owns_timeout", False))
         self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
         self._batcher = _Batcher(backend, backend.max_batch) if backend.max_batch > 1 else None
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
@@ -374,6 +379,8 @@ class ModelRuntime:
             else:
                 coro = self.backend.complete(messages, params)
             try:
+                if self._own_timeout:
+                    return await coro
                 return await _with_timeout(coro, self.cfg.timeout)
             except asyncio.TimeoutError:
                 raise BackendError(f"timed out after {self.cfg.timeout:g}s", retryable=True, kind="timeout") from None
