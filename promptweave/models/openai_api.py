@@ -75,8 +75,11 @@ class OpenAIChatModel(BaseChatModel):
             raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
             body = raw.http_response.content
         except openai.APIStatusError as exc:
+            said = exc.message
+            if said.strip() == f"Error code: {exc.status_code}" and exc.response is not None:
+                said = f"{said} - {exc.response.text}"  # a body the SDK did not read as JSON (HTML...)
             raise BackendError(
-                f"HTTP {exc.status_code}: {excerpt(exc.message)}",
+                f"HTTP {exc.status_code}: {excerpt(said)}",
                 retryable=exc.status_code in _RETRYABLE_STATUS,
                 retry_after=retry_after_from(exc.response.headers if exc.response is not None else None),
                 status=exc.status_code, kind="status",
@@ -94,7 +97,12 @@ class OpenAIChatModel(BaseChatModel):
         except openai.OpenAIError as exc:  # anything else the SDK raises about a reply
             raise BackendError(f"malformed reply: {type(exc).__name__}: {excerpt(str(exc))}",
                                retryable=True, kind="malformed") from None
-        return parse_chat_completion(body, raw.http_response.headers.get("content-type"))
+        except Exception as exc:  # the transport's own errors (a bad gzip body...) that the SDK lets through
+            if not type(exc).__module__.startswith(("httpx", "httpcore", "aiohttp", "h11", "anyio")):
+                raise
+            raise BackendError(f"connection error: {type(exc).__name__}: {excerpt(str(exc))}", retryable=True,
+                               kind="connection") from None
+        return parse_chat_completion(body, raw.http_response.headers.get("content-type"), raw.http_response.status_code)
 
     async def aclose(self) -> None:
         await self.client.close()

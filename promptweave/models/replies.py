@@ -36,11 +36,11 @@ def excerpt(body: bytes | str, n: int = EXCERPT) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def malformed(what: str, body: bytes | str, content_type: str | None = None) -> BackendError:
-    """The error for a 200 reply that is not a usable chat completion; retryable, since a proxy
+def malformed(what: str, body: bytes | str, content_type: str | None = None, status: int = 200) -> BackendError:
+    """The error for a 2xx reply that is not a usable chat completion; retryable, since a proxy
     page or a half-written body is usually gone on the next try."""
     ctype = f", {content_type.split(';')[0].strip()}" if content_type else ""
-    return BackendError(f"malformed reply: {what} (HTTP 200{ctype}): {excerpt(body) or '<empty>'}",
+    return BackendError(f"malformed reply: {what} (HTTP {status}{ctype}): {excerpt(body) or '<empty>'}",
                         retryable=True, kind="malformed")
 
 
@@ -103,51 +103,51 @@ def token_count(value: object) -> int | None:
     return None
 
 
-def parse_chat_completion(body: bytes, content_type: str | None = None) -> Completion:
-    """A :class:`Completion` from the body of a 200 ``/chat/completions`` reply, or a
+def parse_chat_completion(body: bytes, content_type: str | None = None, status: int = 200) -> Completion:
+    """A :class:`Completion` from the body of a 2xx ``/chat/completions`` reply, or a
     ``malformed reply`` :class:`BackendError` naming the first thing wrong."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        raise (malformed("not JSON", body, content_type))
+        raise (malformed("not JSON", body, content_type, status))
     if not isinstance(data, dict):
-        raise (malformed(f"a JSON {_kind(data)}, not an object", body, content_type))
+        raise (malformed(f"a JSON {_kind(data)}, not an object", body, content_type, status))
     if "error" in data and "choices" not in data:  # some servers put an error in a 200
-        raise (malformed("an error object", body, content_type))
+        raise (malformed("an error object", body, content_type, status))
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
-        raise (malformed("no choices", body, content_type))
+        raise (malformed("no choices", body, content_type, status))
     choice = choices[0]
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
-        raise (malformed("choices[0] has no message", body, content_type))
+        raise (malformed("choices[0] has no message", body, content_type, status))
     content = message.get("content")
     if content is None:
         refusal = message.get("refusal")
         if isinstance(refusal, str) and refusal:  # the model declined: asking again gets the same
             raise BackendError(f"the model refused: {excerpt(refusal)}", retryable=False, kind="refusal")
-        raise (malformed("the message has no content", body, content_type))
+        raise (malformed("the message has no content", body, content_type, status))
     if isinstance(content, list):  # content parts, as some servers send them: text parts only
         if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
                    for p in content):
-            raise (malformed("content parts that are not all text", body, content_type))
+            raise (malformed("content parts that are not all text", body, content_type, status))
         content = "".join(p["text"] for p in content)
     if not isinstance(content, str):
-        raise (malformed(f"content is a JSON {_kind(content)}, not text", body, content_type))
+        raise (malformed(f"content is a JSON {_kind(content)}, not text", body, content_type, status))
     finish = choice.get("finish_reason")
     if finish is not None and not isinstance(finish, str):
-        raise (malformed("finish_reason is not text", body, content_type))
+        raise (malformed("finish_reason is not text", body, content_type, status))
     usage = data.get("usage")
     prompt_tokens = completion_tokens = 0
     if usage is not None:
         if not isinstance(usage, dict):
-            raise (malformed("usage is not an object", body, content_type))
+            raise (malformed("usage is not an object", body, content_type, status))
         counts = []
         for name in ("prompt_tokens", "completion_tokens"):
             raw = usage.get(name)
             count = 0 if raw is None else token_count(raw)
             if count is None:
-                raise (malformed(f"usage.{name} is not a count", body, content_type))
+                raise (malformed(f"usage.{name} is not a count", body, content_type, status))
             counts.append(count)
         prompt_tokens, completion_tokens = counts
     return Completion(text=content, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,

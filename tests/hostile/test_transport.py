@@ -93,6 +93,23 @@ SHAPES: dict[str, tuple[str, str, str]] = {
     "huge_garbage": ("x" * 2_000_000, "text/plain", "not JSON"),
 }
 
+# name -> (canned answer, what the row error starts with, attempts: 2 when retried, 1 when not)
+STATUSES: dict[str, tuple[dict[str, Any], str, int]] = {
+    "status_204_empty": ({"status": 204, "body": ""}, "malformed reply: not JSON (HTTP 204", 2),
+    "status_299_object": ({"status": 299, "body": "{}"}, "malformed reply: no choices (HTTP 299", 2),
+    "status_404_html": ({"status": 404, "body": "<html>no such model</html>", "type": "text/html"},
+                        "HTTP 404: Error code: 404 - <html>no such model</html>", 1),
+    "status_418_null": ({"status": 418, "body": "null"}, "HTTP 418", 1),
+    "status_502_huge_html": ({"status": 502, "body": "<html>" + "x" * 50_000 + "</html>", "type": "text/html"},
+                             "HTTP 502: Error code: 502 - <html>xxx", 2),
+    "status_503_plain": ({"status": 503, "body": "upstream overloaded", "type": "text/plain"},
+                         "HTTP 503: Error code: 503 - upstream overloaded", 2),
+    "gzip_garbage": ({"status": 200, "body": "not gzip at all", "headers": {"content-encoding": "gzip"}},
+                     "connection error", 2),
+    "redirect_loop": ({"status": 307, "body": "", "headers": {"location": "/v1/chat/completions"}},
+                      "connection error: Exceeded maximum allowed redirects", 2),
+}
+
 # name -> (Retry-After header, wait the client must honour before its retry (None: only its own
 # short backoff), or "over" when the wish is past retry_after_max and the row fails at once)
 _FUTURE = email.utils.formatdate(time.time() + 3600, usegmt=True)
@@ -166,10 +183,11 @@ def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Com
               for n, (body, ctype, _) in SHAPES.items()]
     canned += [{"match": _marker(n) + "$", "status": 429, "headers": {"retry-after": header},
                 "body": '{"error": {"message": "slow down"}}'} for n, (header, _) in RETRY_AFTER.items()]
+    canned += [{"match": _marker(n) + "$", **answer} for n, (answer, _, _) in STATUSES.items()]
     canned.append({"match": _marker("finish_length") + "$", "body": _chat("Das ist", finish="length",
                                                                            usage={"prompt_tokens": 4,
                                                                                   "completion_tokens": 2})})
-    names = [*SHAPES, *RETRY_AFTER, "finish_length"]
+    names = [*SHAPES, *RETRY_AFTER, *STATUSES, "finish_length"]
     (tmp / "canned.json").write_text(json.dumps(canned), encoding="utf-8")
     with serve(canned=f"@{tmp / 'canned.json'}") as url:
         cfg = _pipeline(tmp, url, names)
@@ -182,7 +200,7 @@ def test_shapes_run_ends_cleanly(shapes_run: tuple) -> None:
     res, rows, _ = shapes_run
     _no_traceback(res)
     assert res.returncode == 1, res.stderr  # rows failed; nothing crashed
-    assert len(rows) == len(SHAPES) + len(RETRY_AFTER) + 1
+    assert len(rows) == len(SHAPES) + len(RETRY_AFTER) + len(STATUSES) + 1
     assert res.stderr.count("\n") <= 2, res.stderr  # no line per failed row on stderr
 
 
@@ -196,6 +214,18 @@ def test_malformed_reply_is_a_retried_row_error(name: str, shapes_run: tuple) ->
     assert "(after 2 attempts)" in message and len(arrivals[name]) == 2  # retryable: retried once
     assert len(message) < 400, f"excerpt not capped: {len(message)} chars"
     assert row["outputs"]["hyp"]["call"]["prompt_tokens"] == 0  # nothing from a bad usage in the ledger
+
+
+@pytest.mark.parametrize("name", sorted(STATUSES))
+def test_odd_statuses_are_row_errors(name: str, shapes_run: tuple) -> None:
+    _, rows, arrivals = shapes_run
+    _, start, attempts = STATUSES[name]
+    row = rows[name]
+    message = row["error"]["message"]
+    assert row["status"] == "error" and message.startswith(start), message
+    assert len(message) < 400
+    if name != "redirect_loop":  # its arrivals are the redirects too
+        assert row["outputs"]["hyp"]["call"]["attempts"] == attempts == len(arrivals[name]), message
 
 
 @pytest.mark.parametrize("name", sorted(RETRY_AFTER))
