@@ -27,8 +27,8 @@ log = logging.getLogger("promptweave.runtime")
 
 
 class EndpointDown(PromptweaveError):
-    """The circuit breaker tripped: ``model.circuit_breaker`` connection attempts in a row found
-    no server. The run stops at once instead of retrying every row to exhaustion; rows already
+    """The circuit breaker tripped: ``model.circuit_breaker`` connection attempts in a row failed
+    (refused, unknown host, reset). The run stops at once instead of retrying every row to exhaustion; rows already
     finished are saved and the others are left unrun (not recorded as errors), so running the
     same command again resumes."""
 
@@ -221,7 +221,7 @@ class ModelRuntime:
         self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
         self._batcher = _Batcher(backend, backend.max_batch) if backend.max_batch > 1 else None
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
-        # circuit breaker: connect failures in a row (any answer from the server resets it)
+        # circuit breaker: connection failures in a row (any answer from the server resets it)
         self._connect_failures = 0
         self._down: EndpointDown | None = None
         self._down_event = asyncio.Event()
@@ -352,9 +352,10 @@ class ModelRuntime:
         raise self._down
 
     def _breaker(self, exc: BackendError) -> None:
-        """Count connect failures in a row; trip after ``circuit_breaker`` of them. A timeout
-        neither counts nor resets (a slow server is not a dead one); any answer resets."""
-        if exc.kind == "connect":
+        """Count connection failures in a row (none made, or each one reset); trip after
+        ``circuit_breaker`` of them. A timeout neither counts nor resets (a slow server is not a
+        dead one); any answer resets."""
+        if exc.kind in ("connect", "connection"):
             self._connect_failures += 1
             limit = self.cfg.circuit_breaker
             if limit and self._connect_failures >= limit and self._down is None:

@@ -38,7 +38,7 @@ class ModelConfig(BaseModel):
     timeout: float = Field(120.0, gt=0, description="seconds per call")
     max_retries: int = Field(5, ge=0, strict=True, description="retries after the first attempt")
     circuit_breaker: int = Field(5, ge=0, strict=True, description="stop the run after this many connection "
-                                 "attempts in a row find no server (0: never); the run resumes where it stopped")
+                                 "attempts in a row fail (0: never); the run resumes where it stopped")
     backoff_base: float = Field(0.5, ge=0, description="first backoff in seconds, doubled per retry, jittered")
     backoff_max: float = Field(30.0, ge=0)
     retry_after_max: float = Field(300.0, ge=0, description="a longer Retry-After fails the call instead of "

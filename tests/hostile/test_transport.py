@@ -290,6 +290,15 @@ def test_dead_endpoint_stops_the_run_early(tmp_path: Path, url: str) -> None:
     assert _rows(cfg) == {}  # nothing recorded as an error that --retry-errors would have to clear
 
 
+def test_server_resetting_every_connection_stops_the_run(tmp_path: Path) -> None:
+    with serve(reset=1.0) as url:
+        cfg = _pipeline(tmp_path, url, [f"r{i}" for i in range(30)], max_retries=10, backoff_base=0.2)
+        res = _run(cfg)
+    _no_traceback(res)
+    assert res.returncode == 3 and res.stderr.count("\n") == 1, res.stderr
+    assert "connection attempts in a row failed" in res.stderr and _rows(cfg) == {}
+
+
 def test_dead_endpoint_run_resumes_when_the_server_is_up(tmp_path: Path) -> None:
     port = _closed_port()
     names = [f"r{i}" for i in range(10)]

@@ -212,6 +212,15 @@ async def test_breaker_trips_after_consecutive_connect_failures_and_wakes_sleepe
     assert backend.calls == 7
 
 
+async def test_resets_trip_the_breaker_too() -> None:
+    from promptweave.models.runtime import EndpointDown
+
+    backend = DownAfter(good=0, kind="connection")
+    with pytest.raises(EndpointDown, match="3 connection attempts in a row failed"):
+        await rt(backend, max_retries=9, backoff_base=0.001, circuit_breaker=3).chat(MSG)
+    assert backend.calls == 3
+
+
 async def test_timeouts_and_answers_do_not_trip_the_breaker() -> None:
     backend = DownAfter(good=0, kind="timeout")
     runtime = rt(backend, max_retries=6, backoff_base=0.001, circuit_breaker=2)
