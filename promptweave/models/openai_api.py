@@ -102,7 +102,8 @@ class OpenAIChatModel(BaseChatModel):
                 raise
             raise BackendError(f"connection error: {type(exc).__name__}: {excerpt(str(exc))}", retryable=True,
                                kind="connection") from None
-        return parse_chat_completion(body, raw.http_response.headers.get("content-type"), raw.http_response.status_code)
+        reply = raw.http_response
+        return parse_chat_completion(body, reply.headers.get("content-type"), reply.status_code)
 
     async def aclose(self) -> None:
         await self.client.close()
