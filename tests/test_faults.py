@@ -68,7 +68,7 @@ def test_flaky_server_loses_nothing_and_pays_once(tmp_path: Path, transport: str
                   hang=0.05, hang_seconds=30)
     with serve(**faults) as url:
         cfg = make_pipeline(tmp_path, url, rows, model=(
-            f", max_retries: {max_retries}, timeout: 1.0, backoff_base: 0.05, backoff_max: 0.4, max_concurrency: 64,"
+            f", max_retries: {max_retries}, timeout: 3.0, backoff_base: 0.05, backoff_max: 0.4, max_concurrency: 64,"
             f" options: {{transport: {transport}}}"), extra="concurrency: 64\n")
         summary = run_pipeline(cfg)
         server = stats(url)

@@ -9,6 +9,7 @@ import sys
 import typer
 
 from ..errors import PromptweaveError
+from ..secrets import scrub
 
 app = typer.Typer(
     name="promptweave",
@@ -37,7 +38,7 @@ def main() -> None:
         if isinstance(code, int) and code:  # a command's typer.Exit(n) comes back as n here
             sys.exit(code)
     except PromptweaveError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {scrub(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

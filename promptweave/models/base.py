@@ -8,9 +8,9 @@ and owns those concerns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Role = Literal["system", "user", "assistant"]
 
@@ -31,17 +31,34 @@ class Message:
         return cls(role=d["role"], content=d["content"])
 
 
+# The ranges every OpenAI-compatible server documents; a value outside them is a config error
+# at load time, never a request the server rejects (or, worse, accepts) for every row.
+Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False,
+                                     description="0 (greedy) to 2")]
+MaxTokens = Annotated[int, Field(ge=1, le=1_000_000, strict=True, description="tokens per reply, >= 1")]
+TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False, description="nucleus mass in (0, 1]")]
+Seed = Annotated[int, Field(ge=-(2**63), lt=2**63, strict=True, description="an integer")]
+Stop = Annotated[list[Annotated[str, Field(min_length=1, strict=True)]], Field(max_length=16)]
+
+
+def _stop_list(value: Any) -> Any:
+    # the OpenAI API takes one stop string or a list of them
+    return [value] if isinstance(value, str) else value
+
+
 class GenParams(BaseModel):
     """Sampling parameters. Temperature is first-class and defaults to 0 (greedy), as the
     MT prompting literature recommends for translation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    temperature: float = 0.0
-    max_tokens: int = 512
-    top_p: float | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
+    temperature: Temperature = 0.0
+    max_tokens: MaxTokens = 512
+    top_p: TopP | None = None
+    stop: Stop | None = None
+    seed: Seed | None = None
+
+    _stop = field_validator("stop", mode="before")(_stop_list)
 
     def sampling_kwargs(self) -> dict[str, Any]:
         """The OpenAI-style keywords every backend sends: temperature and max_tokens always,
@@ -56,8 +73,19 @@ class GenParams(BaseModel):
         return out
 
     def merged(self, **overrides: Any) -> GenParams:
+        """These params with ``overrides`` (``None`` = keep), checked like the originals: an
+        out-of-range override is a :class:`~promptweave.errors.ConfigError` naming the field."""
         clean = {k: v for k, v in overrides.items() if v is not None}
-        return self.model_copy(update=clean) if clean else self
+        if not clean:
+            return self
+        try:
+            return GenParams.model_validate({**self.model_dump(), **clean})
+        except ValidationError as exc:
+            from ..errors import ConfigError
+
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"{err['msg']} (got {err.get('input')!r:.60})", key=field) from None
 
 
 @dataclass
@@ -73,7 +101,10 @@ class Completion:
 
 class BackendError(Exception):
     """A model call failed. ``retryable`` tells the runtime whether trying again can help;
-    ``retry_after`` (seconds) is the server's own wish, when it said one."""
+    ``retry_after`` (seconds) is the server's own wish, when it said one. ``kind`` names the
+    failure for the ledger and the runtime's circuit breaker: ``connect`` (no connection could be
+    made: refused, unknown host), ``connection`` (one broke), ``timeout``, ``malformed`` (a reply
+    of the wrong shape), ``refusal``, ``internal`` (a backend raised something unexpected)."""
 
     def __init__(
         self,
@@ -82,11 +113,13 @@ class BackendError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         status: int | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.kind = kind
 
 
 @runtime_checkable
@@ -116,11 +149,18 @@ class ChatModel(Protocol):
 
 
 class BaseChatModel:
-    """Convenience base: a backend implements ``complete`` and optionally ``complete_batch``."""
+    """Convenience base: a backend implements ``complete`` and optionally ``complete_batch``.
+
+    ``default_concurrency`` replaces ``model.max_concurrency``'s default when the pipeline file
+    does not set it (an in-process batch engine wants every row in flight). ``owns_timeout``
+    tells the runtime not to cut a call off at ``model.timeout``: the backend applies it itself
+    (an in-process engine cannot abandon a call, so it must not look abandoned)."""
 
     identity: dict[str, Any] = {}
     max_batch: int = 1
     max_parallel: int | None = None
+    default_concurrency: int | None = None
+    owns_timeout: bool = False
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         raise NotImplementedError

@@ -13,23 +13,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .. import secrets
 from ..errors import ConfigError, MissingDependency
 from ..registry import load_object
 from .base import BackendError, BaseChatModel, Completion, GenParams, Message
+from .replies import excerpt, is_connect_failure, retry_after_from, token_count
 from .spec import ModelConfig
 
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 _RETRYABLE_NAMES = re.compile(r"RateLimit|Timeout|TimedOut|Connection|Overloaded|ServiceUnavailable|"
                               r"InternalServer|APIConnection|Throttl", re.IGNORECASE)
-_SECRET_PARTS = {"key", "apikey", "token", "secret", "password", "passwd", "credential",
-                 "credentials", "auth", "authorization"}
-
-
-def is_secret_name(name: str) -> bool:
-    """``api_key``, ``openai_api_key``, ``hf_token``, ``client_secret``... but not ``max_tokens``."""
-    lowered = name.lower()
-    parts = set(re.split(r"[_\-.]+", lowered))
-    return bool(parts & _SECRET_PARTS) or lowered.endswith(("key", "token", "secret", "password"))
+is_secret_name = secrets.is_secret_name
 
 
 def _jsonable(value: Any) -> Any:
@@ -41,6 +35,20 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items() if not is_secret_name(str(k))}
     return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+def _register_secrets(value: Any, secret: bool = False) -> None:
+    """Register every secret-named constructor argument (nested ones too) with the scrubber."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _register_secrets(v, secret or is_secret_name(str(k)))
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _register_secrets(v, secret)
+    elif type(value).__name__ == "SecretStr":
+        secrets.register(value.get_secret_value())
+    elif secret:
+        secrets.register(value)
 
 
 def _public_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -62,14 +70,7 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    if not headers:
-        return None
-    try:
-        value = headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return retry_after_from(getattr(getattr(exc, "response", None), "headers", None))
 
 
 def to_backend_error(exc: BaseException) -> BackendError:
@@ -81,19 +82,42 @@ def to_backend_error(exc: BaseException) -> BackendError:
         or isinstance(exc, (TimeoutError, ConnectionError))
         or any(_RETRYABLE_NAMES.search(cls.__name__) for cls in type(exc).__mro__)
     )
-    text = " ".join(str(exc).split())[:200]
+    text = excerpt(str(exc), 200)
     label = f"HTTP {status}: " if status else ""
+    kind = "status" if status else "connect" if is_connect_failure(exc) else None
     return BackendError(f"{label}{name}: {text}", retryable=retryable,
-                        retry_after=_retry_after(exc) if retryable else None, status=status)
+                        retry_after=_retry_after(exc) if retryable else None, status=status, kind=kind)
 
 
 def _text(content: Any) -> str:
+    """The text of a reply's content: a string, or the text parts of a list; anything else is a
+    malformed reply (a retryable error), never its ``str()``."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content
-                       if isinstance(p, str) or p.get("type") == "text")
-    return str(content)
+        parts = []
+        for p in content:
+            if isinstance(p, str):
+                parts.append(p)
+            elif isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str):
+                parts.append(p["text"])
+            elif not (isinstance(p, dict) and p.get("type") in ("reasoning", "thinking", "tool_use")):
+                raise BackendError(f"malformed reply: a content part that is not text: {excerpt(repr(p))}",
+                                   retryable=True, kind="malformed")
+        return "".join(parts)
+    raise BackendError(f"malformed reply: content of type {type(content).__name__}: {excerpt(repr(content))}",
+                       retryable=True, kind="malformed")
+
+
+def _count(usage: Any, name: str) -> int:
+    raw = usage.get(name) if isinstance(usage, dict) else None
+    if raw is None:
+        return 0
+    count = token_count(raw)
+    if count is None:
+        raise BackendError(f"malformed reply: usage {name} is not a count: {excerpt(repr(raw))}",
+                           retryable=True, kind="malformed")
+    return count
 
 
 class LangChainChatModel(BaseChatModel):
@@ -117,12 +141,13 @@ class LangChainChatModel(BaseChatModel):
         except Exception as exc:  # every provider has its own exception tree
             raise to_backend_error(exc) from exc
         usage = getattr(reply, "usage_metadata", None) or {}
-        meta = getattr(reply, "response_metadata", None) or {}
+        meta = getattr(reply, "response_metadata", None)
+        finish = (meta.get("finish_reason") or meta.get("stop_reason")) if isinstance(meta, dict) else None
         return Completion(
             text=_text(getattr(reply, "content", reply)),
-            prompt_tokens=int(usage.get("input_tokens", 0) or 0),
-            completion_tokens=int(usage.get("output_tokens", 0) or 0),
-            finish_reason=meta.get("finish_reason") or meta.get("stop_reason"),
+            prompt_tokens=_count(usage, "input_tokens"),
+            completion_tokens=_count(usage, "output_tokens"),
+            finish_reason=finish if isinstance(finish, str) else None,
         )
 
 
@@ -134,6 +159,7 @@ def create(cfg: ModelConfig) -> LangChainChatModel:
     opts = dict(cfg.options)
     kwargs = opts.pop("kwargs", None) or {}
     pass_params = bool(opts.pop("pass_params", True))
+    _register_secrets(kwargs)
     if opts:
         raise ConfigError(f"unknown langchain option(s) {', '.join(sorted(opts))}; known: kwargs, pass_params",
                           key="model.options")
@@ -147,7 +173,7 @@ def create(cfg: ModelConfig) -> LangChainChatModel:
     try:
         chat_model = cls(**kwargs)
     except Exception as exc:  # noqa: BLE001 - pydantic validation errors and friends
-        raise ConfigError(f"cannot create {cfg.model}: {' '.join(str(exc).split())[:300]}",
+        raise ConfigError(f"cannot create {cfg.model}: {secrets.scrub(' '.join(str(exc).split()))[:300]}",
                           key="model.options.kwargs") from None
     identity = {"backend": "langchain", "model": cfg.model, "kwargs": _public_kwargs(kwargs)}
     return LangChainChatModel(chat_model, identity, pass_params)

@@ -7,31 +7,18 @@ module only translates failures into :class:`BackendError` with ``retryable``/``
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import openai
 
+from .. import secrets
 from ..errors import ConfigError
 from .base import BackendError, BaseChatModel, Completion, GenParams, Message
+from .replies import excerpt, is_connect_failure, parse_chat_completion, retry_after_from
 from .spec import ModelConfig
 
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    if not headers:
-        return None
-    for name in ("retry-after-ms", "retry-after"):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            continue
-        return seconds / 1000.0 if name.endswith("-ms") else seconds
-    return None
 
 
 TRANSPORTS = ("auto", "aiohttp", "httpx")
@@ -76,7 +63,7 @@ class OpenAIChatModel(BaseChatModel):
             http_client=_http_client(max_connections, transport),
         )
         # never the key: the identity feeds cache keys and manifests
-        self.identity = {"backend": "openai", "model": model, "base_url": str(self.client.base_url)}
+        self.identity = {"backend": "openai", "model": model, "base_url": public_url(str(self.client.base_url))}
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         kwargs: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in messages],
@@ -84,32 +71,39 @@ class OpenAIChatModel(BaseChatModel):
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
         try:
-            resp = await self.client.chat.completions.create(**kwargs)
+            # the raw body, parsed and checked here: the SDK's own parse trusts the reply's shape
+            raw = await self.client.chat.completions.with_raw_response.create(**kwargs)
+            body = raw.http_response.content
         except openai.APIStatusError as exc:
+            said = exc.message
+            if said.strip() == f"Error code: {exc.status_code}" and exc.response is not None:
+                said = f"{said} - {exc.response.text}"  # a body the SDK did not read as JSON (HTML...)
             raise BackendError(
-                f"HTTP {exc.status_code}: {_short(exc.message)}",
+                f"HTTP {exc.status_code}: {excerpt(said)}",
                 retryable=exc.status_code in _RETRYABLE_STATUS,
-                retry_after=_retry_after(exc.response.headers if exc.response is not None else None),
-                status=exc.status_code,
+                retry_after=retry_after_from(exc.response.headers if exc.response is not None else None),
+                status=exc.status_code, kind="status",
             ) from None
         except openai.APIConnectionError as exc:  # APITimeoutError included
             root = _root_cause(exc)
+            if is_connect_failure(exc):
+                raise BackendError(f"cannot connect to {self.identity['base_url']}: "
+                                   f"{excerpt(str(root) or type(root).__name__)}", retryable=True,
+                                   kind="connect") from None
             if isinstance(exc, openai.APITimeoutError) and _is_timeout(root):
-                raise BackendError("request timed out", retryable=True) from None
-            raise BackendError(f"connection error: {_short(str(root) or type(root).__name__)}",
-                               retryable=True) from None
-        except (openai.APIResponseValidationError, ValueError) as exc:
-            raise BackendError(f"malformed response: {_short(str(exc))}", retryable=True) from None
-        if not resp.choices:
-            raise BackendError("response has no choices", retryable=True)
-        choice = resp.choices[0]
-        usage = resp.usage
-        return Completion(
-            text=choice.message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-        )
+                raise BackendError("request timed out", retryable=True, kind="timeout") from None
+            raise BackendError(f"connection error: {excerpt(str(root) or type(root).__name__)}",
+                               retryable=True, kind="connection") from None
+        except openai.OpenAIError as exc:  # anything else the SDK raises about a reply
+            raise BackendError(f"malformed reply: {type(exc).__name__}: {excerpt(str(exc))}",
+                               retryable=True, kind="malformed") from None
+        except Exception as exc:  # the transport's own errors (a bad gzip body...) that the SDK lets through
+            if not type(exc).__module__.startswith(("httpx", "httpcore", "aiohttp", "h11", "anyio")):
+                raise
+            raise BackendError(f"connection error: {type(exc).__name__}: {excerpt(str(exc))}", retryable=True,
+                               kind="connection") from None
+        reply = raw.http_response
+        return parse_chat_completion(body, reply.headers.get("content-type"), reply.status_code)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -130,20 +124,37 @@ def _is_timeout(exc: BaseException) -> bool:
         exc, openai.APITimeoutError)
 
 
-def _short(text: str, n: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 3] + "..."
+def public_url(url: str) -> str:
+    """``url`` without what may be a secret: the password of ``user:pass@host`` and the values of
+    secret-named query parameters (``?api-key=...``), each registered with the scrubber."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if password:
+        secrets.register(password)
+        netloc = netloc.rsplit("@", 1)[1]
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    for name, value in query:
+        if secrets.is_secret_name(name):
+            secrets.register(value)
+    clean = urlencode([(k, "***" if secrets.is_secret_name(k) else v) for k, v in query], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, clean, parts.fragment))
 
 
 def create(cfg: ModelConfig) -> OpenAIChatModel:
     api_key = None
     if cfg.api_key_env:
         api_key = os.environ.get(cfg.api_key_env)
+        secrets.register(api_key)
         if api_key is None and cfg.base_url is None:
             raise ConfigError(f"environment variable {cfg.api_key_env} is not set; export it with your API key",
                               key="model.api_key_env")
     elif cfg.base_url is None:
         api_key = os.environ.get("OPENAI_API_KEY")
+        secrets.register(api_key)
         if api_key is None:
             raise ConfigError("no base_url and OPENAI_API_KEY is not set; set model.base_url for a local "
                               "server or export OPENAI_API_KEY", key="model.base_url")

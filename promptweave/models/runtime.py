@@ -17,11 +17,22 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from .. import secrets
+from ..errors import PromptweaveError
 from .base import BackendError, ChatModel, Completion, GenParams, Message
 from .cache import CompletionCache, canonical_json, key_from_parts, params_json
 from .spec import ModelConfig
 
 log = logging.getLogger("promptweave.runtime")
+
+
+class EndpointDown(PromptweaveError):
+    """The circuit breaker tripped: ``model.circuit_breaker`` connection attempts in a row failed
+    (refused, unknown host, reset). The run stops at once instead of retrying every row to exhaustion; rows already
+    finished are saved and the others are left unrun (not recorded as errors), so running the
+    same command again resumes."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -157,13 +168,19 @@ class _Batcher:
                     fut.set_result(res)
 
 
-def _failure_label(message: str) -> str:
-    """A ledger label for a failure without an HTTP status (the backends' message prefixes)."""
+def _failure_label(exc: BackendError) -> str:
+    """A ledger label for a failure without an HTTP status: its kind, else the backends'
+    message prefixes."""
+    if exc.kind in ("connect", "connection"):
+        return "connection"
+    if exc.kind in ("timeout", "malformed", "refusal", "internal"):
+        return exc.kind
+    message = str(exc)
     if "timed out" in message:
         return "timeout"
     if message.startswith("connection error"):
         return "connection"
-    if message.startswith(("malformed response", "response has no choices")):
+    if message.startswith(("malformed", "response has no choices")):
         return "malformed"
     return "other"
 
@@ -198,10 +215,19 @@ class ModelRuntime:
         self.ledger = ledger or Ledger()
         self.params = cfg.gen_params()
         parallel = getattr(backend, "max_parallel", None)
-        self._sem = asyncio.Semaphore(min(cfg.max_concurrency, parallel) if parallel else cfg.max_concurrency)
+        concurrency = cfg.max_concurrency
+        if "max_concurrency" not in cfg.model_fields_set and getattr(backend, "default_concurrency", None):
+            concurrency = backend.default_concurrency  # type: ignore[attr-defined]
+        self.concurrency = min(concurrency, parallel) if parallel else concurrency
+        self._sem = asyncio.Semaphore(self.concurrency)
+        self._own_timeout = bool(getattr(backend, "owns_timeout", False))
         self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
         self._batcher = _Batcher(backend, backend.max_batch) if backend.max_batch > 1 else None
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
+        # circuit breaker: connection failures in a row (any answer from the server resets it)
+        self._connect_failures = 0
+        self._down: EndpointDown | None = None
+        self._down_event = asyncio.Event()
         self._identity_json: str | None = None
         self._params_json = ""
 
@@ -218,6 +244,8 @@ class ModelRuntime:
 
     async def chat(self, messages: list[Message], **overrides: Any) -> CallResult:
         """Send one chat request; ``overrides`` change sampling params (e.g. temperature)."""
+        if self._down is not None:
+            raise self._down
         params = self.params.merged(**overrides)
         key = self._key(params, messages)
         self.ledger.requests += 1
@@ -252,9 +280,17 @@ class ModelRuntime:
 
         async def attempt() -> Completion:
             nonlocal attempts
+            if self._down is not None:
+                raise self._down
             attempts += 1
             self.ledger.calls += 1
-            return await self._attempt(messages, params)
+            try:
+                completion = await self._attempt(messages, params)
+            except BackendError as exc:
+                self._breaker(exc)
+                raise
+            self._connect_failures = 0
+            return completion
 
         try:
             try:
@@ -268,7 +304,7 @@ class ModelRuntime:
         except BackendError as exc:
             self.ledger.errors += 1
             self._count_status(exc)
-            reason = str(exc) or type(exc).__name__
+            reason = secrets.scrub(str(exc) or type(exc).__name__)
             if attempts > 1:
                 reason += f" (after {attempts} attempts)"
             return CallResult(None, error=reason, attempts=attempts, key=key,
@@ -303,15 +339,45 @@ class ModelRuntime:
     async def _retry(self, attempt: Callable[[], Awaitable[Completion]], first: BackendError) -> Completion:
         """Attempts 2 .. max_retries + 1, under tenacity, after the wait the first failure asks for."""
         self._note_retry(1, first)
-        await asyncio.sleep(self._delay(1, first))
+        await self._sleep(self._delay(1, first))
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.cfg.max_retries),
             retry=retry_if_exception(self._retryable),
             wait=lambda state: self._delay(state.attempt_number + 1, _outcome(state)),
             before_sleep=lambda state: self._note_retry(state.attempt_number + 1, _outcome(state)),
+            sleep=self._sleep,
             reraise=True,
         )
         return await retrying(attempt)
+
+    async def _sleep(self, seconds: float) -> None:
+        """A backoff wait that ends at once, raising :class:`EndpointDown`, when the breaker trips."""
+        if self._down is None:
+            try:
+                await asyncio.wait_for(self._down_event.wait(), seconds)
+            except asyncio.TimeoutError:
+                return
+        assert self._down is not None
+        raise self._down
+
+    def _breaker(self, exc: BackendError) -> None:
+        """Count connection failures in a row (none made, or each one reset); trip after
+        ``circuit_breaker`` of them. A timeout neither counts nor resets (a slow server is not a
+        dead one); any answer resets."""
+        if exc.kind in ("connect", "connection"):
+            self._connect_failures += 1
+            limit = self.cfg.circuit_breaker
+            if limit and self._connect_failures >= limit and self._down is None:
+                where = self.backend.identity.get("base_url") or self.backend.identity.get("model")
+                last = secrets.scrub(str(exc)).rsplit("/: ", 1)[-1]  # the URL is said once
+                self._down = EndpointDown(
+                    f"cannot reach the model server at {where} ({self._connect_failures} connection attempts in a "
+                    f"row failed: {last}); the run stopped early with finished rows saved and the rest not run: "
+                    "start the server or fix model.base_url, then run the same command again to resume")
+                self._down_event.set()
+                log.debug("circuit breaker tripped for %s", where)
+        elif exc.kind != "timeout":
+            self._connect_failures = 0
 
     async def _attempt(self, messages: list[Message], params: GenParams) -> Completion:
         if self._limiter.active:
@@ -323,9 +389,17 @@ class ModelRuntime:
             else:
                 coro = self.backend.complete(messages, params)
             try:
+                if self._own_timeout:
+                    return await coro
                 return await _with_timeout(coro, self.cfg.timeout)
             except asyncio.TimeoutError:
-                raise BackendError(f"timed out after {self.cfg.timeout:g}s", retryable=True) from None
+                raise BackendError(f"timed out after {self.cfg.timeout:g}s", retryable=True, kind="timeout") from None
+            except (BackendError, PromptweaveError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a backend bug fails its row with one line, not a traceback
+                log.debug("backend %s raised", self.backend.identity.get("backend"), exc_info=True)
+                raise BackendError(f"backend error: {type(exc).__name__}: {secrets.scrub(str(exc))[:200]}",
+                                   kind="internal") from None
 
     def _delay(self, failed_attempts: int, exc: BaseException | None) -> float:
         """Seconds to wait after ``failed_attempts`` failures, the last one ``exc``."""
@@ -342,7 +416,7 @@ class ModelRuntime:
         log.info("retrying %s after attempt %d: %s", self.backend.identity.get("model"), failed_attempts, exc)
 
     def _count_status(self, exc: BackendError) -> None:
-        label = str(exc.status) if exc.status else _failure_label(str(exc))
+        label = str(exc.status) if exc.status else _failure_label(exc)
         self.ledger.by_status[label] = self.ledger.by_status.get(label, 0) + 1
 
     async def aclose(self) -> None:

@@ -16,7 +16,7 @@ from ..config import LoadedConfig, StepSpec
 from ..errors import DataError, PromptweaveError
 from ..models import create_backend
 from ..models.cache import CompletionCache
-from ..models.runtime import Ledger, ModelRuntime
+from ..models.runtime import EndpointDown, Ledger, ModelRuntime
 from .progress import RunProgress
 from .steps import Row, RunContext, Step, steps as step_registry
 from .store import RunStore
@@ -138,10 +138,14 @@ class Engine:
             self.store.append(record)
             progress.advance(ok=record["status"] == "ok")
 
+        tasks = [asyncio.ensure_future(one(r)) for r in todo]
         try:
             with progress:
-                await asyncio.gather(*(one(r) for r in todo))
+                await asyncio.gather(*tasks)
         finally:
+            for task in tasks:  # a run stopped early (EndpointDown) leaves no row running
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.store.close()
             for rt in self.runtimes.values():
                 await rt.aclose()
@@ -162,6 +166,8 @@ class Engine:
         for step in self.steps:
             try:
                 out = await step.run(row)
+            except EndpointDown:  # stops the run; the row stays unrun, not an error
+                raise
             except PromptweaveError as exc:
                 out = {"value": None, "error": str(exc)}
             except Exception as exc:  # noqa: BLE001 - one bad row must not sink the run

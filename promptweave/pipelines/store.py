@@ -14,16 +14,18 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..secrets import scrub
+
 
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(scrub(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(scrub(text), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -56,7 +58,7 @@ class RunStore:
 
     def append(self, record: dict[str, Any]) -> None:
         assert self._fh is not None, "RunStore.open() first"
-        self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._fh.write(scrub(json.dumps(record, ensure_ascii=False, default=str)) + "\n")
         self._fh.flush()
         self.records[record["key"]] = record
 
@@ -69,7 +71,7 @@ class RunStore:
         tmp = self.results_path.with_suffix(".jsonl.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             for rec in ordered:
-                f.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+                f.write(scrub(json.dumps(rec, ensure_ascii=False, default=str)) + "\n")
         os.replace(tmp, self.results_path)
 
     def close(self) -> None:

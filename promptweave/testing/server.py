@@ -14,7 +14,9 @@ Endpoints:
 
 - ``POST /v1/chat/completions``: the last user turn echoed (or ``--reply TEXT``, where
   ``{echo}`` stands for that turn; ``--rules '[["regex", "reply"], ...]'`` picks the reply by
-  the first regex that matches the last user turn) with real ``usage`` counts (whitespace tokens), or a fault.
+  the first regex that matches the last user turn) with real ``usage`` counts (whitespace tokens), or a fault;
+  ``--canned '[{"match": regex, "status": 200, "body": "<html>", "type": "text/html", "headers": {...}}]'``
+  answers a matching request with that raw status, body and headers (replies of any shape).
 - ``GET /stats``: ``{"requests": n, "by_status": {"200": n, "429": n, "reset": n, ...}}``.
 - ``GET /log``: per request key (a hash of the request body, equal across retries) the
   ``[arrival, sent, outcome, retry_after]`` of each arrival, in seconds of the server's clock;
@@ -45,8 +47,11 @@ from typing import Any
 
 from .faults import Faults
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 429: "Too Many Requests",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+# fault settings given as text on the command line (the rest take their default's type)
+_TEXT_SETTINGS = ("reply", "fail_match", "rules", "bad_body", "bad_type", "finish_reason", "retry_after_header",
+                  "canned")
 
 
 @dataclass
@@ -60,6 +65,7 @@ class _State:
     auth: set[str] = field(default_factory=set)
     fail_re: re.Pattern[str] | None = None
     rules: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+    canned: list[tuple[re.Pattern[str], dict[str, Any]]] = field(default_factory=list)
 
     def reply_for(self, last: str) -> str:
         """The first rule whose regex matches the last user turn, else the fixed reply."""
@@ -102,8 +108,9 @@ def _words(messages: Any) -> int:
     return sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
 
 
-def _response(status: int, body: bytes, *, keep_alive: bool, extra: str = "") -> bytes:
-    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\ncontent-type: application/json\r\n"
+def _response(status: int, body: bytes, *, keep_alive: bool, extra: str = "",
+              content_type: str = "application/json") -> bytes:
+    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\ncontent-type: {content_type}\r\n"
             f"content-length: {len(body)}\r\n{extra}" + ("" if keep_alive else "connection: close\r\n") + "\r\n")
     return head.encode("latin-1") + body
 
@@ -134,6 +141,8 @@ class App:
         self.state.fail_re = re.compile(pattern) if pattern else None
         rules = json.loads(self.state.faults.rules) if self.state.faults.rules else []
         self.state.rules = [(re.compile(rx, re.S), str(reply)) for rx, reply in rules]
+        canned = self.state.faults.canned_answers()
+        self.state.canned = [(re.compile(c["match"], re.S), c) for c in canned]
 
     def now(self) -> float:
         return time.monotonic() - self.state.started
@@ -145,7 +154,7 @@ class App:
                 return _Plan(_json(405, {"error": {"message": "use POST"}}, keep_alive=keep_alive))
             if auth:  # only a hash: a test can check which key arrived without the server keeping it
                 self.state.auth.add(hashlib.sha256(auth.encode()).hexdigest())
-            return self.chat(body, keep_alive)
+            return self.chat(body, keep_alive, auth)
         if path == "/stats":
             st = self.state
             return _Plan(_json(200, {"requests": st.requests, "by_status": st.by_status}, keep_alive=keep_alive))
@@ -176,7 +185,7 @@ class App:
             self.state.reset()
         return _Plan(_json(200, {"faults": dataclasses.asdict(faults)}, keep_alive=keep_alive))
 
-    def chat(self, body: bytes, keep_alive: bool) -> _Plan:
+    def chat(self, body: bytes, keep_alive: bool, auth: str | None = None) -> _Plan:
         st, f = self.state, self.state.faults
         arrival = self.now()
         st.requests += 1
@@ -195,6 +204,15 @@ class App:
         if key not in st.texts:
             st.texts[key] = last[:200]
         outcome = "200"
+        for pattern, answer in st.canned:
+            if pattern.search(last):
+                status = int(answer.get("status", 200))
+                entries.append([arrival, None, f"canned {status}", None])
+                st.count(f"canned {status}")
+                extra = "".join(f"{k}: {v}\r\n" for k, v in (answer.get("headers") or {}).items())
+                payload = _response(status, str(answer.get("body", "")).encode(), keep_alive=keep_alive, extra=extra,
+                                    content_type=str(answer.get("type", "application/json")))
+                return _Plan(payload, wait=f.delay, key=key, index=index)
         if st.fail_re is not None and st.fail_re.search(last):
             outcome = str(f.fail_status)
         else:
@@ -216,10 +234,18 @@ class App:
             body = plan.payload[plan.payload.index(b"\r\n\r\n") + 4:]
             plan.payload = _response(200, body[: max(1, len(body) // 2)], keep_alive=False)
             return plan
+        if outcome == "bad":
+            return _Plan(_response(200, f.bad_body.encode(), keep_alive=keep_alive, content_type=f.bad_type),
+                         wait=f.delay, key=key, index=index)
         if outcome != "200":
             status = int(outcome)
-            extra = f"retry-after: {f.retry_after:g}\r\n" if status == 429 else ""
-            err = {"error": {"message": f"injected {status}", "type": "injected", "code": status}}
+            header = f.retry_after_header if f.retry_after_header is not None else f"{f.retry_after:g}"
+            extra = f"retry-after: {header}\r\n" if status == 429 else ""
+            message = f"injected {status}"
+            if f.echo_key and auth:  # what careless servers do: the key whole, and its middle again
+                secret = auth.removeprefix("Bearer ").strip()
+                message += f"; incorrect API key provided: {secret} (key {secret[:3]}...{secret[3:-3]}...)"
+            err = {"error": {"message": message, "type": "injected", "code": status}}
             return _Plan(_json(status, err, keep_alive=keep_alive, extra=extra), wait=f.delay, key=key,
                          index=index, retry_after=f.retry_after if status == 429 else None)
         return self._ok(req, last, keep_alive, wait=f.delay, key=key, index=index)
@@ -233,7 +259,7 @@ class App:
             "id": f"chatcmpl-{key}{index}", "object": "chat.completion", "created": int(time.time()),
             "model": str(req.get("model", "test")),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop", "logprobs": None}],
+                         "finish_reason": self.state.faults.finish_reason, "logprobs": None}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
@@ -343,11 +369,25 @@ async def serve_forever(host: str, port: int, faults: Faults, *, watch_stdin: bo
         watcher.cancel()
 
 
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"not a yes/no value: {text!r}")
+
+
+def _kind(name: str, default: Any) -> Any:
+    if name in _TEXT_SETTINGS:
+        return str
+    return _flag if isinstance(default, bool) else type(default)
+
+
 def _env(name: str, default: Any) -> Any:
     value = os.environ.get(f"PW_TESTSERVER_{name.upper()}")
     if value is None:
         return default
-    return type(default)(value) if default is not None else value
+    return _kind(name, default)(value) if default is not None else value
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Faults]:
@@ -358,7 +398,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Fault
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (the parent died)")
     for f in dataclasses.fields(Faults):
         default = _env(f.name, getattr(d, f.name))
-        kind = str if f.name in ("reply", "fail_match", "rules") else type(getattr(d, f.name))
+        kind = _kind(f.name, getattr(d, f.name))
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default)
     args = p.parse_args(argv)
     faults = Faults(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Faults)})

@@ -174,3 +174,80 @@ async def test_retry_after_beyond_the_cap_fails_the_call_at_once() -> None:
     res = await rt(backend, retry_after_max=60).chat(MSG)
     assert not res.ok and res.attempts == 1 and time.monotonic() - t0 < 1
     assert "retry after 3600s" in (res.error or "") and "retry_after_max=60s" in (res.error or "")
+
+
+# ---------------------------------------------------------------- circuit breaker
+
+
+class DownAfter(BaseChatModel):
+    """Answers ``ok`` for the first ``good`` calls, then fails as ``kind`` forever."""
+
+    def __init__(self, good: int, kind: str = "connect") -> None:
+        self.good, self.kind, self.calls = good, kind, 0
+        self.identity = {"backend": "down", "model": "d", "base_url": "http://127.0.0.1:9/v1/"}
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        self.calls += 1
+        if self.calls <= self.good:
+            return Completion("ok", 1, 1, "stop")
+        raise BackendError(f"{self.kind} failed", retryable=True, kind=self.kind)
+
+
+async def test_breaker_trips_after_consecutive_connect_failures_and_wakes_sleepers() -> None:
+    from promptweave.models.runtime import EndpointDown
+
+    backend = DownAfter(good=3)
+    runtime = rt(backend, max_retries=50, backoff_base=5.0, backoff_max=60.0, circuit_breaker=4)
+    started = time.monotonic()
+    results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(10)],
+                                   return_exceptions=True)
+    assert time.monotonic() - started < 2.0  # the rows asleep in a 5 s backoff woke up at the trip
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    down = [r for r in results if isinstance(r, EndpointDown)]
+    assert len(ok) == 3 and all(r.ok for r in ok) and len(down) == 7
+    assert "cannot reach the model server at http://127.0.0.1:9/v1/ (4 connection attempts" in str(down[0])
+    assert backend.calls == 3 + 4  # nothing was sent after the trip
+    with pytest.raises(EndpointDown):  # and nothing is sent later either
+        await runtime.chat([Message("user", "later")])
+    assert backend.calls == 7
+
+
+async def test_resets_trip_the_breaker_too() -> None:
+    from promptweave.models.runtime import EndpointDown
+
+    backend = DownAfter(good=0, kind="connection")
+    with pytest.raises(EndpointDown, match="3 connection attempts in a row failed"):
+        await rt(backend, max_retries=9, backoff_base=0.001, circuit_breaker=3).chat(MSG)
+    assert backend.calls == 3
+
+
+async def test_timeouts_and_answers_do_not_trip_the_breaker() -> None:
+    backend = DownAfter(good=0, kind="timeout")
+    runtime = rt(backend, max_retries=6, backoff_base=0.001, circuit_breaker=2)
+    res = await runtime.chat(MSG)
+    assert not res.ok and res.attempts == 7  # a slow server is not a dead one
+
+    class Alternating(BaseChatModel):
+        identity = {"backend": "alt", "model": "a"}
+        n = 0
+
+        async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+            self.n += 1
+            if self.n % 2:
+                raise BackendError("refused", retryable=True, kind="connect")
+            raise BackendError("HTTP 500", retryable=True, status=500, kind="status")
+
+    res = await rt(Alternating(), max_retries=8, backoff_base=0.001, circuit_breaker=2).chat(MSG)
+    assert not res.ok and res.attempts == 9  # every answer resets the count
+
+
+async def test_backend_crash_is_a_row_error_not_a_traceback() -> None:
+    class Broken(BaseChatModel):
+        identity = {"backend": "broken", "model": "b"}
+
+        async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+            raise AttributeError("'NoneType' object has no attribute 'choices'")
+
+    res = await rt(Broken()).chat(MSG)
+    assert not res.ok and res.attempts == 1
+    assert res.error == "backend error: AttributeError: 'NoneType' object has no attribute 'choices'"
