@@ -12,7 +12,7 @@ from typing import Any
 from ..config import LoadedConfig
 from ..evaluators import create_metric
 from .engine import Engine, RunSummary
-from .store import write_json_atomic, write_text_atomic
+from .rundir import replacing, write_json_atomic, write_text_atomic
 
 _JUDGE_KINDS = {"mqm", "da"}
 _VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama_cpp_python",
@@ -137,8 +137,10 @@ def export_mtme(loaded: LoadedConfig, records: list[dict[str, Any]], scores: dic
                     col.append(float(v) if isinstance(v, (int, float)) else None)
             seg[system] = col
         base = out_dir / f"{lp}.{name}"
-        write_score_file(f"{base}.seg.score", seg)
-        write_score_file(f"{base}.sys.score", {s: [systems[s].get(name)] for s in systems})
+        with replacing(f"{base}.seg.score") as tmp:
+            write_score_file(tmp, seg)
+        with replacing(f"{base}.sys.score") as tmp:
+            write_score_file(tmp, {s: [systems[s].get(name)] for s in systems})
         written += [f"{base}.seg.score", f"{base}.sys.score"]
     return written
 
@@ -176,8 +178,16 @@ def package_versions() -> dict[str, str]:
 
 
 def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = None) -> dict[str, Any]:
+    """Write scores, manifest and report, then let the run directory go."""
+    try:
+        return _finish(engine, summary, argv)
+    finally:
+        engine.close()
+
+
+def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict[str, Any]:
     loaded = engine.loaded
-    records = sorted(engine.store.records.values(), key=lambda r: r.get("index", 0))
+    records = engine.store.ordered()
     scores = compute_scores(loaded, records)
     scores["systems"] = system_table(loaded, records, scores)
     run_dir = engine.run_dir
@@ -193,9 +203,11 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
         "versions": package_versions(),
         "models": {name: rt.identity for name, rt in engine.runtimes.items()},
         "usage": {name: lg.to_dict() for name, lg in engine.ledgers.items()},
+        "identity": engine.identity.to_dict() if engine.identity else None,
+        "recovery": engine.store.recovery,
         "last_run": {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(summary.seconds, 3),
                      "rows_total": summary.total, "rows_run": summary.ran, "rows_skipped": summary.skipped,
-                     "rows_error": summary.errors, "argv": argv or []},
+                     "rows_changed": summary.changed, "rows_error": summary.errors, "argv": argv or []},
     }
     write_json_atomic(run_dir / "manifest.json", manifest)
     write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records))
