@@ -21,7 +21,7 @@ from ..models.runtime import Ledger, ModelRuntime
 from .identity import IDENTITY_FILE, RunIdentity
 from .lock import RunLock
 from .progress import RunProgress
-from .rundir import RunDirError, check_component, write_json_atomic
+from .rundir import RunDirError, check_component, fs_error, write_json_atomic
 from .steps import Row, RunContext, Step, steps as step_registry
 from .store import RunStore
 
@@ -95,7 +95,7 @@ class Engine:
         except (OSError, sqlite3.Error, CacheError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise self.loaded.error_at(("cache" if setting else "output",),
-                                       f"cannot use the cache {path}: {reason}; fix or delete it, point cache: at "
+                                       f"cannot open the cache {path}: {reason}; fix or delete it, point cache: at "
                                        "another file, or set cache: off") from None
 
     def build_models(self) -> None:
@@ -149,6 +149,10 @@ class Engine:
         self.preflight(Row(index=0, key=rows[0][0], fields=rows[0][1]))
         self.identity = ident = RunIdentity.build(self.loaded, self.steps)
         self.build_models()
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self.loaded.error_at(("output",), str(fs_error(self.run_dir, exc, "create the run directory"))) from None
         try:
             self.lock.acquire()
             ident.check_against(self.run_dir, overwrite=overwrite)

@@ -50,6 +50,7 @@ _REASONS = {
     errno.EPERM: ("operation not permitted", "make it writable or set output: to a writable directory"),
     errno.ELOOP: ("it is a symbolic link, which a run never follows", "replace the link with a regular file"),
     errno.EISDIR: ("it is a directory", "move the directory away"),
+    errno.EEXIST: ("it exists and is not a directory", "move it away or choose another --run-id"),
     errno.ENOTDIR: ("a part of the path is a file, not a directory", "set output: to a directory"),
 }
 

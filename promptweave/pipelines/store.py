@@ -33,7 +33,7 @@ from .rundir import (O_CLOEXEC, O_NOFOLLOW, open_append, fs_error, write_all, wr
 log = logging.getLogger("promptweave.store")
 
 _NULS = re.compile(rb"\x00+")
-_RECORD_START = b'{"key":'
+_RECORD_START = '{"key":'
 _STATUSES = {"ok", "error"}
 
 
@@ -61,6 +61,9 @@ def record_problem(obj: Any) -> str | None:
     return None
 
 
+_DECODER = json.JSONDecoder()
+
+
 def _parse(piece: bytes) -> tuple[dict[str, Any] | None, str]:
     try:
         obj = json.loads(piece.decode("utf-8"))
@@ -72,10 +75,33 @@ def _parse(piece: bytes) -> tuple[dict[str, Any] | None, str]:
     return (obj, "") if problem is None else (None, problem)
 
 
+def _salvage(text: bytes, why: str) -> Iterator[tuple[dict[str, Any] | None, bytes, str]]:
+    """Whole records inside a damaged piece: each starts at ``{"key":`` (how records are
+    written) and is decoded as a prefix, so a torn record before it or junk after it is cut
+    off and dropped, never the record itself."""
+    s = text.decode("utf-8", "surrogateescape")  # byte offsets survive the round trip per char
+    pos = 0
+    start = s.find(_RECORD_START)
+    while start != -1:
+        try:
+            obj, end = _DECODER.raw_decode(s, start)
+            chunk = s[start:end].encode("utf-8", "strict")  # a record with undecodable bytes is damaged
+        except (ValueError, RecursionError, UnicodeEncodeError):
+            obj = None
+        if obj is not None and record_problem(obj) is None:
+            if s[pos:start].strip():
+                yield None, s[pos:start].encode("utf-8", "surrogateescape"), why
+            yield obj, chunk, ""
+            pos = end
+        start = s.find(_RECORD_START, max(start + 1, pos))
+    if s[pos:].strip():
+        yield None, s[pos:].encode("utf-8", "surrogateescape"), why
+
+
 def scan_records(lines: Iterator[bytes]) -> Iterator[tuple[int, dict[str, Any] | None, bytes, str]]:
     """``(line number, record or None, bytes, reason)`` for each piece of each line: a record
     kept, or bytes dropped with the reason. A line is split at NUL runs; a piece that does not
-    parse may still end with a whole record glued behind a torn one (a write after a crash)."""
+    parse is searched for whole records glued to junk (a write after a torn one)."""
     for lineno, raw in enumerate(lines, start=1):
         body = raw[:-1] if raw.endswith(b"\n") else raw
         for piece in _NULS.split(body):
@@ -87,17 +113,9 @@ def scan_records(lines: Iterator[bytes]) -> Iterator[tuple[int, dict[str, Any] |
             rec, why = _parse(text)
             if rec is not None:
                 yield lineno, rec, text, ""
-                continue
-            start = text.find(_RECORD_START, 1)
-            while start != -1:
-                tail, _ = _parse(text[start:])
-                if tail is not None:
-                    yield lineno, None, text[:start], why
-                    yield lineno, tail, text[start:], ""
-                    break
-                start = text.find(_RECORD_START, start + 1)
             else:
-                yield lineno, None, text, why
+                for found, chunk, reason in _salvage(text, why):
+                    yield lineno, found, chunk, reason
         if b"\x00" in body:
             yield lineno, None, b"", "NUL bytes"
 
