@@ -137,3 +137,27 @@ def test_cache_sees_its_own_pending_writes_and_flushes_on_close(tmp_path: Path) 
     asyncio.run(body())
     cache.close()
     assert on_disk() == 1
+
+
+def test_two_processes_on_one_config_pay_for_each_row_once(tmp_path: Path) -> None:
+    """Two ``promptweave run`` started together on one config: the run directory's lock lets one
+    run; the other stops at once naming the holder (or, started late, finds every row done)."""
+    rows = 24
+    with serve(delay=0.1) as url:
+        cfg = make_pipeline(tmp_path, url, rows, model=", max_concurrency: 2", extra="concurrency: 2\n")
+        procs = [subprocess.Popen([sys.executable, "-m", "promptweave", "run", str(cfg), "--no-progress"],
+                                  cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        paid = stats(url)["requests"]
+    codes = sorted(p.returncode for p in procs)
+    assert paid == rows, (paid, outs)
+    assert codes[0] == 0 and codes[1] in (0, 2), outs
+    for proc, (_, err) in zip(procs, outs):
+        if proc.returncode == 2:
+            other = next(p for p in procs if p is not proc)
+            assert err.count("\n") == 1 and "Traceback" not in err, err
+            assert f"in use by PID {other.pid} on host " in err, err
+    (run_dir,) = (tmp_path / "runs" / "faults").iterdir()
+    records = read_jsonl(run_dir / "results.jsonl")
+    assert [r["key"] for r in records] == [f"r{i:04d}" for i in range(rows)]

@@ -1,6 +1,7 @@
 """One process per run directory: an exclusive ``flock`` on ``<run_dir>/.lock``.
 
-The kernel drops the lock when its holder exits, however it exits (SIGKILL, power loss of the
+The holder writes its PID, host and start time into the file while it holds the lock and
+empties it on release. The kernel drops the lock when its holder exits, however it exits (SIGKILL, power loss of the
 process), so a stale lock file never blocks a later run. A second process on the same run
 directory fails at once and names the holder (PID, host, start time) instead of paying for every
 row a second time and racing the first one at compaction.
@@ -81,6 +82,8 @@ class RunLock:
 
 
 def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):  # no stale holder note once the holder is gone
+        os.ftruncate(fd, 0)
     with contextlib.suppress(OSError):
         fcntl.flock(fd, fcntl.LOCK_UN)
     with contextlib.suppress(OSError):
