@@ -17,6 +17,7 @@ storage, so that the records can later live in an index on disk rather than in m
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .rundir import (O_CLOEXEC, O_NOFOLLOW, open_append, fs_error, write_all, write_bytes_atomic, write_json_atomic,  # noqa: F401
+from .rundir import (O_CLOEXEC, O_NOFOLLOW, RunDirError, open_append, fs_error, write_all, write_bytes_atomic, write_json_atomic,  # noqa: F401
                      write_text_atomic)
 
 log = logging.getLogger("promptweave.store")
@@ -165,9 +166,10 @@ class RunStore:
         except OSError as exc:
             raise fs_error(self.results_path, exc, "read") from None
         if fd is not None:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise fs_error(self.results_path, OSError(errno.EISDIR, "not a file"), "read")
             with os.fdopen(fd, "rb") as f:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise fs_error(self.results_path, OSError(errno.EISDIR, "not a file"), "read")
                 try:
                     for lineno, rec, raw, why in scan_records(iter(f.readline, b"")):
                         if rec is not None:
@@ -206,7 +208,13 @@ class RunStore:
     def append(self, record: dict[str, Any]) -> None:
         """Write one finished row now; a row it replaces with other inputs is kept aside."""
         assert self._fd is not None, "RunStore.open() first"
-        write_all(self._fd, _dump(record), self.results_path)
+        size = os.fstat(self._fd).st_size
+        try:
+            write_all(self._fd, _dump(record), self.results_path)
+        except RunDirError:
+            with contextlib.suppress(OSError):  # no torn line left behind by a short write
+                os.ftruncate(self._fd, size)
+            raise
         old = self._records.get(record["key"])
         if old is not None and old.get("fp") != record.get("fp") and old.get("status") == "ok":
             self._superseded.append(old)
