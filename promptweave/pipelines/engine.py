@@ -173,10 +173,10 @@ class Engine:
         fps: dict[str, str] = {}
         for i, (key, fields) in enumerate(rows):
             fps[key] = fp = ident.row_fingerprint(key, fields)
-            rec = self.store.get(key)
-            if rec is not None and rec.get("fp") == fp and (rec["status"] == "ok" or not retry_errors):
+            done = self.store.status(key)
+            if done is not None and done.fp == fp and (done.ok or not retry_errors):
                 continue
-            changed += rec is not None and rec.get("fp") != fp
+            changed += done is not None and done.fp != fp
             todo.append(Row(index=i, key=key, fields=fields))
         progress = RunProgress(total=len(rows), done=len(rows) - len(todo), ledgers=self.ledgers,
                                enabled=self.show_progress)
@@ -205,7 +205,7 @@ class Engine:
         ledger = Ledger()
         for lg in self.ledgers.values():
             ledger.add(lg)
-        total_errors = sum(1 for r in self.store if r["status"] != "ok")
+        total_errors = self.store.count(ok=False)
         return RunSummary(self.run_dir, total=len(rows), ran=len(todo), skipped=len(rows) - len(todo),
                           errors=total_errors, ledger=ledger, seconds=time.perf_counter() - start,
                           name=self.pipeline.name, changed=changed)

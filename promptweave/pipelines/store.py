@@ -4,15 +4,14 @@ Every finished row is appended (and handed to the kernel) at once, so a killed r
 most the rows in flight. A key written twice keeps its last record; :meth:`RunStore.compact`
 rewrites the file atomically with one line per current row, in data order.
 
-Recovery: :meth:`RunStore.open` keeps every readable record wherever the damage is: a torn last
-line, a corrupt line in the middle, NUL padding left by a power loss (also glued in front of a
-later record), invalid UTF-8, a record without ``key`` or with fields of the wrong type. What it
-drops is appended byte for byte to ``results.jsonl.corrupt``, the skipped line numbers go to the
-log and to :attr:`RunStore.recovery` (the manifest), and the file is rewritten with the good
-records before anything is appended to it.
+The store holds an **index**, not the records: per key the byte range of its last record, its
+status, fingerprint and row index (about 200 bytes a row). Records are read back from the file
+when asked for (:meth:`get`, iteration), so memory does not grow with what the rows hold.
 
-Callers read records through :meth:`get`, :meth:`__iter__` and :meth:`ordered`, never the
-storage, so that the records can later live in an index on disk rather than in memory.
+Recovery (:mod:`.recovery`): :meth:`RunStore.open` keeps every readable record wherever the
+damage is. What it drops is appended byte for byte to ``results.jsonl.corrupt``, the skipped
+line numbers go to the log and to :attr:`RunStore.recovery` (the manifest), and the file is
+rewritten with the good records before anything is appended to it.
 """
 
 from __future__ import annotations
@@ -22,103 +21,35 @@ import errno
 import json
 import logging
 import os
-import re
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from .rundir import (O_CLOEXEC, O_NOFOLLOW, RunDirError, open_append, fs_error, write_all, write_bytes_atomic, write_json_atomic,  # noqa: F401
-                     write_text_atomic)
+from .recovery import parse_record, record_problem, scan_records  # noqa: F401 - record_problem re-exported
+from .rundir import (O_CLOEXEC, O_NOFOLLOW, RunDirError, fs_error, open_append, write_all,  # noqa: F401
+                     write_bytes_atomic, write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("promptweave.store")
 
-_NULS = re.compile(rb"\x00+")
-_RECORD_START = '{"key":'
-_STATUSES = {"ok", "error"}
+
+class Entry(NamedTuple):
+    """Where a key's current record lies, and what resume needs to know about it."""
+
+    offset: int
+    length: int  # without the newline
+    ok: bool
+    fp: str | None
+    index: int
 
 
 def _dump(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8", "surrogatepass")
 
 
-def record_problem(obj: Any) -> str | None:
-    """Why ``obj`` is not a usable results record (None when it is)."""
-    if not isinstance(obj, dict):
-        return f"a JSON {type(obj).__name__}, not a record"
-    if not isinstance(obj.get("key"), str) or not obj["key"]:
-        return "no 'key' (a string)"
-    if obj.get("status") not in _STATUSES:
-        return "'status' is not ok/error"
-    for name in ("fields", "outputs"):
-        if not isinstance(obj.get(name), dict):
-            return f"'{name}' is not an object"
-    if "index" in obj and (not isinstance(obj["index"], int) or isinstance(obj["index"], bool)):
-        return "'index' is not an integer"
-    if "fp" in obj and not isinstance(obj["fp"], str):
-        return "'fp' is not a string"
-    if "error" in obj and not isinstance(obj["error"], dict):
-        return "'error' is not an object"
-    return None
-
-
-_DECODER = json.JSONDecoder()
-
-
-def _parse(piece: bytes) -> tuple[dict[str, Any] | None, str]:
-    try:
-        obj = json.loads(piece.decode("utf-8"))
-    except UnicodeDecodeError:
-        return None, "invalid UTF-8"
-    except (ValueError, RecursionError):
-        return None, "not JSON"
-    problem = record_problem(obj)
-    return (obj, "") if problem is None else (None, problem)
-
-
-def _salvage(text: bytes, why: str) -> Iterator[tuple[dict[str, Any] | None, bytes, str]]:
-    """Whole records inside a damaged piece: each starts at ``{"key":`` (how records are
-    written) and is decoded as a prefix, so a torn record before it or junk after it is cut
-    off and dropped, never the record itself."""
-    s = text.decode("utf-8", "surrogateescape")  # byte offsets survive the round trip per char
-    pos = 0
-    start = s.find(_RECORD_START)
-    while start != -1:
-        try:
-            obj, end = _DECODER.raw_decode(s, start)
-            chunk = s[start:end].encode("utf-8", "strict")  # a record with undecodable bytes is damaged
-        except (ValueError, RecursionError, UnicodeEncodeError):
-            obj = None
-        if obj is not None and record_problem(obj) is None:
-            if s[pos:start].strip():
-                yield None, s[pos:start].encode("utf-8", "surrogateescape"), why
-            yield obj, chunk, ""
-            pos = end
-        start = s.find(_RECORD_START, max(start + 1, pos))
-    if s[pos:].strip():
-        yield None, s[pos:].encode("utf-8", "surrogateescape"), why
-
-
-def scan_records(lines: Iterator[bytes]) -> Iterator[tuple[int, dict[str, Any] | None, bytes, str]]:
-    """``(line number, record or None, bytes, reason)`` for each piece of each line: a record
-    kept, or bytes dropped with the reason. A line is split at NUL runs; a piece that does not
-    parse is searched for whole records glued to junk (a write after a torn one)."""
-    for lineno, raw in enumerate(lines, start=1):
-        body = raw[:-1] if raw.endswith(b"\n") else raw
-        for piece in _NULS.split(body):
-            text = piece.strip()
-            if not text:
-                if piece:
-                    yield lineno, None, piece, "blank"
-                continue
-            rec, why = _parse(text)
-            if rec is not None:
-                yield lineno, rec, text, ""
-            else:
-                for found, chunk, reason in _salvage(text, why):
-                    yield lineno, found, chunk, reason
-        if b"\x00" in body:
-            yield lineno, None, b"", "NUL bytes"
+def _entry(record: dict[str, Any], offset: int, length: int) -> Entry:
+    return Entry(offset, length, record["status"] == "ok", record.get("fp"), int(record.get("index", 0)))
 
 
 class RunStore:
@@ -129,36 +60,74 @@ class RunStore:
         self.results_path = run_dir / "results.jsonl"
         self.corrupt_path = run_dir / "results.jsonl.corrupt"
         self.superseded_path = run_dir / "superseded.jsonl"
-        self._records: dict[str, dict[str, Any]] = {}
-        self._superseded: list[dict[str, Any]] = []
-        self._fd: int | None = None
+        self._index: dict[str, Entry] = {}
+        self._replaced: list[Entry] = []  # ok results a changed input replaced, kept at compaction
+        self._dirty = False  # the file holds more than one line per key, or junk
+        self._kept_aside = False  # dropped bytes went to results.jsonl.corrupt
+        self._fd: int | None = None  # append
+        self._rfd: int | None = None  # pread
         self.recovery: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ reading
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self._records.get(key)
+    def status(self, key: str) -> Entry | None:
+        """The index entry of ``key`` (status, fingerprint) without reading its record."""
+        return self._index.get(key)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(list(self._records.values()))
+    def get(self, key: str) -> dict[str, Any] | None:
+        entry = self._index.get(key)
+        return None if entry is None else self._read(entry)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every current record, streamed from the file in file order."""
+        for entry in sorted(self._index.values()):
+            yield self._read(entry)
+
+    def iter_ordered(self) -> Iterator[dict[str, Any]]:
+        """Every current record, streamed in data order."""
+        for entry in sorted(self._index.values(), key=lambda e: (e.index, e.offset)):
+            yield self._read(entry)
 
     def ordered(self) -> list[dict[str, Any]]:
-        """Every record, in data order."""
-        return sorted(self._records.values(), key=lambda r: r.get("index", 0))
+        """Every record in data order, in memory (prefer :meth:`iter_ordered`)."""
+        return list(self.iter_ordered())
+
+    def count(self, *, ok: bool) -> int:
+        return sum(1 for e in self._index.values() if e.ok == ok)
 
     @property
     def records(self) -> dict[str, dict[str, Any]]:
-        """Deprecated view (key -> record); iterate the store or use :meth:`get` instead."""
-        return self._records
+        """Deprecated: reads every record into a dict; iterate the store or use :meth:`get`."""
+        return {r["key"]: r for r in self}
+
+    def _read(self, entry: Entry) -> dict[str, Any]:
+        raw = self._pread(entry.offset, entry.length)
+        rec, why = parse_record(raw)
+        if rec is None:  # the file changed under the lock's holder: someone else wrote to it
+            raise RunDirError(f"{self.results_path} changed while this run held it ({why} at byte "
+                              f"{entry.offset}); run the same command again to recover it")
+        return rec
+
+    def _pread(self, offset: int, length: int) -> bytes:
+        if self._rfd is None:
+            try:
+                self._rfd = os.open(self.results_path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            except OSError as exc:
+                raise fs_error(self.results_path, exc, "read") from None
+        try:
+            return os.pread(self._rfd, length, offset)
+        except OSError as exc:
+            raise fs_error(self.results_path, exc, "read") from None
 
     # ------------------------------------------------------------------ opening and recovery
     def open(self) -> None:
-        """Load finished rows, recovering every readable one; then open for appending."""
+        """Index finished rows, recovering every readable one; then open for appending."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        dropped: list[tuple[int, bytes, str]] = []
-        ends_clean = True
         try:
             fd = os.open(self.results_path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         except FileNotFoundError:
@@ -171,81 +140,153 @@ class RunStore:
                 raise fs_error(self.results_path, OSError(errno.EISDIR, "not a file"), "read")
             with os.fdopen(fd, "rb") as f:
                 try:
-                    for lineno, rec, raw, why in scan_records(iter(f.readline, b"")):
-                        if rec is not None:
-                            self._records[rec["key"]] = rec
-                        else:
-                            dropped.append((lineno, raw, why))
+                    skipped, reasons = self._scan(f)
                     size = f.seek(0, os.SEEK_END)
-                    if size:
-                        f.seek(size - 1)
-                        ends_clean = f.read(1) == b"\n"
+                    ends_clean = size == 0 or (f.seek(size - 1) >= 0 and f.read(1) == b"\n")
                 except OSError as exc:
                     raise fs_error(self.results_path, exc, "read") from None
-        if dropped or not ends_clean:
-            self._recover(dropped)
+            if skipped or not ends_clean:
+                self._rewrite_clean(skipped, reasons)
         self._fd = open_append(self.results_path)
 
-    def _recover(self, dropped: list[tuple[int, bytes, str]]) -> None:
-        lines = sorted({n for n, _, _ in dropped})
-        if dropped:
-            fd = open_append(self.corrupt_path)
-            try:
-                write_all(fd, b"".join(raw + b"\n" for _, raw, _ in dropped if raw), self.corrupt_path)
-            finally:
-                os.close(fd)
-        write_bytes_atomic(self.results_path, b"".join(_dump(r) for r in self._records.values()))
-        reasons = sorted({why for _, _, why in dropped})
-        self.recovery = {"kept_rows": len(self._records), "skipped_lines": lines, "reasons": reasons,
-                         "dropped_bytes_in": self.corrupt_path.name if dropped else None}
-        if lines:
-            shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
-            log.warning("%s: skipped %d unreadable line(s) (%s: %s); kept %d rows; the dropped bytes are in %s",
-                        self.results_path, len(lines), shown, "; ".join(reasons), len(self._records),
-                        self.corrupt_path.name)
+    def _scan(self, f: Any) -> tuple[list[int], list[str]]:
+        skipped: set[int] = set()
+        reasons: set[str] = set()
+        corrupt: int | None = None
+        try:
+            for piece in scan_records(f):
+                if piece.record is not None:
+                    key = piece.record["key"]
+                    self._dirty |= key in self._index
+                    self._index[key] = _entry(piece.record, piece.start, piece.end - piece.start)
+                    continue
+                if piece.reason == "blank":
+                    self._dirty = True  # harmless, but the rewrite drops it
+                    continue
+                skipped.add(piece.lineno)
+                reasons.add(piece.reason)
+                if piece.raw:  # the dropped bytes, kept as they were
+                    if corrupt is None:
+                        corrupt = open_append(self.corrupt_path)
+                    write_all(corrupt, piece.raw + b"\n", self.corrupt_path)
+        finally:
+            if corrupt is not None:
+                os.close(corrupt)
+        self._kept_aside = corrupt is not None
+        return sorted(skipped), sorted(reasons)
+
+    def _rewrite_clean(self, skipped: list[int], reasons: list[str]) -> None:
+        """Replace the file by its good records (copied byte for byte), before any append."""
+        self._write_file(sorted(self._index, key=lambda k: self._index[k].offset), renumber=False)
+        kept_aside = self._kept_aside
+        self.recovery = {"kept_rows": len(self._index), "skipped_lines": skipped, "reasons": reasons,
+                         "dropped_bytes_in": self.corrupt_path.name if kept_aside else None}
+        if skipped:
+            shown = ", ".join(map(str, skipped[:10])) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+            log.warning("%s: skipped %d unreadable line(s) (%s: %s); kept %d rows%s",
+                        self.results_path, len(skipped), shown, "; ".join(reasons), len(self._index),
+                        f"; the dropped bytes are in {self.corrupt_path.name}" if kept_aside else "")
+
+    def _write_file(self, keys: list[str], *, renumber: bool) -> None:
+        """Stream the records of ``keys`` into a fresh temp file and rename it over the results;
+        a record whose row moved gets its new ``index`` (the others are copied as they are)."""
+        new: dict[str, Entry] = {}
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".results.jsonl.", suffix=".tmp")
+        except OSError as exc:
+            raise fs_error(self.results_path, exc) from None
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+                pos = 0
+                for i, key in enumerate(keys):
+                    entry = self._index[key]
+                    raw = self._pread(entry.offset, entry.length)
+                    if renumber and entry.index != i:
+                        rec = self._read(entry)
+                        rec["index"] = i
+                        raw = _dump(rec)[:-1]
+                        entry = _entry(rec, 0, 0)
+                    out.write(raw + b"\n")
+                    new[key] = entry._replace(offset=pos, length=len(raw))
+                    pos += len(raw) + 1
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.results_path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise fs_error(self.results_path, exc) from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._close_reader()  # the old file is gone: read the new one from now on
+        self._index, self._dirty = new, False
 
     # ------------------------------------------------------------------ writing
     def append(self, record: dict[str, Any]) -> None:
-        """Write one finished row now; a row it replaces with other inputs is kept aside."""
+        """Write one finished row now; an ok result it replaces with other inputs is kept aside."""
         assert self._fd is not None, "RunStore.open() first"
+        line = _dump(record)
         size = os.fstat(self._fd).st_size
         try:
-            write_all(self._fd, _dump(record), self.results_path)
+            write_all(self._fd, line, self.results_path)
         except RunDirError:
             with contextlib.suppress(OSError):  # no torn line left behind by a short write
                 os.ftruncate(self._fd, size)
             raise
-        old = self._records.get(record["key"])
-        if old is not None and old.get("fp") != record.get("fp") and old.get("status") == "ok":
-            self._superseded.append(old)
-        self._records[record["key"]] = record
+        key = record["key"]
+        old = self._index.get(key)
+        if old is not None:
+            self._dirty = True
+            if old.ok and old.fp != record.get("fp"):
+                self._replaced.append(old)
+        self._index[key] = _entry(record, size, len(line) - 1)
 
     def compact(self, order: list[str] | None = None) -> int:
-        """Rewrite ``results.jsonl`` with one line per key of ``order`` (the current rows, whose
-        ``index`` follows it), atomically. Records of keys no longer in the data, and results a
-        changed input replaced, are appended to ``superseded.jsonl``, never lost. Returns how
-        many records moved there."""
+        """Leave ``results.jsonl`` with one line per key of ``order`` (the current rows, whose
+        ``index`` follows it), rewritten atomically only when it holds anything else. Records of
+        keys no longer in the data, and ok results a changed input replaced, are appended to
+        ``superseded.jsonl``, never lost. Returns how many records moved there."""
         self.close()
         if order is None:
-            order = [r["key"] for r in self.ordered()]
-        keep = {k: i for i, k in enumerate(order)}
-        gone = [r for k, r in self._records.items() if k not in keep]
-        moved = self._superseded + gone
+            order = [k for k, _ in sorted(self._index.items(), key=lambda kv: (kv[1].index, kv[1].offset))]
+        wanted = set(order)
+        gone = [e for k, e in self._index.items() if k not in wanted]
+        moved = self._replaced + gone
         if moved:
             fd = open_append(self.superseded_path)
             try:
-                write_all(fd, b"".join(_dump(r) for r in moved), self.superseded_path)
+                for entry in sorted(moved):
+                    write_all(fd, self._pread(entry.offset, entry.length) + b"\n", self.superseded_path)
             finally:
                 os.close(fd)
-        for r in gone:
-            del self._records[r["key"]]
-        for k, r in self._records.items():
-            r["index"] = keep[k]
-        self._superseded = []
-        write_bytes_atomic(self.results_path, b"".join(_dump(r) for r in self.ordered()))
+        keys = [k for k in order if k in self._index]
+        if self._dirty or moved or not self._in_order(keys):
+            self._write_file(keys, renumber=True)
+        self._replaced = []
         return len(moved)
 
+    def _in_order(self, keys: list[str]) -> bool:
+        """Whether the file is exactly ``keys``, one line each, in this order, with these indexes."""
+        if len(keys) != len(self._index):
+            return False
+        last = -1
+        for i, key in enumerate(keys):
+            entry = self._index[key]
+            if entry.offset <= last or entry.index != i:
+                return False
+            last = entry.offset
+        return True
+
     def close(self) -> None:
+        """Stop appending and let go of the file (reading reopens it)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self._close_reader()
+
+    def _close_reader(self) -> None:
+        if self._rfd is not None:
+            os.close(self._rfd)
+            self._rfd = None
