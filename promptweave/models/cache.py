@@ -60,6 +60,7 @@ def key_from_parts(identity_json: str, params_json: str, messages: list[Message]
 
 
 _INSERT = "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?)"
+_SELECT = "SELECT key, text, prompt_tokens, completion_tokens, finish_reason FROM completions WHERE key=?"
 
 
 class CompletionCache:
@@ -141,10 +142,7 @@ class CompletionCache:
             row = self._pending.get(key)
             if row is None:
                 try:
-                    row = self._db.execute(
-                        "SELECT key, text, prompt_tokens, completion_tokens, finish_reason FROM completions WHERE key=?",
-                        (key,),
-                    ).fetchone()
+                    row = self._db.execute(_SELECT, (key,)).fetchone()
                 except (sqlite3.Error, OSError) as exc:
                     self._fail(exc)
                     return None

@@ -152,7 +152,8 @@ class Engine:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise self.loaded.error_at(("output",), str(fs_error(self.run_dir, exc, "create the run directory"))) from None
+            problem = fs_error(self.run_dir, exc, "create the run directory")
+            raise self.loaded.error_at(("output",), str(problem)) from None
         try:
             self.lock.acquire()
             ident.check_against(self.run_dir, overwrite=overwrite)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,8 @@ def test_pending_writes_of_a_running_loop_fail_quietly(tmp_path: Path, caplog: p
     (lambda p: sqlite3.connect(p).execute("CREATE TABLE notes (t)").connection.commit(), "something else"),
     (lambda p: p.mkdir(), "directory"),
 ])
-def test_a_file_that_is_not_a_cache_is_refused_at_open(tmp_path: Path, setup, expect: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_file_that_is_not_a_cache_is_refused_at_open(tmp_path: Path, setup: Callable[[Path], object],
+                                                       expect: str) -> None:
     path = tmp_path / "c.sqlite"
     setup(path)
     with pytest.raises(CacheError, match=expect):
