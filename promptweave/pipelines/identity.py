@@ -3,7 +3,8 @@
 - The **config identity** is every setting of the effective config (after ``--set``, with
   defaults filled in) that decides which rows exist or what a row produces. Operational settings
   (``output``, ``cache``, ``concurrency``, retries, timeouts, rate limits, prices, ``metrics``
-  and ``scoring``, which are recomputed from the rows at the end of every run) are left out. Its
+  and ``scoring``, which are recomputed from the rows at the end of every run) and credentials
+  (any key naming an API key, token, secret or password) are left out. Its
   hash is the default run id, so editing a data or template file keeps the run directory.
 - A **row fingerprint** hashes one row's key and fields with everything else that changes what
   the row produces: the row-level part of the config identity, the content of every file a step
@@ -41,6 +42,16 @@ _ROW_SELECTION = ("data.path", "data.format", "data.files", "data.fields", "data
                   "data.explode", "data.systems", "data.split", "data.hf_config")
 
 
+# credentials never change what a model says: rotating one keeps the run, and no hash of one is
+# written (a short secret's hash could be guessed back)
+_SECRET_PARTS = ("api_key", "apikey", "token", "secret", "password", "passwd", "authorization", "credential")
+
+
+def _is_secret(path: str) -> bool:
+    low = path.lower()
+    return any(part in low for part in _SECRET_PARTS)
+
+
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -71,7 +82,7 @@ def config_leaves(loaded: LoadedConfig) -> dict[str, Any]:
     p["steps"] = [{"id": s.id, "model": s.model, s.kind: s.config.model_dump(mode="json")} for s in loaded.steps]
     out: dict[str, Any] = {}
     _flatten(p, "", out)
-    return out
+    return {k: v for k, v in out.items() if not _is_secret(k)}
 
 
 @dataclass

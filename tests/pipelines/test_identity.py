@@ -169,3 +169,12 @@ def test_interpolated_secrets_never_reach_identity_json(tmp_path: Path, url: str
     cfg.write_text(cfg.read_text().replace("model: m,", "model: 'm-${PW_SECRET_SUFFIX}',"))
     summary = run_pipeline(cfg)
     assert "sk-very-secret-value" not in (summary.run_dir / "identity.json").read_text()
+
+
+def test_credentials_are_not_identity(tmp_path: Path, url: str) -> None:
+    """Rotating an API key keeps the run (and no hash of a key is written)."""
+    p = Project(tmp_path, url)
+    first, _ = p.run(overrides=["model.options.api_key=sk-one"])
+    again, paid = p.run(overrides=["model.options.api_key=sk-two"])
+    assert again.run_dir == first.run_dir and (again.ran, paid) == (0, 0)
+    assert "api_key" not in (first.run_dir / "identity.json").read_text()
