@@ -21,6 +21,28 @@ O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; a run's files get the mode any other file would (0644 usually)
+FILE_MODE = 0o666 & ~_umask()
+
+
+def temp_beside(path: Path) -> tuple[int, str]:
+    """A new, exclusively created temp file in ``path``'s directory (a symlink planted at any
+    name is never followed), with the usual file mode."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise fs_error(path, exc) from None
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
 class RunDirError(PromptweaveError):
     """The run directory cannot be used: a bad identifier, a file-system failure, a lock held by
     another process, or a run of a different config under the same id."""
@@ -81,10 +103,7 @@ def replacing(path: Path | str) -> Iterator[str]:
     planted at any name is never followed) and move it over ``path`` when the block succeeds.
     ``os.replace`` swaps the directory entry: a symlink at ``path`` itself is replaced, not followed."""
     path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise fs_error(path, exc) from None
+    fd, tmp = temp_beside(path)
     os.close(fd)
     try:
         yield tmp
@@ -101,10 +120,7 @@ def replacing(path: Path | str) -> Iterator[str]:
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
     """Write ``path`` all at once: readers see the old file or the new one, never a part."""
     path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise fs_error(path, exc) from None
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

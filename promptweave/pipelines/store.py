@@ -22,14 +22,13 @@ import json
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .recovery import parse_record, record_problem, scan_records  # noqa: F401 - record_problem re-exported
-from .rundir import (O_CLOEXEC, O_NOFOLLOW, RunDirError, fs_error, open_append, write_all,  # noqa: F401
-                     write_bytes_atomic, write_json_atomic, write_text_atomic)
+from .rundir import (O_CLOEXEC, O_NOFOLLOW, RunDirError, fs_error, open_append, temp_beside,  # noqa: F401
+                     write_all, write_bytes_atomic, write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("promptweave.store")
 
@@ -191,10 +190,7 @@ class RunStore:
         """Stream the records of ``keys`` into a fresh temp file and rename it over the results;
         a record whose row moved gets its new ``index`` (the others are copied as they are)."""
         new: dict[str, Entry] = {}
-        try:
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".results.jsonl.", suffix=".tmp")
-        except OSError as exc:
-            raise fs_error(self.results_path, exc) from None
+        fd, tmp = temp_beside(self.results_path)
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as out:
                 pos = 0

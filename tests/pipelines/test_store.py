@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from promptweave.pipelines.rundir import RunDirError, write_text_atomic
+from promptweave.pipelines.rundir import FILE_MODE, RunDirError, write_text_atomic
 from promptweave.pipelines.store import RunStore
 
 
@@ -143,6 +144,7 @@ def test_a_symlink_at_any_temp_name_is_never_followed(tmp_path: Path) -> None:
     write_text_atomic(run_dir / "manifest.json", "{}\n")
     assert victim.read_text() == "precious\n"
     assert not (run_dir / "manifest.json").is_symlink() and (run_dir / "manifest.json").read_text() == "{}\n"
+    assert stat.S_IMODE((run_dir / "manifest.json").stat().st_mode) == FILE_MODE  # not mkstemp's 0600
 
 
 def test_a_symlinked_results_file_is_refused(tmp_path: Path) -> None:
