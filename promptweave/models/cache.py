@@ -85,6 +85,8 @@ class CompletionCache:
         self._off = False
         if self.path.is_dir():
             raise CacheError("it is a directory, not a file")
+        if self.path.exists() and not self.path.is_file():  # a FIFO or device would block or be ruined
+            raise CacheError("it is not a regular file")
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .rundir import RunDirError
+from .rundir import RunDirError, read_small
 
 if TYPE_CHECKING:
     from ..config import LoadedConfig
@@ -139,8 +139,9 @@ class RunIdentity:
 
 def read_identity(run_dir: Path) -> dict[str, Any] | None:
     """The stored identity, or None when absent or unreadable (then row fingerprints decide)."""
+    raw = read_small(run_dir / IDENTITY_FILE)
     try:
-        data = json.loads((run_dir / IDENTITY_FILE).read_bytes())
-    except (OSError, ValueError):
+        data = json.loads(raw) if raw is not None else None
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

@@ -18,7 +18,7 @@ import time
 import weakref
 from pathlib import Path
 
-from .rundir import O_CLOEXEC, O_NOFOLLOW, RunDirError, fs_error
+from .rundir import RunDirError, fs_error, open_regular
 
 LOCK_NAME = ".lock"
 
@@ -46,10 +46,7 @@ class RunLock:
                               "or choose another --run-id") from None
         except OSError as exc:
             raise fs_error(self.dir, exc, "create") from None
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise fs_error(self.path, exc, "create the lock file") from None
+        fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, "create the lock file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

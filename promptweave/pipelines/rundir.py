@@ -9,6 +9,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ from ..errors import PromptweaveError
 MAX_ID_CHARS = 128  # a run id or pipeline name is one directory name, well under NAME_MAX (255 bytes)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# a FIFO planted where a run reads or appends must not block it forever
+O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def _umask() -> int:
@@ -144,12 +147,38 @@ def write_text_atomic(path: Path | str, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def open_regular(path: Path | str, flags: int, action: str = "write") -> int:
+    """``os.open`` that follows no symlink, never blocks on a FIFO and accepts only a regular file."""
+    try:
+        fd = os.open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader
+            raise RunDirError(f"cannot {action} {path}: it is not a regular file; move it away") from None
+        raise fs_error(path, exc, action) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunDirError(f"cannot {action} {path}: it is not a regular file; move it away")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def open_append(path: Path) -> int:
     """A raw append-only descriptor; refuses a symlink at ``path`` rather than write through it."""
+    return open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+
+
+def read_small(path: Path, limit: int = 4 << 20) -> bytes | None:
+    """A small regular file's bytes, or None when absent, not a regular file, a link or too big."""
     try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise fs_error(path, exc) from None
+        fd = open_regular(path, os.O_RDONLY, "read")
+    except RunDirError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return None
+    return data if len(data) <= limit else None
 
 
 def write_all(fd: int, data: bytes, path: Path) -> None:

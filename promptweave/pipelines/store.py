@@ -17,17 +17,15 @@ rewritten with the good records before anything is appended to it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .recovery import parse_record, record_problem, scan_records  # noqa: F401 - record_problem re-exported
-from .rundir import (O_CLOEXEC, O_NOFOLLOW, RunDirError, fs_error, open_append, temp_beside,  # noqa: F401
+from .rundir import (RunDirError, fs_error, open_append, open_regular, temp_beside,  # noqa: F401
                      write_all, write_bytes_atomic, write_json_atomic, write_text_atomic)
 
 log = logging.getLogger("promptweave.store")
@@ -114,10 +112,7 @@ class RunStore:
 
     def _pread(self, offset: int, length: int) -> bytes:
         if self._rfd is None:
-            try:
-                self._rfd = os.open(self.results_path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-            except OSError as exc:
-                raise fs_error(self.results_path, exc, "read") from None
+            self._rfd = open_regular(self.results_path, os.O_RDONLY, "read")
         try:
             return os.pread(self._rfd, length, offset)
         except OSError as exc:
@@ -127,16 +122,8 @@ class RunStore:
     def open(self) -> None:
         """Index finished rows, recovering every readable one; then open for appending."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.results_path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        except FileNotFoundError:
-            fd = None
-        except OSError as exc:
-            raise fs_error(self.results_path, exc, "read") from None
+        fd = open_regular(self.results_path, os.O_RDONLY, "read") if os.path.lexists(self.results_path) else None
         if fd is not None:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
-                raise fs_error(self.results_path, OSError(errno.EISDIR, "not a file"), "read")
             with os.fdopen(fd, "rb") as f:
                 try:
                     skipped, reasons = self._scan(f)

@@ -353,3 +353,27 @@ def test_an_edited_row_runs_again_alone(project: Path) -> None:
     assert calls(res) == 1 and json.loads(res.stdout)["ran"] == 1
     assert results(project)["s3"]["outputs"]["hyp"]["value"].endswith("Satz drei.")
     assert calls(run(project)) == 0
+
+
+# ---------------------------------------------------------------- FIFOs where a run reads or writes
+
+@pytest.mark.parametrize("name, refuses", [
+    ("results.jsonl", True), (".lock", True), ("identity.json", False), ("superseded.jsonl", True),
+    ("results.jsonl.corrupt", True), ("../../cache.sqlite", True)])
+def test_a_fifo_never_blocks_the_run(project: Path, name: str, refuses: bool) -> None:
+    target = project / RUN / name
+    for extra in ("", "-wal", "-shm"):
+        Path(f"{target}{extra}").unlink(missing_ok=True)
+    os.mkfifo(target)
+    if name == "superseded.jsonl":  # a row leaves the data: its record moves there
+        data = project / "data.jsonl"
+        data.write_text("".join(data.read_text().splitlines(keepends=True)[1:]))
+    if name == "results.jsonl.corrupt":
+        (project / RUN / "results.jsonl").write_text('{"key": "s0", "status": "ok", "fie\n')
+    if name.endswith("cache.sqlite"):
+        shutil.rmtree(project / RUN)
+    res = run(project)  # under TIME_LIMIT: a blocking open would fail the case
+    if refuses:
+        refused(res, "not a regular file")
+    else:
+        assert calls(res) == 0 and (project / RUN / name).is_file()
