@@ -159,11 +159,21 @@ class Engine:
             ident.check_against(self.run_dir, overwrite=overwrite)
             self.store.open()
             write_json_atomic(self.run_dir / IDENTITY_FILE, ident.to_dict())
-            summary = await self._run_rows(rows, ident, retry_errors, start)
+        except BaseException:
+            await self._close_models()
+            self.close()
+            raise
+        try:
+            return await self._run_rows(rows, ident, retry_errors, start)
         except BaseException:
             self.close()
             raise
-        return summary
+
+    async def _close_models(self) -> None:
+        for rt in self.runtimes.values():
+            await rt.aclose()
+        if self.cache is not None:
+            self.cache.close()  # writes the last batch of completions
 
     async def _run_rows(self, rows: list[tuple[str, dict[str, Any]]], ident: RunIdentity,
                         retry_errors: bool, start: float) -> RunSummary:
@@ -181,16 +191,18 @@ class Engine:
             todo.append(Row(index=i, key=key, fields=fields))
         progress = RunProgress(total=len(rows), done=len(rows) - len(todo), ledgers=self.ledgers,
                                enabled=self.show_progress)
-        sem = asyncio.Semaphore(self.pipeline.concurrency)
+        queue = iter(todo)
 
-        async def one(row: Row) -> None:
-            async with sem:
+        async def worker() -> None:
+            # `concurrency` workers share one iterator: tasks and memory in flight stay bounded
+            # by the concurrency, not by the number of rows
+            for row in queue:
                 record = await self._run_row(row)
-            record["fp"] = fps[row.key]
-            self.store.append(record)  # a failed write (disk full) stops the run, resumably
-            progress.advance(ok=record["status"] == "ok")
+                record["fp"] = fps[row.key]
+                self.store.append(record)  # a failed write (disk full) stops the run, resumably
+                progress.advance(ok=record["status"] == "ok")
 
-        tasks = [asyncio.ensure_future(one(r)) for r in todo]
+        tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.pipeline.concurrency, len(todo)))]
         try:
             with progress:
                 await asyncio.gather(*tasks)
@@ -198,10 +210,7 @@ class Engine:
             for t in tasks:
                 t.cancel()
             self.store.close()
-            for rt in self.runtimes.values():
-                await rt.aclose()
-            if self.cache is not None:
-                self.cache.close()  # writes the last batch of completions
+            await self._close_models()
         self.store.compact([key for key, _ in rows])
         ledger = Ledger()
         for lg in self.ledgers.values():
