@@ -19,8 +19,10 @@ from .models import GenParams, Message, ModelConfig  # noqa: E402
 
 
 def run_pipeline(config: str | Path, overrides: list[str] | None = None, *, run_id: str | None = None,
-                 retry_errors: bool = False, progress: bool = False, argv: list[str] | None = None) -> Any:
-    """Run a pipeline file from Python; returns the run summary (``.scores``, ``.ledger``, ``.run_dir``)."""
+                 retry_errors: bool = False, progress: bool = False, argv: list[str] | None = None,
+                 overwrite: bool = False) -> Any:
+    """Run a pipeline file from Python; returns the run summary (``.scores``, ``.ledger``, ``.run_dir``).
+    ``overwrite`` lets a ``run_id`` whose run directory holds another config take it over."""
     import asyncio
 
     from .pipelines.engine import Engine, run_dir_for
@@ -28,7 +30,7 @@ def run_pipeline(config: str | Path, overrides: list[str] | None = None, *, run_
 
     loaded = load_config(config, overrides)
     engine = Engine(loaded, run_dir_for(loaded, run_id), progress=progress)
-    summary = asyncio.run(engine.run(retry_errors=retry_errors))
+    summary = asyncio.run(engine.run(retry_errors=retry_errors, overwrite=overwrite))
     finish_run(engine, summary, argv)
     return summary
 

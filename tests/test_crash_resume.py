@@ -3,6 +3,7 @@ the requests that were in flight when it died."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,9 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from promptweave.models.cache import CompletionCache
 from promptweave.testing import serve, stats
-from tests.helpers import REPO, cli, read_jsonl
+from tests.helpers import REPO, cli, read_jsonl, scripted_pipeline
 from tests.test_faults import make_pipeline
 
 ROWS, CONCURRENCY = 400, 8
@@ -137,3 +140,72 @@ def test_cache_sees_its_own_pending_writes_and_flushes_on_close(tmp_path: Path) 
     asyncio.run(body())
     cache.close()
     assert on_disk() == 1
+
+
+def test_two_processes_on_one_config_pay_for_each_row_once(tmp_path: Path) -> None:
+    """Two ``promptweave run`` started together on one config: the run directory's lock lets one
+    run; the other stops at once naming the holder (or, started late, finds every row done)."""
+    rows = 24
+    with serve(delay=0.1) as url:
+        cfg = make_pipeline(tmp_path, url, rows, model=", max_concurrency: 2", extra="concurrency: 2\n")
+        procs = [subprocess.Popen([sys.executable, "-m", "promptweave", "run", str(cfg), "--no-progress"],
+                                  cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        paid = stats(url)["requests"]
+    codes = sorted(p.returncode for p in procs)
+    assert paid == rows, (paid, outs)
+    assert codes[0] == 0 and codes[1] in (0, 2), outs
+    for proc, (_, err) in zip(procs, outs):
+        if proc.returncode == 2:
+            other = next(p for p in procs if p is not proc)
+            assert err.count("\n") == 1 and "Traceback" not in err, err
+            assert f"in use by PID {other.pid} on host " in err, err
+    (run_dir,) = (tmp_path / "runs" / "faults").iterdir()
+    records = read_jsonl(run_dir / "results.jsonl")
+    assert [r["key"] for r in records] == [f"r{i:04d}" for i in range(rows)]
+
+
+_KILL_AT = r"""
+import os, signal, sys
+import promptweave.pipelines.finish as finish
+import promptweave.pipelines.store as store
+AT = sys.argv[1]
+real = finish.write_json_atomic
+def killing(path, data):
+    if str(path).endswith(AT):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(path, data)
+finish.write_json_atomic = killing
+real_write = store.RunStore._write_file
+def killing_compaction(self, keys, *, renumber):
+    if AT == "compaction":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_write(self, keys, renumber=renumber)
+store.RunStore._write_file = killing_compaction
+sys.argv = ["promptweave", *sys.argv[2:]]
+from promptweave.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("at", ["compaction", "scores.json", "manifest.json"])
+def test_sigkill_in_the_finish_phase_loses_nothing(tmp_path: Path, at: str) -> None:
+    """Killed while compacting or writing the closing files: every row is kept, and the same
+    command finishes the run with no model call."""
+    cfg = scripted_pipeline(tmp_path, rows=30, extra="concurrency: 8\nmetrics: [chrf]\n")
+    assert cli("run", str(cfg), "--no-progress", cwd=tmp_path).returncode == 0
+    data = tmp_path / "data.jsonl"  # one row edited: its new record makes compaction rewrite the file
+    data.write_text(data.read_text().replace("Satz Nummer 3.", "Satz Nummer drei."))
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT, at, "run", str(cfg), "--no-progress"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (run_dir,) = (tmp_path / "runs" / "scripted").iterdir()
+    assert {r["key"] for r in read_jsonl(run_dir / "results.jsonl")} == {str(i) for i in range(30)}
+    again = cli("run", str(cfg), "--no-progress", "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["ran"], summary["usage"]["calls"]) == (0, 0)
+    assert (run_dir / "report.md").exists() and json.loads((run_dir / "manifest.json").read_text())["name"]
+    rows = read_jsonl(run_dir / "results.jsonl")
+    assert [r["key"] for r in rows] == [str(i) for i in range(30)] and "drei" in rows[3]["fields"]["source"]

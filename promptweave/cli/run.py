@@ -25,6 +25,8 @@ def run(
     limit: Optional[int] = typer.Option(None, help="process at most N rows (same as --set data.limit=N)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="let a --run-id whose directory holds another "
+                                   "config take it over (the rows the change affects run again)"),
 ) -> None:
     """Run a pipeline; re-running the same file resumes where it stopped."""
     from .. import run_pipeline
@@ -33,7 +35,7 @@ def run(
     if limit is not None:
         overrides.append(f"data.limit={limit}")
     summary = run_pipeline(config, overrides, run_id=run_id, retry_errors=retry_errors, progress=progress,
-                           argv=sys.argv[1:])
+                           argv=sys.argv[1:], overwrite=overwrite)
     scores, run_dir, led = summary.scores, summary.run_dir, summary.ledger
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), "rows": summary.total, "ran": summary.ran,

@@ -4,13 +4,20 @@ The key is a SHA-256 over the backend identity (backend, model, base_url, ...), 
 parameters and the messages. Identity objects never carry secrets, so no API key reaches a key
 or a row. Writes are batched into one transaction every 50 ms (WAL, synchronous=NORMAL): a run
 killed mid-way keeps every completion it paid for but the last 50 ms.
+
+Opening checks the file once: a file that is not SQLite, an SQLite database of something else,
+or one this process cannot write is a :class:`CacheError` before the first call. A cache that
+fails later (disk full, the file replaced) logs one warning and turns itself off for the rest
+of the run; the rows are unharmed, since results are written apart from the cache.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -18,7 +25,16 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from ..errors import PromptweaveError
 from .base import Completion, GenParams, Message
+
+log = logging.getLogger("promptweave.cache")
+_COLUMNS = ["key", "text", "prompt_tokens", "completion_tokens", "finish_reason", "created"]
+_APP_ID = 0x70774343  # "pwCC" in PRAGMA application_id marks a promptweave cache
+
+
+class CacheError(PromptweaveError):
+    """The cache file cannot serve as a cache (the message says why)."""
 
 
 def canonical_json(obj: Any) -> str:
@@ -44,6 +60,7 @@ def key_from_parts(identity_json: str, params_json: str, messages: list[Message]
 
 
 _INSERT = "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?)"
+_SELECT = "SELECT key, text, prompt_tokens, completion_tokens, finish_reason FROM completions WHERE key=?"
 
 
 class CompletionCache:
@@ -65,35 +82,80 @@ class CompletionCache:
         self._pending: dict[str, tuple[Any, ...]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._off = False
+        if self.path.is_dir():
+            raise CacheError("it is a directory, not a file")
+        if self.path.exists() and not self.path.is_file():  # a FIFO or device would block or be ruined
+            raise CacheError("it is not a regular file")
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS completions ("
-                " key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER,"
-                " completion_tokens INTEGER, finish_reason TEXT, created REAL)"
-            )
-        except sqlite3.Error:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise CacheError(_why(exc)) from None
+        try:
+            self._setup()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise CacheError(_why(exc)) from None
+        except BaseException:
             self._db.close()
             raise
         # a process that ends without close() still writes what it was given
         self._finalizer = weakref.finalize(self, _write, self._db, self._lock, self._pending, True)
 
+    def _setup(self) -> None:
+        """Check the file is ours (or empty) and writable, then create the table."""
+        db = self._db
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        if app_id not in (0, _APP_ID):
+            raise CacheError(f"it is an SQLite database of another application (application_id {app_id:#x})")
+        if tables and "completions" not in tables:
+            raise CacheError(f"it is an SQLite database of something else (tables: {', '.join(sorted(tables))[:80]})")
+        if "completions" in tables:
+            cols = [r[1] for r in db.execute("PRAGMA table_info(completions)")]
+            if cols != _COLUMNS:
+                raise CacheError(f"its 'completions' table has other columns ({', '.join(cols)[:80]})")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("BEGIN IMMEDIATE")  # fails here, once, when the file or its directory is read-only
+        try:
+            db.execute(f"PRAGMA application_id={_APP_ID}")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS completions ("
+                " key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER,"
+                " completion_tokens INTEGER, finish_reason TEXT, created REAL)"
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _fail(self, exc: BaseException) -> None:
+        """Turn the cache off for the rest of the process, with one warning."""
+        if not self._off:
+            self._off = True
+            log.warning("the cache %s failed (%s); this run goes on without it", self.path, _why(exc))
+        self._pending.clear()
+
     def get(self, key: str) -> Completion | None:
+        if self._off:
+            return None
         with self._lock:
             row = self._pending.get(key)
             if row is None:
-                row = self._db.execute(
-                    "SELECT key, text, prompt_tokens, completion_tokens, finish_reason FROM completions WHERE key=?",
-                    (key,),
-                ).fetchone()
+                try:
+                    row = self._db.execute(_SELECT, (key,)).fetchone()
+                except (sqlite3.Error, OSError) as exc:
+                    self._fail(exc)
+                    return None
         if row is None:
             return None
         return Completion(text=row[1], prompt_tokens=row[2] or 0, completion_tokens=row[3] or 0,
                           finish_reason=row[4])
 
     def put(self, key: str, c: Completion) -> None:
+        if self._off:
+            return
         row = (key, c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, time.time())
         with self._lock:
             self._pending[key] = row
@@ -114,7 +176,12 @@ class CompletionCache:
     def flush(self) -> None:
         """Write every pending row in one transaction."""
         self._timer = None  # a timer still armed finds nothing to do
-        _write(self._db, self._lock, self._pending, False)
+        if self._off:
+            return
+        try:
+            _write(self._db, self._lock, self._pending, False)
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(exc)
 
     def __len__(self) -> int:
         self.flush()
@@ -122,7 +189,21 @@ class CompletionCache:
             return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
 
     def close(self) -> None:
-        self._finalizer()  # flush and close, once
+        try:
+            self._finalizer()  # flush and close, once
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(exc)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc)
+    if text == "file is not a database":
+        return "it is not an SQLite file"
+    if "readonly" in text or "unable to open" in text:
+        return f"it is not writable ({text})"
+    return text
 
 
 def _write(db: sqlite3.Connection, lock: threading.Lock, pending: dict[str, tuple[Any, ...]], close: bool) -> None:

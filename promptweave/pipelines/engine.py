@@ -15,9 +15,12 @@ from typing import Any
 from ..config import LoadedConfig, StepSpec
 from ..errors import DataError, PromptweaveError
 from ..models import create_backend
-from ..models.cache import CompletionCache
+from ..models.cache import CacheError, CompletionCache
 from ..models.runtime import EndpointDown, Ledger, ModelRuntime
+from .identity import IDENTITY_FILE, RunIdentity
+from .lock import RunLock
 from .progress import RunProgress
+from .rundir import RunDirError, check_component, fs_error, write_json_atomic
 from .steps import Row, RunContext, Step, steps as step_registry
 from .store import RunStore
 
@@ -35,21 +38,44 @@ class RunSummary:
     seconds: float
     scores: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    changed: int = 0  # rows run again because their inputs changed since they were stored
 
 
-def run_dir_for(loaded: LoadedConfig, run_id: str | None = None) -> Path:
+def check_identifiers(loaded: LoadedConfig, run_id: str | None = None) -> None:
+    """``name`` and the run id become directory names under ``output:``; refuse any that could
+    leave it (``..``, a path separator, NUL) or that no file system takes."""
     p = loaded.pipeline
-    return Path(p.output) / p.name / (run_id or p.run_id or loaded.config_hash())
+    problem = check_component(p.name, "name")
+    if problem:
+        raise loaded.error_at(("name",), problem)
+    if p.run_id is not None and (problem := check_component(p.run_id, "run_id")):
+        raise loaded.error_at(("run_id",), problem)
+    if run_id is not None and (problem := check_component(run_id, "--run-id")):
+        raise RunDirError(f"{problem}; it names a directory under {p.output}/{p.name}/")
+
+
+def run_dir_for(loaded: LoadedConfig, run_id: str | None = None, identity: RunIdentity | None = None) -> Path:
+    """``<output>/<name>/<run id>``; the default run id is the hash of the config identity
+    (:mod:`.identity`), so edits to data or template files keep the directory and re-run the
+    rows they change."""
+    check_identifiers(loaded, run_id)
+    p = loaded.pipeline
+    if not (run_id or p.run_id) and identity is None:
+        identity = RunIdentity.build(loaded, [])
+    return Path(p.output) / p.name / (run_id or p.run_id or identity.run_id)  # type: ignore[union-attr]
 
 
 class Engine:
     """Owns the model runtimes, the steps and the run store of one run."""
 
     def __init__(self, loaded: LoadedConfig, run_dir: Path, *, progress: bool = True) -> None:
+        check_identifiers(loaded)
         self.loaded = loaded
         self.pipeline = loaded.pipeline
         self.run_dir = run_dir
         self.store = RunStore(run_dir)
+        self.lock = RunLock(run_dir)
+        self.identity: RunIdentity | None = None
         self.show_progress = progress
         self.cache: CompletionCache | None = None
         self.runtimes: dict[str, ModelRuntime] = {}
@@ -65,9 +91,11 @@ class Engine:
         path = Path(setting) if setting else Path(self.pipeline.output) / "cache.sqlite"
         try:
             return CompletionCache(path)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, CacheError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise self.loaded.error_at(("cache" if setting else "output",),
-                                       f"cannot open the cache {path}: {exc}; fix the path or set cache: off") from None
+                                       f"cannot open the cache {path}: {reason}; fix or delete it, point cache: at "
+                                       "another file, or set cache: off") from None
 
     def build_models(self) -> None:
         self.cache = self._open_cache()
@@ -111,34 +139,69 @@ class Engine:
                              tgt_lang=ctx.tgt_lang, aliases={"default": spec.model})
         return cls(spec.id, spec.config, ctx)
 
-    async def run(self, *, retry_errors: bool = False) -> RunSummary:
+    async def run(self, *, retry_errors: bool = False, overwrite: bool = False) -> RunSummary:
+        """Run the rows not already finished with the same inputs. The run directory stays
+        locked until :meth:`close` (``finish_run`` calls it), or until this raises."""
         start = time.perf_counter()
         rows = self.load_data()
         self.build_steps()
         self.preflight(Row(index=0, key=rows[0][0], fields=rows[0][1]))
+        self.identity = ident = RunIdentity.build(self.loaded, self.steps)
         self.build_models()
         try:
-            self.store.open()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise self.loaded.error_at(("output",), f"cannot write the run directory {self.run_dir}: "
-                                                    f"{exc.strerror or exc}") from None
+            problem = fs_error(self.run_dir, exc, "create the run directory")
+            raise self.loaded.error_at(("output",), str(problem)) from None
+        try:
+            self.lock.acquire()
+            ident.check_against(self.run_dir, overwrite=overwrite)
+            self.store.open()
+            write_json_atomic(self.run_dir / IDENTITY_FILE, ident.to_dict())
+        except BaseException:
+            await self._close_models()
+            self.close()
+            raise
+        try:
+            return await self._run_rows(rows, ident, retry_errors, start)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _close_models(self) -> None:
+        for rt in self.runtimes.values():
+            await rt.aclose()
+        if self.cache is not None:
+            self.cache.close()  # writes the last batch of completions
+
+    async def _run_rows(self, rows: list[tuple[str, dict[str, Any]]], ident: RunIdentity,
+                        retry_errors: bool, start: float) -> RunSummary:
+        for note in ident.notes:
+            log.warning("%s: %s", self.run_dir, note)
         todo: list[Row] = []
+        changed = 0
+        fps: dict[str, str] = {}
         for i, (key, fields) in enumerate(rows):
-            rec = self.store.records.get(key)
-            if rec is not None and (rec["status"] == "ok" or not retry_errors):
+            fps[key] = fp = ident.row_fingerprint(key, fields)
+            done = self.store.status(key)
+            if done is not None and done.fp == fp and (done.ok or not retry_errors):
                 continue
+            changed += done is not None and done.fp != fp
             todo.append(Row(index=i, key=key, fields=fields))
         progress = RunProgress(total=len(rows), done=len(rows) - len(todo), ledgers=self.ledgers,
                                enabled=self.show_progress)
-        sem = asyncio.Semaphore(self.pipeline.concurrency)
+        queue = iter(todo)
 
-        async def one(row: Row) -> None:
-            async with sem:
+        async def worker() -> None:
+            # `concurrency` workers share one iterator: tasks and memory in flight stay bounded
+            # by the concurrency, not by the number of rows
+            for row in queue:
                 record = await self._run_row(row)
-            self.store.append(record)
-            progress.advance(ok=record["status"] == "ok")
+                record["fp"] = fps[row.key]
+                self.store.append(record)  # a failed write (disk full) stops the run, resumably
+                progress.advance(ok=record["status"] == "ok")
 
-        tasks = [asyncio.ensure_future(one(r)) for r in todo]
+        tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.pipeline.concurrency, len(todo)))]
         try:
             with progress:
                 await asyncio.gather(*tasks)
@@ -147,18 +210,20 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.store.close()
-            for rt in self.runtimes.values():
-                await rt.aclose()
-            if self.cache is not None:
-                self.cache.close()  # writes the last batch of completions
-        self.store.compact()
+            await self._close_models()
+        self.store.compact([key for key, _ in rows])
         ledger = Ledger()
         for lg in self.ledgers.values():
             ledger.add(lg)
-        total_errors = sum(1 for r in self.store.records.values() if r["status"] != "ok")
+        total_errors = self.store.count(ok=False)
         return RunSummary(self.run_dir, total=len(rows), ran=len(todo), skipped=len(rows) - len(todo),
                           errors=total_errors, ledger=ledger, seconds=time.perf_counter() - start,
-                          name=self.pipeline.name)
+                          name=self.pipeline.name, changed=changed)
+
+    def close(self) -> None:
+        """Let the run directory go (idempotent)."""
+        self.store.close()
+        self.lock.release()
 
     async def _run_row(self, row: Row) -> dict[str, Any]:
         record: dict[str, Any] = {"key": row.key, "index": row.index, "status": "ok", "fields": row.fields,

@@ -16,7 +16,7 @@ from ..evaluators import create_metric
 from ..report.markdown import md_text, numbers_lines, run_numbers
 from ..report.numbers import fmt_score, merge_usage
 from .engine import Engine, RunSummary
-from .store import write_json_atomic, write_text_atomic
+from .rundir import replacing, write_json_atomic, write_text_atomic
 
 _JUDGE_KINDS = {"mqm", "da"}
 _VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama_cpp_python",
@@ -164,8 +164,10 @@ def export_mtme(loaded: LoadedConfig, records: list[dict[str, Any]], scores: dic
                     col.append(float(v) if isinstance(v, (int, float)) else None)
             seg[system] = col
         base = out_dir / f"{lp}.{name}"
-        write_score_file(f"{base}.seg.score", seg)
-        write_score_file(f"{base}.sys.score", {s: [systems[s].get(name)] for s in systems})
+        with replacing(f"{base}.seg.score") as tmp:
+            write_score_file(tmp, seg)
+        with replacing(f"{base}.sys.score") as tmp:
+            write_score_file(tmp, {s: [systems[s].get(name)] for s in systems})
         written += [f"{base}.seg.score", f"{base}.sys.score"]
     return written
 
@@ -203,8 +205,16 @@ def package_versions() -> dict[str, str]:
 
 
 def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = None) -> dict[str, Any]:
+    """Write scores, manifest and report, then let the run directory go."""
+    try:
+        return _finish(engine, summary, argv)
+    finally:
+        engine.close()
+
+
+def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict[str, Any]:
     loaded = engine.loaded
-    records = sorted(engine.store.records.values(), key=lambda r: r.get("index", 0))
+    records = engine.store.ordered()
     scores = compute_scores(loaded, records)
     scores["systems"] = system_table(loaded, records, scores)
     run_dir = engine.run_dir
@@ -221,9 +231,11 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
         "models": {name: rt.identity for name, rt in engine.runtimes.items()},
         "usage": merge_usage(_previous_usage(run_dir), usage_now),  # summed over resumes
         "usage_last_run": usage_now,
+        "identity": engine.identity.to_dict() if engine.identity else None,
+        "recovery": engine.store.recovery,
         "last_run": {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(summary.seconds, 3),
                      "rows_total": summary.total, "rows_run": summary.ran, "rows_skipped": summary.skipped,
-                     "rows_error": summary.errors, "argv": argv or []},
+                     "rows_changed": summary.changed, "rows_error": summary.errors, "argv": argv or []},
     }
     scores["numbers"] = run_numbers(records, manifest, lambda r: _value(r, loaded.pipeline.scoring.group_by)
                                     if loaded.pipeline.scoring.group_by else loaded.pipeline.name)

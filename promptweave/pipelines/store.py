@@ -1,80 +1,276 @@
-"""The run directory: ``results.jsonl`` appended one finished row at a time, plus the closing
-files (``manifest.json``, ``scores.json``, ``report.md``).
+"""The run directory's table of finished rows: ``results.jsonl``, one JSON record a line.
 
-Crash safety: every finished row is written and flushed at once; a row cut short by a kill is
-a partial last line, which :meth:`RunStore.open` trims before appending. A key written twice
-(a retried error) keeps its last record; :meth:`RunStore.compact` rewrites the file with one
-line per key, atomically.
+Every finished row is appended (and handed to the kernel) at once, so a killed run loses at
+most the rows in flight. A key written twice keeps its last record; :meth:`RunStore.compact`
+rewrites the file atomically with one line per current row, in data order.
+
+The store holds an **index**, not the records: per key the byte range of its last record, its
+status, fingerprint and row index (about 200 bytes a row). Records are read back from the file
+when asked for (:meth:`get`, iteration), so memory does not grow with what the rows hold.
+
+Recovery (:mod:`.recovery`): :meth:`RunStore.open` keeps every readable record wherever the
+damage is. What it drops is appended byte for byte to ``results.jsonl.corrupt``, the skipped
+line numbers go to the log and to :attr:`RunStore.recovery` (the manifest), and the file is
+rewritten with the good records before anything is appended to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple
 
 from ..secrets import scrub
+from .recovery import parse_record, record_problem, scan_records  # noqa: F401 - record_problem re-exported
+from .rundir import (RunDirError, fs_error, open_append, open_regular, temp_beside,  # noqa: F401
+                     write_all, write_bytes_atomic, write_json_atomic, write_text_atomic)
+
+log = logging.getLogger("promptweave.store")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(scrub(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+class Entry(NamedTuple):
+    """Where a key's current record lies, and what resume needs to know about it."""
+
+    offset: int
+    length: int  # without the newline
+    ok: bool
+    fp: str | None
+    index: int
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(scrub(text), encoding="utf-8")
-    os.replace(tmp, path)
+def _dump(record: dict[str, Any]) -> bytes:
+    return (scrub(json.dumps(record, ensure_ascii=False, default=str)) + "\n").encode("utf-8", "surrogatepass")
+
+
+def _entry(record: dict[str, Any], offset: int, length: int) -> Entry:
+    return Entry(offset, length, record["status"] == "ok", record.get("fp"), int(record.get("index", 0)))
 
 
 class RunStore:
+    """The finished rows of one run directory (the caller holds the run directory's lock)."""
+
     def __init__(self, run_dir: Path) -> None:
         self.dir = run_dir
         self.results_path = run_dir / "results.jsonl"
-        self.records: dict[str, dict[str, Any]] = {}
-        self._fh: TextIO | None = None
+        self.corrupt_path = run_dir / "results.jsonl.corrupt"
+        self.superseded_path = run_dir / "superseded.jsonl"
+        self._index: dict[str, Entry] = {}
+        self._replaced: list[Entry] = []  # ok results a changed input replaced, kept at compaction
+        self._dirty = False  # the file holds more than one line per key, or junk
+        self._kept_aside = False  # dropped bytes went to results.jsonl.corrupt
+        self._fd: int | None = None  # append
+        self._rfd: int | None = None  # pread
+        self.recovery: dict[str, Any] | None = None
 
+    # ------------------------------------------------------------------ reading
+    def status(self, key: str) -> Entry | None:
+        """The index entry of ``key`` (status, fingerprint) without reading its record."""
+        return self._index.get(key)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        entry = self._index.get(key)
+        return None if entry is None else self._read(entry)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every current record, streamed from the file in file order."""
+        for entry in sorted(self._index.values()):
+            yield self._read(entry)
+
+    def iter_ordered(self) -> Iterator[dict[str, Any]]:
+        """Every current record, streamed in data order."""
+        for entry in sorted(self._index.values(), key=lambda e: (e.index, e.offset)):
+            yield self._read(entry)
+
+    def ordered(self) -> list[dict[str, Any]]:
+        """Every record in data order, in memory (prefer :meth:`iter_ordered`)."""
+        return list(self.iter_ordered())
+
+    def count(self, *, ok: bool) -> int:
+        return sum(1 for e in self._index.values() if e.ok == ok)
+
+    @property
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Deprecated: reads every record into a dict; iterate the store or use :meth:`get`."""
+        return {r["key"]: r for r in self}
+
+    def _read(self, entry: Entry) -> dict[str, Any]:
+        raw = self._pread(entry.offset, entry.length)
+        rec, why = parse_record(raw)
+        if rec is None:  # the file changed under the lock's holder: someone else wrote to it
+            raise RunDirError(f"{self.results_path} changed while this run held it ({why} at byte "
+                              f"{entry.offset}); run the same command again to recover it")
+        return rec
+
+    def _pread(self, offset: int, length: int) -> bytes:
+        if self._rfd is None:
+            self._rfd = open_regular(self.results_path, os.O_RDONLY, "read")
+        try:
+            return os.pread(self._rfd, length, offset)
+        except OSError as exc:
+            raise fs_error(self.results_path, exc, "read") from None
+
+    # ------------------------------------------------------------------ opening and recovery
     def open(self) -> None:
-        """Create the directory, load finished rows, and trim a torn last line."""
+        """Index finished rows, recovering every readable one; then open for appending."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        if self.results_path.exists():
-            good_bytes = 0
-            with open(self.results_path, "rb") as f:
-                for raw in f:
-                    if not raw.endswith(b"\n"):
-                        break  # torn write from a killed run
-                    try:
-                        rec = json.loads(raw)
-                    except json.JSONDecodeError:
-                        break
-                    self.records[rec["key"]] = rec
-                    good_bytes += len(raw)
-            if good_bytes != self.results_path.stat().st_size:
-                with open(self.results_path, "rb+") as f:
-                    f.truncate(good_bytes)
-        self._fh = open(self.results_path, "a", encoding="utf-8")
+        fd = open_regular(self.results_path, os.O_RDONLY, "read") if os.path.lexists(self.results_path) else None
+        if fd is not None:
+            with os.fdopen(fd, "rb") as f:
+                try:
+                    skipped, reasons = self._scan(f)
+                    size = f.seek(0, os.SEEK_END)
+                    ends_clean = size == 0 or (f.seek(size - 1) >= 0 and f.read(1) == b"\n")
+                except OSError as exc:
+                    raise fs_error(self.results_path, exc, "read") from None
+            if skipped or not ends_clean:
+                self._rewrite_clean(skipped, reasons)
+        self._fd = open_append(self.results_path)
 
+    def _scan(self, f: Any) -> tuple[list[int], list[str]]:
+        skipped: set[int] = set()
+        reasons: set[str] = set()
+        corrupt: int | None = None
+        try:
+            for piece in scan_records(f):
+                if piece.record is not None:
+                    key = piece.record["key"]
+                    self._dirty |= key in self._index
+                    self._index[key] = _entry(piece.record, piece.start, piece.end - piece.start)
+                    continue
+                if piece.reason == "blank":
+                    self._dirty = True  # harmless, but the rewrite drops it
+                    continue
+                skipped.add(piece.lineno)
+                reasons.add(piece.reason)
+                if piece.raw:  # the dropped bytes, kept as they were
+                    if corrupt is None:
+                        corrupt = open_append(self.corrupt_path)
+                    write_all(corrupt, piece.raw + b"\n", self.corrupt_path)
+        finally:
+            if corrupt is not None:
+                os.close(corrupt)
+        self._kept_aside = corrupt is not None
+        return sorted(skipped), sorted(reasons)
+
+    def _rewrite_clean(self, skipped: list[int], reasons: list[str]) -> None:
+        """Replace the file by its good records (copied byte for byte), before any append."""
+        self._write_file(sorted(self._index, key=lambda k: self._index[k].offset), renumber=False)
+        kept_aside = self._kept_aside
+        self.recovery = {"kept_rows": len(self._index), "skipped_lines": skipped, "reasons": reasons,
+                         "dropped_bytes_in": self.corrupt_path.name if kept_aside else None}
+        if skipped:
+            shown = ", ".join(map(str, skipped[:10])) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+            log.warning("%s: skipped %d unreadable line(s) (%s: %s); kept %d rows%s",
+                        self.results_path, len(skipped), shown, "; ".join(reasons), len(self._index),
+                        f"; the dropped bytes are in {self.corrupt_path.name}" if kept_aside else "")
+
+    def _write_file(self, keys: list[str], *, renumber: bool) -> None:
+        """Stream the records of ``keys`` into a fresh temp file and rename it over the results;
+        a record whose row moved gets its new ``index`` (the others are copied as they are)."""
+        new: dict[str, Entry] = {}
+        fd, tmp = temp_beside(self.results_path)
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+                pos = 0
+                for i, key in enumerate(keys):
+                    entry = self._index[key]
+                    raw = self._pread(entry.offset, entry.length)
+                    if renumber and entry.index != i:
+                        rec = self._read(entry)
+                        rec["index"] = i
+                        raw = _dump(rec)[:-1]
+                        entry = _entry(rec, 0, 0)
+                    out.write(raw + b"\n")
+                    new[key] = entry._replace(offset=pos, length=len(raw))
+                    pos += len(raw) + 1
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.results_path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise fs_error(self.results_path, exc) from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._close_reader()  # the old file is gone: read the new one from now on
+        self._index, self._dirty = new, False
+
+    # ------------------------------------------------------------------ writing
     def append(self, record: dict[str, Any]) -> None:
-        assert self._fh is not None, "RunStore.open() first"
-        self._fh.write(scrub(json.dumps(record, ensure_ascii=False, default=str)) + "\n")
-        self._fh.flush()
-        self.records[record["key"]] = record
+        """Write one finished row now; an ok result it replaces with other inputs is kept aside."""
+        assert self._fd is not None, "RunStore.open() first"
+        line = _dump(record)
+        size = os.fstat(self._fd).st_size
+        try:
+            write_all(self._fd, line, self.results_path)
+        except RunDirError:
+            with contextlib.suppress(OSError):  # no torn line left behind by a short write
+                os.ftruncate(self._fd, size)
+            raise
+        key = record["key"]
+        old = self._index.get(key)
+        if old is not None:
+            self._dirty = True
+            if old.ok and old.fp != record.get("fp"):
+                self._replaced.append(old)
+        self._index[key] = _entry(record, size, len(line) - 1)
 
-    def compact(self) -> None:
-        """One line per key, in row order; atomic."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        ordered = sorted(self.records.values(), key=lambda r: r.get("index", 0))
-        tmp = self.results_path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for rec in ordered:
-                f.write(scrub(json.dumps(rec, ensure_ascii=False, default=str)) + "\n")
-        os.replace(tmp, self.results_path)
+    def compact(self, order: list[str] | None = None) -> int:
+        """Leave ``results.jsonl`` with one line per key of ``order`` (the current rows, whose
+        ``index`` follows it), rewritten atomically only when it holds anything else. Records of
+        keys no longer in the data, and ok results a changed input replaced, are appended to
+        ``superseded.jsonl``, never lost. Returns how many records moved there."""
+        self.close()
+        if order is None:
+            order = [k for k, _ in sorted(self._index.items(), key=lambda kv: (kv[1].index, kv[1].offset))]
+        wanted = set(order)
+        gone = [e for k, e in self._index.items() if k not in wanted]
+        moved = self._replaced + gone
+        if moved:
+            fd = open_append(self.superseded_path)
+            try:
+                for entry in sorted(moved):
+                    write_all(fd, self._pread(entry.offset, entry.length) + b"\n", self.superseded_path)
+            finally:
+                os.close(fd)
+        keys = [k for k in order if k in self._index]
+        if self._dirty or moved or not self._in_order(keys):
+            self._write_file(keys, renumber=True)
+        self._replaced = []
+        return len(moved)
+
+    def _in_order(self, keys: list[str]) -> bool:
+        """Whether the file is exactly ``keys``, one line each, in this order, with these indexes."""
+        if len(keys) != len(self._index):
+            return False
+        last = -1
+        for i, key in enumerate(keys):
+            entry = self._index[key]
+            if entry.offset <= last or entry.index != i:
+                return False
+            last = entry.offset
+        return True
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Stop appending and let go of the file (reading reopens it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._close_reader()
+
+    def _close_reader(self) -> None:
+        if self._rfd is not None:
+            os.close(self._rfd)
+            self._rfd = None

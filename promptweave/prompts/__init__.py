@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ..errors import TemplateError
@@ -22,7 +23,7 @@ _cache: dict[str, PromptTemplate] = {}
 def get_template(ref: str, base_dir: str | Path | None = None) -> PromptTemplate:
     """A built-in name, or a path to a template file (relative paths resolve against
     ``base_dir``, the directory of the pipeline file)."""
-    key = f"{base_dir}|{ref}"
+    key = f"{base_dir}|{ref}|{_content_hash(ref, base_dir)}"  # an edited file is read again
     if key in _cache:
         return _cache[key]
     builtin = BUILTIN_DIR / f"{ref}.yaml"
@@ -39,6 +40,16 @@ def get_template(ref: str, base_dir: str | Path | None = None) -> PromptTemplate
                                 f"use a built-in name (promptweave templates list) or a path to a .yaml file")
     _cache[key] = tpl
     return tpl
+
+
+def _content_hash(ref: str, base_dir: str | Path | None) -> str:
+    p = Path(ref)
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    try:
+        return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+    except OSError:
+        return ""
 
 
 __all__ = ["PromptTemplate", "builtin_names", "get_template", "load_template_file", "parse_template"]

@@ -92,5 +92,10 @@ class Step(ABC):
         """Facts for the manifest (template hashes, presets)."""
         return {}
 
+    def fingerprint_inputs(self) -> dict[str, str]:
+        """SHA-256 of each input :meth:`prepare` read (``{"template tsp": "ab12..."}``): a row
+        stored under other inputs runs again on resume. A step that reads files declares them here."""
+        return {}
+
     @abstractmethod
     async def run(self, row: Row) -> dict[str, Any]: ...

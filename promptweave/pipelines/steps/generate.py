@@ -61,6 +61,9 @@ class TemplateStep(Step):
     def preflight(self, row: Row) -> None:
         self.render(self.row_vars(row))
 
+    def fingerprint_inputs(self) -> dict[str, str]:
+        return {f"template {self.template.name}": self.template.sha256}
+
     def describe(self) -> dict[str, Any]:
         return {"template": self.template.name, "template_path": self.template.path,
                 "template_sha256": self.template.sha256}

@@ -164,6 +164,9 @@ class Judge(Step):
     def template_names(self) -> list[str]:
         raise NotImplementedError
 
+    def fingerprint_inputs(self) -> dict[str, str]:
+        return {f"template {n}": t.sha256 for n, t in self.templates.items()}
+
     def describe(self) -> dict[str, Any]:
         p = Policy.of(self.config, self.method)
         return {"templates": {n: get_template(n).sha256 for n in self.template_names()},

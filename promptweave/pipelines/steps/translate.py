@@ -13,6 +13,7 @@ kept as is and ``cleanup_would_change`` says what cleanup would have removed.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from typing import Any, Literal
 
@@ -114,6 +115,13 @@ class TranslateStep(TemplateStep):
         domain = self.config.domain or row.fields.get("domain")
         if domain:
             out["domain"] = domain
+        return out
+
+    def fingerprint_inputs(self) -> dict[str, str]:
+        out = super().fingerprint_inputs()
+        if self.config.examples is not None:  # the demonstrations as loaded, whatever the file format
+            blob = json.dumps(self.pool, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
+            out[f"examples {self.config.examples.path}"] = hashlib.sha256(blob).hexdigest()
         return out
 
     def describe(self) -> dict[str, Any]:
