@@ -315,7 +315,8 @@ def test_a_cache_that_is_not_ours_is_one_error_at_start(project: Path, kind: str
 def test_a_file_size_limit_mid_run_stops_resumably(project: Path) -> None:
     """A write that fails mid-run (here the file-size limit, as a full disk would) is one error;
     the rows written before it stay and the next run resumes from them."""
-    rows = [{"id": f"b{i}", "source": f"Satz {i} " + "lang " * 400} for i in range(40)]
+    rows = [{"id": f"b{i}", "source": f"Satz {i} " + "lang " * 400, "reference": f"Sentence {i}."}
+            for i in range(40)]
     write_jsonl(project / "data.jsonl", rows)
     shutil.rmtree(project / "runs")
 
