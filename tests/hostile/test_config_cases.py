@@ -66,7 +66,7 @@ CASES.append(case("lang_via_set", "", ["'data.tgt_lang'", "did you mean 'ja'"], 
 for prompt in ["tsp", "baseline", "cot-zero"]:
     for missing in ["tgt_lang", "both"]:  # these prompts name only the target language
         kept = {"tgt_lang": "src_lang: de", "both": ""}[missing]
-        CASES.append(case(f"lang_missing_{missing}_{prompt}", "", [f"'steps[0].translate'", "needs variable",
+        CASES.append(case(f"lang_missing_{missing}_{prompt}", "", ["'steps[0].translate'", "needs variable",
                                                                      "set data.src_lang and data.tgt_lang"],
                           "translate:", data_line=f"data: {{path: {{d}}/d.jsonl, key: id{', ' + kept if kept else ''}}}\n",
                           steps=f"steps:\n  - id: hyp\n    translate: {{prompt: {prompt}}}\n"))
