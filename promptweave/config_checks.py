@@ -174,9 +174,24 @@ def check_fields(self: LoadedConfig, rows: list[tuple[str, dict[str, Any]]]) -> 
             raise self.error_at(("scoring", name) if _in_file(self, ("scoring", name)) else ("metrics",),
                                 f"scoring.{name} '{value}' names no data field or step"
                                 f"{suggest(value, known)}; fields and steps: {', '.join(known)[:300]}")
-    if self.pipeline.metrics and not _hypothesis(self):
+    hyp = _hypothesis(self)
+    if self.pipeline.metrics and not hyp:
         raise self.error_at(("metrics",), "metrics need a hypothesis: add a translate step or set "
                                           "scoring.hypothesis to the field or step to score")
+    spec = next((s for s in self.steps if s.id == hyp), None)
+    if self.pipeline.metrics and spec is not None and not _makes_text(spec):
+        raise self.error_at(("scoring", "hypothesis") if _in_file(self, ("scoring", "hypothesis")) else ("metrics",),
+                            f"scoring.hypothesis '{hyp}' is a {spec.kind} step whose values are not text "
+                            "(scores or parsed data); metrics need a translation: name a translate step, a "
+                            "generate step with parser text/strip/first_line, or a data field")
+
+
+def _makes_text(spec: Any) -> bool:
+    if spec.kind == "translate":
+        return True
+    if spec.kind == "generate":
+        return getattr(spec.config, "parser", "strip") in ("text", "strip", "first_line")
+    return spec.kind not in ("mqm", "da")
 
 
 def _hypothesis(self: LoadedConfig) -> str | None:

@@ -83,6 +83,11 @@ for field, value, extra in [("hypothesis", "hpy", ""), ("group_by", "sytem", "")
                             ("hypothesis", "translation", "")]:
     CASES.append(case(f"scoring_{field}_{value}", f"metrics: [bleu]\nscoring: {{{field}: {value}}}\n",
                       [f"scoring.{field} '{value}'", "names no data field or step"], "scoring:"))
+for kind in ["generate: {template: baseline, parser: number}", "generate: {template: baseline, parser: json}",
+             "da: {translation: hyp}", "mqm: {method: gemba_mqm, translation: hyp}"]:
+    CASES.append(case(f"scoring_hyp_not_text_{len(CASES)}", "metrics: [bleu]\nscoring: {hypothesis: score}\n",
+                      ["scoring.hypothesis 'score'", "not text"], "scoring:",
+                      steps=STEP + f"  - id: score\n    {kind}\n"))
 CASES.append(case("scoring_no_hypothesis", "metrics: [bleu]\n", ["metrics need a hypothesis"], "metrics:",
                   steps="steps:\n  - id: gen\n    generate: {template: baseline}\n"))
 CASES.append(case("scoring_no_reference_field", "metrics: [chrf]\n", ["scoring.reference 'reference'",
