@@ -174,6 +174,13 @@ def check_fields(self: LoadedConfig, rows: list[tuple[str, dict[str, Any]]]) -> 
             raise self.error_at(("scoring", name) if _in_file(self, ("scoring", name)) else ("metrics",),
                                 f"scoring.{name} '{value}' names no data field or step"
                                 f"{suggest(value, known)}; fields and steps: {', '.join(known)[:300]}")
+    ref = sc.reference
+    if ref and ref not in step_ids and any(_declares(m, "needs_reference") for m in metrics):
+        lacking = next((key for key, row in rows if not (isinstance(row.get(ref), str) and row[ref].strip())), None)
+        if lacking is not None:  # it would be scored against an empty reference
+            raise self.error_at(("data",), f"row '{lacking}' has no '{ref}' (missing, null or empty) but "
+                                           f"{', '.join(type(m).name for m in metrics if _declares(m, 'needs_reference'))} "
+                                           "needs a reference for every row; fill it in or drop the row")
     hyp = _hypothesis(self)
     if self.pipeline.metrics and not hyp:
         raise self.error_at(("metrics",), "metrics need a hypothesis: add a translate step or set "
