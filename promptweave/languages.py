@@ -37,7 +37,7 @@ def normalize(value: str) -> str:
     try:
         tag = langcodes.standardize_tag(text.replace("_", "-"))
         lang = langcodes.Language.get(tag)
-    except (langcodes.tag_parser.LanguageTagError, ValueError):
+    except Exception:  # noqa: BLE001 - LanguageTagError, ValueError, or the CLDR index failing on odd text
         tag, lang = "", None
     if lang is not None and lang.language and _ISO639.match(lang.language) and lang.language != "und" \
             and lang.is_valid() and not str(lang.display_name("en")).startswith("Unknown language"):
@@ -49,11 +49,11 @@ def normalize(value: str) -> str:
 
 def _suggestion(text: str) -> str:
     """`` (did you mean 'zh'?)`` when ``text`` is a language name, else ``""``."""
-    if len(text) > 60:
+    if len(text) > 60 or not text.isprintable():
         return ""
     try:
         found = langcodes.find(text)
-    except (LookupError, ValueError):
+    except Exception:  # noqa: BLE001 - only a hint; the name index can fail on odd text (SystemError)
         return ""
     return f" (did you mean '{found.to_tag()}' for {found.display_name()}?)"
 

@@ -66,7 +66,7 @@ CASES.append(case("lang_via_set", "", ["'data.tgt_lang'", "did you mean 'ja'"], 
 for prompt in ["tsp", "baseline", "cot-zero"]:
     for missing in ["tgt_lang", "both"]:  # these prompts name only the target language
         kept = {"tgt_lang": "src_lang: de", "both": ""}[missing]
-        CASES.append(case(f"lang_missing_{missing}_{prompt}", "", [f"'steps[0].translate'", "needs variable",
+        CASES.append(case(f"lang_missing_{missing}_{prompt}", "", ["'steps[0].translate'", "needs variable",
                                                                      "set data.src_lang and data.tgt_lang"],
                           "translate:", data_line=f"data: {{path: {{d}}/d.jsonl, key: id{', ' + kept if kept else ''}}}\n",
                           steps=f"steps:\n  - id: hyp\n    translate: {{prompt: {prompt}}}\n"))
@@ -83,6 +83,11 @@ for field, value, extra in [("hypothesis", "hpy", ""), ("group_by", "sytem", "")
                             ("hypothesis", "translation", "")]:
     CASES.append(case(f"scoring_{field}_{value}", f"metrics: [bleu]\nscoring: {{{field}: {value}}}\n",
                       [f"scoring.{field} '{value}'", "names no data field or step"], "scoring:"))
+for kind in ["generate: {template: baseline, parser: number}", "generate: {template: baseline, parser: json}",
+             "da: {translation: hyp}", "mqm: {method: gemba_mqm, translation: hyp}"]:
+    CASES.append(case(f"scoring_hyp_not_text_{len(CASES)}", "metrics: [bleu]\nscoring: {hypothesis: score}\n",
+                      ["scoring.hypothesis 'score'", "not text"], "scoring:",
+                      steps=STEP + f"  - id: score\n    {kind}\n"))
 CASES.append(case("scoring_no_hypothesis", "metrics: [bleu]\n", ["metrics need a hypothesis"], "metrics:",
                   steps="steps:\n  - id: gen\n    generate: {template: baseline}\n"))
 CASES.append(case("scoring_no_reference_field", "metrics: [chrf]\n", ["scoring.reference 'reference'",

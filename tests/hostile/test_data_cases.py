@@ -79,6 +79,11 @@ CASES.append(data_case("nontext_judge_translation", "d.jsonl", jl('{"source": "a
 for i, value in enumerate(['""', '"   "', '"\\t\\n"', '"\\u3000"']):
     CASES.append(data_case(f"empty_source_{i}", "d.jsonl", jl(OK, OK, f'{{"source": {value}}}'),
                            ["d.jsonl:3:", "field 'source' is empty", "remove the row or fill it in"]))
+for i, value in enumerate(["null", '""', '"  "']):
+    CASES.append(data_case(f"reference_lacking_{i}", "d.jsonl", jl(OK, f'{{"source": "Welt.", "reference": {value}}}'),
+                           ["row '1' has no 'reference'", "bleu needs a reference"], body="metrics: [bleu]\n"))
+CASES.append(data_case("reference_absent_in_row", "d.jsonl", jl(OK, '{"source": "Welt."}'), ["row '1' has no 'reference'"],
+                       body="metrics: [chrf, ter]\n"))
 CASES.append(data_case("null_source", "d.jsonl", jl(OK, '{"source": null}'), ["d.jsonl:2:", "missing or null"]))
 CASES.append(data_case("absent_source_row3", "d.jsonl", jl(OK, OK, '{"text": "x"}'), ["d.jsonl:3:", "missing"]))
 CASES.append(TableCase("empty_source_parallel", BASE + "data: {files: {source: {d}/src.txt, reference: {d}/ref.txt}, "

@@ -80,7 +80,7 @@ def _template(text: str) -> str:
     return "messages:\n  - role: user\n    content: " + json.dumps(text) + "\n"
 
 
-CASES = [TableCase(f"sandbox_{name}", BASE + DATA + f"steps:\n  - id: out\n    generate: {{template: {{d}}/t.yaml}}\n",
+CASES = [TableCase(f"sandbox_{name}", BASE + DATA + "steps:\n  - id: out\n    generate: {template: {d}/t.yaml}\n",
                    ["'steps[0].generate'", "t.yaml", words], "generate:", {"t.yaml": _template(text)})
          for name, text, words in ATTACKS]
 
