@@ -119,6 +119,7 @@ class BaseChatModel:
     """Convenience base: a backend implements ``complete`` and optionally ``complete_batch``."""
 
     identity: dict[str, Any] = {}
+    accepts_images: bool = False  # True: ``image_url`` content parts reach the model as sent
     max_batch: int = 1
     max_parallel: int | None = None
 
@@ -138,3 +139,22 @@ class BaseChatModel:
 
     async def aclose(self) -> None:
         return None
+
+
+def image_parts(messages: list[Message]) -> list[dict[str, Any]]:
+    """The ``image_url`` content parts of ``messages``, in order."""
+    return [part for m in messages if isinstance(m.content, list) for part in m.content
+            if isinstance(part, dict) and part.get("type") == "image_url"]
+
+
+def backend_accepts_images(cfg: Any) -> bool | None:
+    """Whether the backend a :class:`~promptweave.models.spec.ModelConfig` names can take images,
+    decided before any backend is built: its factory module's ``accepts_images(cfg)``, or None
+    (unknown: a plugin that does not say) when it has none."""
+    import sys
+
+    from . import backends
+
+    factory = backends.get(cfg.backend)
+    decide = getattr(sys.modules.get(getattr(factory, "__module__", ""), None), "accepts_images", None)
+    return bool(decide(cfg)) if callable(decide) else None

@@ -3,7 +3,7 @@
 ``options``: ``rules`` (list of ``{match: regex, reply: text}`` tried on the last user turn,
 first match wins; the reply may use ``\\1`` groups), ``default`` (reply when nothing matches;
 ``"{echo}"`` echoes the last user turn), ``delay`` (seconds per call), ``fail_first`` (the first N
-calls raise a retryable error).
+calls raise a retryable error), ``images`` (true: accept image content parts; rules see the text parts).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from .spec import ModelConfig
 
 class ScriptedModel(BaseChatModel):
     def __init__(self, rules: list[dict[str, str]] | None = None, default: str = "{echo}",
-                 delay: float = 0.0, fail_first: int = 0, name: str = "scripted") -> None:
+                 delay: float = 0.0, fail_first: int = 0, name: str = "scripted",
+                 images: bool = False) -> None:
+        self.accepts_images = images
         self.rules = [(re.compile(r["match"], re.S), r["reply"]) for r in (rules or [])]
         self.default = default
         self.delay = delay
@@ -34,7 +36,8 @@ class ScriptedModel(BaseChatModel):
         if len(self.calls) <= self.fail_first:
             raise BackendError("scripted failure", retryable=True, status=503)
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
-        text = last if isinstance(last, str) else str(last)
+        text = last if isinstance(last, str) else " ".join(
+            str(p.get("text", "")) for p in last if isinstance(p, dict) and p.get("type") == "text")
         for pattern, reply in self.rules:
             m = pattern.search(text)
             if m:
@@ -52,4 +55,9 @@ def create(cfg: ModelConfig) -> ScriptedModel:
     opts: dict[str, Any] = dict(cfg.options)
     return ScriptedModel(rules=opts.get("rules"), default=opts.get("default", "{echo}"),
                          delay=float(opts.get("delay", 0.0)), fail_first=int(opts.get("fail_first", 0)),
-                         name=cfg.model)
+                         name=cfg.model, images=accepts_images(cfg))
+
+
+def accepts_images(cfg: ModelConfig) -> bool:
+    """Only when the pipeline opts in with ``options: {images: true}``."""
+    return bool(cfg.options.get("images", False))

@@ -182,6 +182,8 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
     scores["systems"] = system_table(loaded, records, scores)
     run_dir = engine.run_dir
     scores["mtme_files"] = export_mtme(loaded, records, scores, run_dir / "mtme")
+    from ..vision.report import markdown as vision_markdown, vision_scores  # HR-Bench accuracy of vqa/dc2 steps
+    scores["vision"] = vision_scores([(s.id, s.kind) for s in loaded.steps], records)
     write_json_atomic(run_dir / "scores.json", scores)
     manifest = {
         "name": loaded.pipeline.name,
@@ -198,7 +200,8 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
                      "rows_error": summary.errors, "argv": argv or []},
     }
     write_json_atomic(run_dir / "manifest.json", manifest)
-    write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records))
+    write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records)
+                      + vision_markdown(scores["vision"]))
     summary.scores = scores
     return scores
 
