@@ -75,11 +75,16 @@ def _components(mask: np.ndarray) -> list[list[tuple[int, int]]]:
 
 def see(img: Any) -> list[dict[str, Any]]:
     """The shapes visible in ``img`` (already at model resolution): colour, shape, place, area."""
-    a = np.asarray(img, dtype=np.int32)
+    a = np.asarray(img, dtype=np.int16)
     h, w = a.shape[:2]
     found = []
+    vivid = (a.max(axis=2) - a.min(axis=2)) > 60  # every palette colour is vivid, greys are not
+    ys_v, xs_v = np.nonzero(vivid)
+    pix = a[ys_v, xs_v].astype(np.int32)
     for colour, rgb in PALETTE.items():
-        mask = ((a - np.array(rgb)) ** 2).sum(axis=2) < 60 ** 2
+        mask = np.zeros((h, w), dtype=bool)
+        near = ((pix - np.array(rgb)) ** 2).sum(axis=1) < 60 ** 2
+        mask[ys_v[near], xs_v[near]] = True
         for comp in _components(mask):
             if len(comp) < MIN_AREA:
                 continue

@@ -17,7 +17,6 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models.base import Message
@@ -133,8 +132,9 @@ class MemoryStore:
 
 
 def _blank(patch: Any) -> bool:
-    """A patch without any variation (e.g. padding) has nothing to describe: no call."""
-    return float(np.asarray(patch.reduce(4) if min(patch.size) >= 8 else patch, dtype=np.float32).std()) < 0.5
+    """A patch of one flat colour (e.g. padding) has nothing to describe: no call. (The
+    reference skips all-black patches; any flat colour is as empty.)"""
+    return all(hi - lo <= 1 for lo, hi in patch.getextrema())
 
 
 class Builder:

@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from typing import Any
 from ..errors import MissingDependency, PromptweaveError
 
 DEFAULT_MAX_PIXELS = 200_000_000  # ~14k x 14k: every HR-Bench 8K image passes, a 40k x 40k bomb does not
+
+
+_OPEN_LOCK = threading.Lock()
 
 
 class ImageError(PromptweaveError):
@@ -62,21 +66,27 @@ def _source_bytes(source: str | bytes | Path, name: str, base_dir: Path | None) 
         return _b64(text, name)
     if low.startswith("file://"):
         text = text[7:]
-    # a path is short and names a file; anything else long is taken as bare base64 (HR-Bench TSV)
-    if len(text) < 4096:
+    # base64 never holds a "." and is long; a path is short or has one
+    if "." in text or len(text) < 64:
         p = Path(text).expanduser()
-        if not p.is_absolute() and base_dir is not None and not p.exists():
+        if not p.is_absolute() and base_dir is not None and not _exists(p):
             p = base_dir / p
-        if p.exists():
-            if p.is_dir():
-                raise ImageError(f"{name}: {p} is a directory, not an image file")
-            try:
-                return p.read_bytes()
-            except OSError as exc:
-                raise ImageError(f"{name}: cannot read {p}: {exc.strerror}") from None
-        if len(text) < 256 or "/" in text[:200] and "." in text[-8:]:
+        if not _exists(p):
             raise ImageError(f"{name}: image file {p} does not exist; check the path")
+        if p.is_dir():
+            raise ImageError(f"{name}: {p} is a directory, not an image file")
+        try:
+            return p.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot read {p}: {exc.strerror}") from None
     return _b64(text, name)
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except OSError:  # e.g. a name too long for the file system
+        return False
 
 
 def _b64(text: str, name: str) -> bytes:
@@ -96,35 +106,34 @@ def load_image(source: str | bytes | Path, name: str = "image", *, max_pixels: i
     data = _source_bytes(source, name, base_dir)
     digest = hashlib.sha256(data).hexdigest()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # our own cap decides, below, before decoding
-            img = Image.open(io.BytesIO(data))
+        # Pillow's global bomb check is off for this open only (it reads the header, no pixels):
+        # our own cap, a parameter, decides below, with the image's name and size in the error
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                img = Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
     except Image.UnidentifiedImageError:
         raise ImageError(f"{name}: not an image Pillow can read ({len(data)} bytes"
                          f"{', starts ' + repr(data[:12]) if data else ''})") from None
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: image is larger than Pillow's own bomb limit; refusing it") from None
     except OSError as exc:
-        raise ImageError(f"{name}: cannot read the image: {exc}") from None
+        raise ImageError(f"{name}: the image file is truncated or corrupt ({exc}); re-download or re-export it") from None
     w, h = img.size
     if w * h > max_pixels:
         raise ImageError(f"{name}: image is {w}x{h} = {w * h:,} pixels, over the cap of {max_pixels:,} "
                          "(a decompression bomb or a huge image); raise max_pixels if you trust it")
     if w < 1 or h < 1:
         raise ImageError(f"{name}: image has no pixels ({w}x{h})")
-    old = Image.MAX_IMAGE_PIXELS
     try:
-        # our cap was checked above; Pillow's own check would otherwise fire on the same image
-        Image.MAX_IMAGE_PIXELS = max(max_pixels, old or 0) + 1
         img.load()
         rgb = img.convert("RGB")
     except (OSError, SyntaxError, ValueError) as exc:
         what = "truncated" if "truncated" in str(exc) or "broken" in str(exc) else "corrupt"
         raise ImageError(f"{name}: the image file is {what} ({exc}); re-download or re-export it") from None
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name}: image is {w}x{h} pixels, over Pillow's bomb limit") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
     return LoadedImage(rgb, name, digest)
 
 
