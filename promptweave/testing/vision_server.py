@@ -174,6 +174,28 @@ def reply(text: str, images: list[Any]) -> str:
     return describe(seen[0]) if seen else "I see no image."
 
 
+class _Pending(_Plan):
+    """A plan whose payload a worker thread computes (``job``) while the delay runs."""
+
+    __slots__ = ("job",)
+
+
+class _VisionConnection(_Connection):
+    async def _later(self, plan: _Plan) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        job = getattr(plan, "job", None)
+        if job is not None:
+            plan.payload = await loop.run_in_executor(None, job)
+        rest = plan.wait - (loop.time() - start)
+        if rest > 0:
+            await asyncio.sleep(rest)
+        self.pending = None
+        self._send(plan)
+        if self.transport is not None:
+            self._process()
+
+
 class VisionApp:
     """The request handler :class:`promptweave.testing.server._Connection` drives."""
 
@@ -206,21 +228,27 @@ class VisionApp:
     def chat(self, body: bytes, keep_alive: bool) -> _Plan:
         arrival = self.now()
         self.requests += 1
+        index = len(self.log)
+        self.log.append([arrival, None])
+        # the looking happens in a worker thread during the reply's delay, as a model's
+        # inference would: a call takes max(delay, analysis time), and calls overlap
+        plan = _Pending(None, wait=max(self.delay, 1e-6), key="vision", index=index)
+        plan.job = lambda: self._answer(body, keep_alive, index)
+        return plan
+
+    def _answer(self, body: bytes, keep_alive: bool, index: int) -> bytes:
         try:
             req = json.loads(body)
             user = [m for m in req["messages"] if m.get("role") == "user"][-1]["content"]
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return _Plan(_json(400, {"error": {"message": "body must be JSON with a user message"}},
-                               keep_alive=keep_alive))
+            return _json(400, {"error": {"message": "body must be JSON with a user message"}}, keep_alive=keep_alive)
         parts = user if isinstance(user, list) else [{"type": "text", "text": str(user)}]
         text = "\n".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
         urls = [p["image_url"]["url"] for p in parts if p.get("type") == "image_url"]
         try:
             answer = reply(text, urls)
         except Exception as exc:  # noqa: BLE001 - a bad image is the client's 400, as a real server says
-            return _Plan(_json(400, {"error": {"message": f"cannot read an image: {exc}"}}, keep_alive=keep_alive))
-        index = len(self.log)
-        self.log.append([arrival, None])
+            return _json(400, {"error": {"message": f"cannot read an image: {exc}"}}, keep_alive=keep_alive)
         prompt_tokens = len(text.split()) + 576 * len(urls)  # a LLaVA-style 576 tokens per image
         obj = {"id": f"vis-{index}", "object": "chat.completion", "created": int(time.time()),
                "model": str(req.get("model", "standin")),
@@ -228,7 +256,7 @@ class VisionApp:
                             "finish_reason": "stop"}],
                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(answer.split()),
                          "total_tokens": prompt_tokens + len(answer.split())}}
-        return _Plan(_json(200, obj, keep_alive=keep_alive), wait=self.delay, key="vision", index=index)
+        return _json(200, obj, keep_alive=keep_alive)
 
     def sent(self, plan: _Plan) -> None:
         if plan.key == "vision":
@@ -238,7 +266,7 @@ class VisionApp:
 async def serve_forever(host: str, port: int, delay: float, *, watch_stdin: bool = False) -> None:
     app = VisionApp(delay)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(app), host, port, backlog=1024,  # type: ignore[arg-type]
+    server = await loop.create_server(lambda: _VisionConnection(app), host, port, backlog=1024,  # type: ignore[arg-type]
                                       reuse_address=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -23,7 +23,7 @@ from ..models.base import Message
 from ..models.runtime import CallResult, ModelRuntime
 from . import prompts
 from .embed import create_embedder
-from .images import LoadedImage, image_part, text_part
+from .images import LoadedImage, Pyramid, image_part, text_part
 from .tree import Box, Node, Tree, TreeSpec, divide, translate
 
 
@@ -169,11 +169,11 @@ class Builder:
             return []
         return names
 
-    def _picture(self, image: Any, box: Box) -> dict[str, Any] | None:
-        patch = image.crop(box)
-        return None if _blank(patch) else image_part(patch, self.p.send_side)
+    def _picture(self, image: Pyramid, box: Box) -> dict[str, Any] | None:
+        patch = image.crop(box, self.p.send_side)
+        return None if _blank(patch) else image_part(patch)
 
-    async def visit(self, image: Any, node: Node) -> _Result:
+    async def visit(self, image: Pyramid, node: Node) -> _Result:
         kids = await asyncio.gather(*(self.visit(image, c) for c in node.children))
         picture = await asyncio.to_thread(self._picture, image, node.box)  # PNG encoding off the event loop
         if picture is None:
@@ -219,20 +219,22 @@ def _finest(boxes: list[Box]) -> list[Box]:
                                        for o in uniq)]
 
 
-def plan(image: LoadedImage, params: DC2Params) -> Tree:
+def plan(image: LoadedImage, params: DC2Params, pyramid: Pyramid | None = None) -> Tree:
     """The quadtree DC² will describe, within the call budget (2 calls a node, answer calls reserved)."""
     embedder = create_embedder(params.embedder, params.clip_checkpoint, params.clip_arch)
     reserve = 1 + (params.max_crops if params.combine != "crops" else 0)
     spec = TreeSpec(params.min_side, params.max_depth, params.overlap, params.merge_threshold,
                     max_nodes=max(1, (params.budget - reserve) // 2))
-    return divide(image.image, spec, embedder)
+    pyramid = pyramid or Pyramid(image.image)
+    return divide(image.image, spec, embedder, pyramid.crop)
 
 
 async def build_memory(image: LoadedImage, runtime: ModelRuntime, params: DC2Params) -> VisualMemory:
     """Divide (in a worker thread: pixels only), then conquer and combine through ``runtime``."""
-    tree = await asyncio.to_thread(plan, image, params)
+    pyramid = await asyncio.to_thread(Pyramid, image.image)
+    tree = await asyncio.to_thread(plan, image, params, pyramid)
     builder = Builder(runtime, params)
-    root = await builder.visit(image.image, tree.root)
+    root = await builder.visit(pyramid, tree.root)
     return VisualMemory(key=memory_key(image.sha256, params, runtime.identity), size=image.size,
                         objects=dict(sorted(root.kept.items())), descriptions=builder.captions,
                         nodes=len(tree.nodes()), merged_groups=tree.merged_groups, budget_hit=tree.budget_hit,

@@ -24,6 +24,7 @@ class Embedder(Protocol):
 
     name: str
     default_threshold: float
+    side: int  # patches reach embed() at most this many px on their longer side
 
     def embed(self, patches: list[Any]) -> np.ndarray: ...
 
@@ -44,15 +45,16 @@ class PixelStatsEmbedder:
     name = "pixel-stats"
     default_threshold = 0.06
 
-    def __init__(self, side: int = 256) -> None:
+    def __init__(self, side: int = 160) -> None:
         self.side = side
 
     def embed(self, patches: list[Any]) -> np.ndarray:
         rows = []
         Image = pil()
-        for patch in patches:
-            small = patch.copy()
-            small.thumbnail((self.side, self.side), Image.Resampling.BOX)
+        for small in patches:
+            if max(small.size) > self.side:
+                small = small.copy()
+                small.thumbnail((self.side, self.side), Image.Resampling.BOX)
             a = np.asarray(small, dtype=np.float32) / 255.0
             thumb = np.asarray(small.resize((4, 4), Image.Resampling.BOX), dtype=np.float32).ravel() / 255.0
             flat = a.reshape(-1, 3)
@@ -71,6 +73,7 @@ class ClipEmbedder:
 
     name = "clip"
     default_threshold = 0.1
+    side = 448  # the processor resizes to its own input (224/336) from here
 
     def __init__(self, checkpoint: str, arch: str = "ViT-B-32") -> None:
         if not checkpoint:

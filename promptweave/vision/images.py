@@ -168,3 +168,30 @@ def decode_part(part: dict[str, Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> A
     """The image of an ``image_url`` content part (for servers and tests)."""
     url = part.get("image_url", {}).get("url", "")
     return load_image(url, "image_url", max_pixels=max_pixels).image
+
+
+class Pyramid:
+    """An image and its halvings, so that a patch wanted at ``side`` px is cut from the coarsest
+    level that still has that many pixels (cutting and shrinking an 8K image's big patches
+    from full resolution again and again cost seconds per image)."""
+
+    def __init__(self, image: Any, min_side: int = 64) -> None:
+        self.levels = [(1, image)]
+        while min(self.levels[-1][1].size) // 2 >= min_side:
+            f, img = self.levels[-1]
+            self.levels.append((f * 2, img.reduce(2)))
+
+    @property
+    def image(self) -> Any:
+        return self.levels[0][1]
+
+    def crop(self, box: tuple[int, int, int, int], side: int | None = None) -> Any:
+        """The patch ``box`` (original pixels), its longer side at most ``side`` px."""
+        longest = max(box[2] - box[0], box[3] - box[1])
+        f, img = self.levels[0]
+        if side is not None:
+            for lf, limg in self.levels:
+                if longest // lf >= side:
+                    f, img = lf, limg
+        patch = img.crop((box[0] // f, box[1] // f, max(box[0] // f + 1, box[2] // f), max(box[1] // f + 1, box[3] // f)))
+        return fit(patch, side) if side is not None else patch

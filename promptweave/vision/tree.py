@@ -113,9 +113,14 @@ def representative(members: list[int], vectors: np.ndarray) -> int:
     return min(members, key=lambda i: float(np.linalg.norm(vectors[i] - mean)))
 
 
-def divide(image: Any, spec: TreeSpec, embedder: Embedder) -> Tree:
-    """Plan the quadtree of ``image`` (a PIL image) breadth-first under ``spec``."""
+def divide(image: Any, spec: TreeSpec, embedder: Embedder, crop: Any = None) -> Tree:
+    """Plan the quadtree of ``image`` (a PIL image) breadth-first under ``spec``; ``crop(box,
+    side)`` cuts a patch for the embedder (default: from ``image`` itself)."""
     w, h = image.size
+    if crop is None:
+        from .images import fit
+
+        crop = lambda box, side: fit(image.crop(box), side)  # noqa: E731
     root = Node("0", (0, 0, w, h), 0, [(0, 0, w, h)])
     tree = Tree(root, (w, h))
     threshold = embedder.default_threshold if spec.merge_threshold is None else spec.merge_threshold
@@ -126,7 +131,7 @@ def divide(image: Any, spec: TreeSpec, embedder: Embedder) -> Tree:
         if not can_split(node.box, node.depth, spec):
             continue
         boxes = child_boxes(node.box, spec.overlap)
-        vectors = embedder.embed([image.crop(b) for b in boxes])
+        vectors = embedder.embed([crop(b, embedder.side) for b in boxes])
         groups = group_alike(vectors, embedder, threshold) if threshold > 0 else [[i] for i in range(4)]
         if spec.max_nodes is not None and count + len(groups) > spec.max_nodes:
             tree.budget_hit = True

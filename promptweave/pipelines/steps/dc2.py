@@ -13,12 +13,13 @@ from typing import Any
 from pydantic import Field
 
 from ...errors import PromptweaveError
+from ...vision.dc2 import DC2Params
 from .base import Row
 from .vqa import VisionConfig, VisionStep
 
 
 class DC2Config(VisionConfig):
-    dc2: dict[str, Any] = Field(default_factory=dict, description="DC² parameters (promptweave.vision.dc2.DC2Params)")
+    dc2: DC2Params = Field(default_factory=DC2Params, description="DC² parameters")
 
 
 class DC2Step(VisionStep):
@@ -26,18 +27,14 @@ class DC2Step(VisionStep):
     config: DC2Config
 
     def prepare(self) -> None:
-        from pydantic import ValidationError
-
-        from ...vision.dc2 import DC2Params, MemoryStore
+        from ...vision.dc2 import MemoryStore
         from ...vision.embed import embedders
 
         super().prepare()
-        try:
-            self.params = DC2Params.model_validate({"image_side": self.config.image_side,
-                                                    "max_tokens": self.config.max_tokens, **self.config.dc2})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise PromptweaveError(f"dc2.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        inner = self.config.dc2
+        # the step's image_side / max_tokens apply unless dc2: sets its own
+        outer = {k: getattr(self.config, k) for k in ("image_side", "max_tokens") if k not in inner.model_fields_set}
+        self.params = inner.model_copy(update=outer)
         if self.params.embedder not in embedders:
             raise PromptweaveError(f"dc2.embedder: unknown embedder '{self.params.embedder}'; known: "
                                    f"{', '.join(embedders.names())}")

@@ -1,0 +1,37 @@
+"""A step that sends images needs a backend that takes them: said when the file is validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from promptweave.config import load_config_text
+from promptweave.errors import ConfigError
+
+BASE = "name: v\ndata: {path: q.jsonl}\n"
+
+
+@pytest.mark.parametrize("model, ok", [
+    ("{backend: llamacpp}", False),
+    ("{backend: scripted}", False),
+    ("{backend: scripted, options: {images: true}}", True),
+    ("{backend: openai, base_url: 'http://127.0.0.1:1/v1'}", True),
+])
+@pytest.mark.parametrize("kind", ["vqa", "dc2"])
+def test_image_steps_check_the_backend(model: str, ok: bool, kind: str) -> None:
+    text = f"{BASE}model: {model}\nsteps:\n  - id: s\n    {kind}: {{}}\n"
+    if ok:
+        load_config_text(text, "p.yaml")
+        return
+    with pytest.raises(ConfigError, match=r"p.yaml:\d+: 'model.backend': step 's' sends images, but backend"):
+        load_config_text(text, "p.yaml")
+
+
+def test_named_model_is_checked_at_the_step() -> None:
+    text = (f"{BASE}model: {{backend: openai, base_url: 'http://127.0.0.1:1/v1'}}\nmodels: {{text: {{backend: llamacpp}}}}\n"
+            "steps:\n  - id: s\n    model: text\n    vqa: {}\n")
+    with pytest.raises(ConfigError, match=r"'steps\[0\].model': step 's' sends images"):
+        load_config_text(text, "p.yaml")
+
+
