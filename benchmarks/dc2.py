@@ -41,12 +41,13 @@ async def one_pass(url: str, loaded: object, params: DC2Params, concurrency: int
     cfg = ModelConfig(backend="openai", model="standin", base_url=url, max_concurrency=concurrency, cache=False)
     rt = ModelRuntime(cfg, create_backend(cfg))
     control(url, reset=True)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     mem = await build_memory(loaded, rt, params)  # type: ignore[arg-type]
     ans = await answer(loaded, mem, Q1, rt, params)  # type: ignore[arg-type]
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     await rt.aclose()
     assert not mem.errors and ans.error is None, (mem.errors[:1], ans.error)
+    print(f"  concurrency {concurrency}: {wall:.2f} s wall, {cpu:.2f} s client CPU")
     return wall, stats(url)["requests"], mem
 
 
@@ -78,7 +79,8 @@ def main() -> None:
     img.save(buf, format="JPEG", quality=92)
     loaded = load_image(buf.getvalue(), "8K synthetic")
     params = DC2Params(overlap=0.25, budget=args.budget, send_side=args.send_side)
-    print(f"image {loaded.size[0]}x{loaded.size[1]}, server delay {args.delay * 1000:.0f} ms, cpus {os.cpu_count()}")
+    print(f"image {loaded.size[0]}x{loaded.size[1]}, server delay {args.delay * 1000:.0f} ms, cpus {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     with serve_vision(delay=args.delay) as url:
         conc, calls_c, mem = asyncio.run(one_pass(url, loaded, params, args.concurrency))
         seq, calls_s, _ = asyncio.run(one_pass(url, loaded, params, 1))

@@ -70,7 +70,7 @@ def _records(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             import pandas as pd
         except ImportError as exc:
-            raise MissingDependency("pandas and pyarrow", "vision", exc) from None
+            raise MissingDependency("pandas and pyarrow", "hrbench-parquet", exc) from None
         try:
             frame = pd.read_parquet(p)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types; report one line

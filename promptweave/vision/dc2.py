@@ -173,18 +173,51 @@ class Builder:
         patch = image.crop(box, self.p.send_side)
         return None if _blank(patch) else image_part(patch)
 
-    async def visit(self, image: Pyramid, node: Node) -> _Result:
-        kids = await asyncio.gather(*(self.visit(image, c) for c in node.children))
-        picture = await asyncio.to_thread(self._picture, image, node.box)  # PNG encoding off the event loop
+    async def visit(self, image: Pyramid, root: Node) -> _Result:
+        """Describe and conclude every node under ``root``. A node's description goes out as soon
+        as its children's descriptions are in, and its object extraction runs beside its
+        parent's description, so the critical path is one description per level plus one
+        extraction; every patch is encoded (off the event loop) from the start."""
+        caps: dict[str, asyncio.Future[str | None]] = {}
+        results: dict[str, asyncio.Future[_Result]] = {}
+
+        def cap(n: Node) -> asyncio.Future[str | None]:
+            if n.id not in caps:
+                caps[n.id] = asyncio.ensure_future(self._describe(image, n, [cap(c) for c in n.children]))
+            return caps[n.id]
+
+        def result(n: Node) -> asyncio.Future[_Result]:
+            if n.id not in results:
+                results[n.id] = asyncio.ensure_future(self._conclude(n, cap(n), [result(c) for c in n.children]))
+            return results[n.id]
+
+        try:
+            return await result(root)
+        finally:
+            for task in [*caps.values(), *results.values()]:
+                task.cancel()
+
+    async def _describe(self, image: Pyramid, node: Node, kids: list[asyncio.Future[str | None]]) -> str | None:
+        """The node's description; None for a blank patch or a failed call."""
+        picture_job = asyncio.ensure_future(asyncio.to_thread(self._picture, image, node.box))
+        captions = await asyncio.gather(*kids)
+        picture = await picture_job
         if picture is None:
-            return _Result("", [], _merge_kept(node, kids))
+            return None
         if node.leaf:
             caption = await self._chat([picture, text_part(prompts.CAPTION)])
         else:
-            joined = "\n".join(k.caption for k in kids if k.caption)
+            joined = "\n".join(c for c in captions if c)
             caption = await self._chat([picture, text_part(prompts.REFINE.format(captions=joined))])
         self.captions[node.id] = caption or ""
-        names = await self._objects(node, caption or "")
+        return caption
+
+    async def _conclude(self, node: Node, caption_job: asyncio.Future[str | None],
+                        kid_jobs: list[asyncio.Future[_Result]]) -> _Result:
+        """The node's objects, filtered against its children's, with their boxes."""
+        caption = await caption_job
+        names = await self._objects(node, caption) if caption else []
+        kids = await asyncio.gather(*kid_jobs)
         kept = _merge_kept(node, kids)
         if node.leaf and node.depth == 0:  # the image was too small to divide: nothing to confirm against
             kept = {n: [node.box] for n in names}

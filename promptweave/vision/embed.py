@@ -92,7 +92,7 @@ class ClipEmbedder:
                 import torch
                 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
             except ImportError as exc:
-                raise MissingDependency("transformers", "vision", exc) from None
+                raise MissingDependency("transformers", "clip", exc) from None
             proc = CLIPImageProcessor.from_pretrained(str(self.path))
             model = CLIPVisionModelWithProjection.from_pretrained(str(self.path)).eval()
 
@@ -105,7 +105,7 @@ class ClipEmbedder:
                 import open_clip
                 import torch
             except ImportError as exc:
-                raise MissingDependency("open_clip_torch", "vision", exc) from None
+                raise MissingDependency("open_clip_torch", "clip", exc) from None
             model, _, preprocess = open_clip.create_model_and_transforms(self.arch, pretrained=str(self.path))
             model.eval()
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("PIL", reason="the vision extra (Pillow) is not installed")
+
 from promptweave.vision.dc2 import DC2Params, build_memory
 from promptweave.vision.images import LoadedImage
 from promptweave.vision.prompts import parse_objects

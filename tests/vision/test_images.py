@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("PIL", reason="the vision extra (Pillow) is not installed")
+
 import base64
 import io
 import socket
 
-import pytest
 from PIL import Image
 
 from promptweave.models.base import Message

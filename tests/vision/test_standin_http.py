@@ -3,11 +3,14 @@ by server-side arrival times, the memory cache, and hostile images as row errors
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("PIL", reason="the vision extra (Pillow) is not installed")
+
 import asyncio
 import json
 from pathlib import Path
 
-import pytest
 
 from promptweave import run_pipeline
 from promptweave.models import create_backend

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+
+pytest.importorskip("PIL", reason="the vision extra (Pillow) is not installed")
+
+import numpy as np
 
 from promptweave.vision.embed import PixelStatsEmbedder
 from promptweave.vision.tree import TreeSpec, child_boxes, divide, position_words, translate
