@@ -80,7 +80,7 @@ def _records(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         return
     csv.field_size_limit(sys.maxsize)  # an 8K image is tens of MB of base64 in one cell
     with open(p, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+        reader = csv.reader(f, delimiter="\t")  # quoted as pandas writes it (VLMEvalKit's TSVs)
         header = next(reader, None)
         if header is None:
             return

@@ -111,8 +111,7 @@ def make_set(out_dir: str | Path, n4k: int = 2, n8k: int = 2, seed: int = 0, fmt
                              "cycle_category": f"cycle{cycle}", "image": image, "resolution": kind})
     tsv = out / "hrbench_synthetic.tsv"
     with open(tsv, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS + ["resolution"], delimiter="\t", quoting=csv.QUOTE_NONE,
-                                escapechar="\\")
+        writer = csv.DictWriter(f, fieldnames=COLUMNS + ["resolution"], delimiter="\t")
         writer.writeheader()
         writer.writerows(rows)
     (out / "facts.jsonl").write_text("".join(json.dumps(x) + "\n" for x in facts_out), encoding="utf-8")

@@ -78,3 +78,12 @@ def test_accuracy_is_averaged_over_cycles_and_strict_needs_every_cycle() -> None
     assert s["strict"] == {"FCP": 0.0, "FSP": 0.5, "all": pytest.approx(1 / 3)}
     assert s["questions"] == 3 and s["images"] == 3
     assert s["calls_per_image"] == pytest.approx((4 + 4 + 12) / 3)
+
+
+def test_tsv_quoted_as_pandas_writes_it(tmp_path: Path) -> None:
+    from tests.vision.helpers import noise, png_bytes
+
+    b64 = base64.b64encode(png_bytes(noise(20, 20))).decode()
+    p = _tsv(tmp_path, [["0", '"He said ""hi""\tthen left?"', "A", "FSP", "a", "b", "c", "d", "cycle0", b64]])
+    [(_, row)] = load_rows(DataConfig(path=str(p)))
+    assert row["question"] == 'He said "hi"\tthen left?'

@@ -60,9 +60,12 @@ class VisionStep(Step):
         return multiple_choice(str(row.fields.get(self.config.question, "")), options), options
 
     def check_backend(self) -> None:
-        backend = self.ctx.model().backend
-        if getattr(backend, "accepts_images", True) is False:
-            raise PromptweaveError(f"backend {backend.identity.get('backend')} cannot take images")
+        """Validation refuses such a pipeline already; this covers steps built in code."""
+        from ...models.base import backend_accepts_images
+
+        cfg = self.ctx.model().cfg
+        if backend_accepts_images(cfg) is False:
+            raise PromptweaveError(f"backend {cfg.backend} cannot take images; use an OpenAI-compatible vision model")
 
     def finish(self, row: Row, text: str | None, options: dict[str, str], out: dict[str, Any]) -> dict[str, Any]:
         if options:
