@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import MissingDependency, PromptweaveError
 from ..models.base import Message
 from ..models.runtime import ModelRuntime
 from . import prompts
@@ -46,6 +47,28 @@ def retrieve(objects: list[str], question: str, k: int) -> list[str]:
     return [name for *_, name in sorted(scored)[:k]]
 
 
+_ENCODERS: dict[str, Any] = {}
+
+
+def retrieve_embedding(objects: list[str], question: str, k: int, model: str, threshold: float) -> list[str]:
+    """Up to ``k`` object names whose sentence embedding is closest to the question's (cosine,
+    at least ``threshold``), as the reference does with Contriever; the model loads once."""
+    if not model:
+        raise PromptweaveError("dc2.retriever embedding needs dc2.retriever_model (a local sentence-transformers model)")
+    if not objects:
+        return []
+    if model not in _ENCODERS:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise MissingDependency("sentence-transformers", "retrieval", exc) from None
+        _ENCODERS[model] = SentenceTransformer(model)
+    vecs = _ENCODERS[model].encode([question, *objects], normalize_embeddings=True)
+    sims = vecs[1:] @ vecs[0]
+    order = sorted(range(len(objects)), key=lambda i: -float(sims[i]))
+    return [objects[i] for i in order[:k] if float(sims[i]) >= threshold]
+
+
 @dataclass
 class Answer:
     text: str | None
@@ -66,7 +89,11 @@ async def answer(image: LoadedImage, memory: VisualMemory, question: str, runtim
                  params: DC2Params) -> Answer:
     """Retrieve, ask the crops, and make the final call; ``question`` is the full prompt text."""
     usage = Usage()
-    chosen = retrieve(list(memory.objects), question, params.top_k)
+    if params.retriever == "embedding":
+        chosen = await asyncio.to_thread(retrieve_embedding, list(memory.objects), question, params.top_k,
+                                         params.retriever_model or "", params.retrieval_threshold)
+    else:
+        chosen = retrieve(list(memory.objects), question, params.top_k)
     crops: list[tuple[str, Box]] = [(name, b) for name in chosen for b in memory.objects[name]][: params.max_crops]
     pictures = [image_part(image.image.crop(_pad(b, image.size)), params.send_side) for _, b in crops]
     overrides = {"max_tokens": params.max_tokens} if params.max_tokens else {}

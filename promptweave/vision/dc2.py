@@ -44,6 +44,10 @@ class DC2Params(BaseModel):
     send_side: int = Field(1024, ge=64, description="longer side of each patch and crop sent to the model")
     image_side: int = Field(1024, ge=64, description="longer side of the whole (downsampled) image sent")
     top_k: int = Field(2, ge=0, description="objects retrieved per question")
+    retriever: Literal["lexical", "embedding"] = Field("lexical", description="how objects are matched to the "
+                                                       "question: shared words, or a sentence-transformers model")
+    retriever_model: str | None = Field(None, description="local sentence-transformers model (retriever: embedding)")
+    retrieval_threshold: float = Field(0.3, ge=-1, le=1, description="minimum cosine similarity (the paper's alpha)")
     max_crops: int = Field(4, ge=0, description="crops asked about per question")
     combine: Literal["text", "crops", "both"] = "text"
     locations: bool = Field(True, description="add each retrieved object's place in the image to the gathered text")

@@ -53,3 +53,16 @@ def test_none_replies_are_not_gathered() -> None:
     ans = run(answer(img, _memory(), "What colour is the car?", rt, DC2Params(locations=False)))
     assert ans.gathered == [] and ans.usage.calls == 2
     assert rt.backend.calls[-1][0].content[-1]["text"] == "What colour is the car?"  # type: ignore[attr-defined]
+
+
+def test_embedding_retriever_needs_a_model_and_says_how_to_install() -> None:
+    import importlib.util
+
+    from promptweave.errors import MissingDependency, PromptweaveError
+    from promptweave.vision.answer import retrieve_embedding
+
+    with pytest.raises(PromptweaveError, match="needs dc2.retriever_model"):
+        retrieve_embedding(["tree"], "Is there a tree?", 2, "", 0.3)
+    if importlib.util.find_spec("sentence_transformers") is None:
+        with pytest.raises(MissingDependency, match="sentence-transformers is not installed"):
+            retrieve_embedding(["tree"], "Is there a tree?", 2, "/nonexistent/model", 0.3)

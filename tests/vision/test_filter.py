@@ -85,3 +85,27 @@ def test_parse_objects_table() -> None:
     ]
     for text, expected in cases:
         assert parse_objects(text)[0] == expected, text
+
+
+def test_two_images_never_share_a_memory() -> None:
+    from promptweave.vision.dc2 import MemoryStore, memory_key
+
+    rt = scripted_runtime(RULES)
+    params = DC2Params(min_side=100, max_depth=1, merge_threshold=0)
+    a = LoadedImage(noise(400, 400, seed=1), "a", "a" * 64)
+    b = LoadedImage(noise(400, 400, seed=2), "b", "b" * 64)
+    store = MemoryStore()
+
+    async def go() -> list[bool]:
+        flags = []
+        for img in (a, b, a):
+            key = memory_key(img.sha256, params, rt.identity)
+            _, reused = await store.get_or_build(key, lambda img=img: build_memory(img, rt, params))
+            flags.append(reused)
+        return flags
+
+    assert run(go()) == [False, False, True]
+    assert memory_key("a" * 64, params, rt.identity) != memory_key("b" * 64, params, rt.identity)
+    assert memory_key("a" * 64, params, rt.identity) != memory_key("a" * 64, params.model_copy(update={"overlap": 0.1}),
+                                                                  rt.identity)
+    assert memory_key("a" * 64, params, rt.identity) != memory_key("a" * 64, params, {**rt.identity, "model": "other"})
