@@ -119,7 +119,6 @@ class BaseChatModel:
     """Convenience base: a backend implements ``complete`` and optionally ``complete_batch``."""
 
     identity: dict[str, Any] = {}
-    accepts_images: bool = False  # True: ``image_url`` content parts reach the model as sent
     max_batch: int = 1
     max_parallel: int | None = None
 
@@ -139,12 +138,6 @@ class BaseChatModel:
 
     async def aclose(self) -> None:
         return None
-
-
-def image_parts(messages: list[Message]) -> list[dict[str, Any]]:
-    """The ``image_url`` content parts of ``messages``, in order."""
-    return [part for m in messages if isinstance(m.content, list) for part in m.content
-            if isinstance(part, dict) and part.get("type") == "image_url"]
 
 
 def backend_accepts_images(cfg: Any) -> bool | None:

@@ -71,8 +71,6 @@ def accepts_images(cfg: ModelConfig) -> bool:
 
 
 class OpenAIChatModel(BaseChatModel):
-    accepts_images = True
-
     def __init__(self, model: str, base_url: str | None, api_key: str | None,
                  extra_body: dict[str, Any] | None = None, max_connections: int = 64,
                  transport: str = "auto") -> None:

@@ -18,9 +18,7 @@ from .spec import ModelConfig
 
 class ScriptedModel(BaseChatModel):
     def __init__(self, rules: list[dict[str, str]] | None = None, default: str = "{echo}",
-                 delay: float = 0.0, fail_first: int = 0, name: str = "scripted",
-                 images: bool = False) -> None:
-        self.accepts_images = images
+                 delay: float = 0.0, fail_first: int = 0, name: str = "scripted") -> None:
         self.rules = [(re.compile(r["match"], re.S), r["reply"]) for r in (rules or [])]
         self.default = default
         self.delay = delay
@@ -55,7 +53,7 @@ def create(cfg: ModelConfig) -> ScriptedModel:
     opts: dict[str, Any] = dict(cfg.options)
     return ScriptedModel(rules=opts.get("rules"), default=opts.get("default", "{echo}"),
                          delay=float(opts.get("delay", 0.0)), fail_first=int(opts.get("fail_first", 0)),
-                         name=cfg.model, images=accepts_images(cfg))
+                         name=cfg.model)
 
 
 def accepts_images(cfg: ModelConfig) -> bool:

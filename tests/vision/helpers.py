@@ -55,7 +55,7 @@ def huge_png_header(w: int = 40_000, h: int = 40_000) -> bytes:
 def scripted_runtime(rules: list[dict[str, str]], default: str = "nothing", concurrency: int = 8) -> ModelRuntime:
     cfg = ModelConfig(backend="scripted", model="vision-test", options={"images": True}, cache=False,
                       max_concurrency=concurrency)
-    return ModelRuntime(cfg, ScriptedModel(rules=rules, default=default, images=True))
+    return ModelRuntime(cfg, ScriptedModel(rules=rules, default=default))
 
 
 def run(coro: Any) -> Any:

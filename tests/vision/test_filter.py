@@ -59,7 +59,7 @@ def test_failed_calls_are_errors() -> None:
     from promptweave.models.spec import ModelConfig
 
     cfg = ModelConfig(backend="scripted", options={"images": True}, cache=False, max_retries=0)
-    rt = ModelRuntime(cfg, ScriptedModel(rules=RULES, fail_first=1, images=True))
+    rt = ModelRuntime(cfg, ScriptedModel(rules=RULES, fail_first=1))
     mem = run(build_memory(LoadedImage(noise(400, 400), "t", "3" * 64), rt,
                            DC2Params(min_side=100, max_depth=1, merge_threshold=0)))
     assert mem.errors == ["scripted failure"]
