@@ -35,3 +35,29 @@ def test_named_model_is_checked_at_the_step() -> None:
         load_config_text(text, "p.yaml")
 
 
+
+
+@pytest.mark.parametrize("dc2, message", [
+    ("{embedder: clip}", "dc2.embedder clip needs dc2.clip_checkpoint"),
+    ("{embedder: clip, clip_checkpoint: /nonexistent/clip.bin}", None),
+    ("{embedder: nope}", "unknown embedder 'nope'; known: clip, pixel-stats"),
+])
+def test_dc2_embedder_settings_fail_before_any_call(dc2: str, message: str | None) -> None:
+    from promptweave.pipelines.engine import Engine
+
+    text = (f"{BASE}model: {{backend: scripted, options: {{images: true}}}}\n"
+            f"steps:\n  - id: s\n    dc2: {{dc2: {dc2}}}\n")
+    loaded = load_config_text(text, "p.yaml")
+    engine = Engine(loaded, Path("."), progress=False)
+    if message is None:
+        engine.build_steps()  # a checkpoint path is only opened when the first image is divided
+        return
+    with pytest.raises(ConfigError, match=rf"p.yaml:\d+: 'steps\[0\].dc2': .*{message}"):
+        engine.build_steps()
+
+
+def test_unknown_dc2_key_names_the_line() -> None:
+    text = (f"{BASE}model: {{backend: scripted, options: {{images: true}}}}\n"
+            "steps:\n  - id: s\n    dc2:\n      dc2: {overlapp: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"p.yaml:7: 'steps\[0\].dc2.dc2.overlapp': unknown key \(did you mean 'overlap'\?\)"):
+        load_config_text(text, "p.yaml")
