@@ -95,7 +95,9 @@ async def answer(image: LoadedImage, memory: VisualMemory, question: str, runtim
     else:
         chosen = retrieve(list(memory.objects), question, params.top_k)
     crops: list[tuple[str, Box]] = [(name, b) for name in chosen for b in memory.objects[name]][: params.max_crops]
-    pictures = [image_part(image.image.crop(_pad(b, image.size)), params.send_side) for _, b in crops]
+    whole_job = asyncio.ensure_future(asyncio.to_thread(image_part, image.image, params.image_side))
+    pictures = await asyncio.to_thread(
+        lambda: [image_part(image.image.crop(_pad(b, image.size)), params.send_side) for _, b in crops])
     overrides = {"max_tokens": params.max_tokens} if params.max_tokens else {}
     gathered: list[str] = []
     if params.combine in ("text", "both") and pictures:
@@ -114,7 +116,7 @@ async def answer(image: LoadedImage, memory: VisualMemory, question: str, runtim
                                for b in memory.objects[name][:4])
             gathered.append(f"The {name} is in the {places} of the {image.size[0]}x{image.size[1]} image.")
     body = prompts.FINAL.format(info="\n\n".join(gathered), question=question) if gathered else question
-    content: list[dict[str, Any]] = [image_part(image.image, params.image_side)]
+    content: list[dict[str, Any]] = [await whole_job]
     if params.combine in ("crops", "both") and pictures:
         content += pictures
         body = prompts.CROPS.format(question=body)

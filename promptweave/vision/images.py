@@ -143,7 +143,9 @@ def fit(img: Any, side: int) -> Any:
     scale = side / max(w, h)
     if scale >= 1:
         return img
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), pil().Resampling.BICUBIC)
+    # reducing_gap: box-reduce by an integer factor first, then resample (~10x faster on 8K images)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), pil().Resampling.BICUBIC,
+                      reducing_gap=3.0)
 
 
 def encode_png(img: Any) -> bytes:

@@ -88,7 +88,7 @@ class VQAStep(VisionStep):
         self.check_backend()
         loaded = await self.load(row)
         text, options = self.prompt(row)
-        content = [image_part(loaded.image, self.config.image_side), text_part(text)]
+        content = [await asyncio.to_thread(image_part, loaded.image, self.config.image_side), text_part(text)]
         overrides = {"max_tokens": self.config.max_tokens} if self.config.max_tokens else {}
         res = await self.ctx.model().chat([Message("user", content)], **overrides)
         usage = {"requests": 1, "calls": 0 if res.cached else 1, "prompt_tokens": res.prompt_tokens,
