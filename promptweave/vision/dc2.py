@@ -91,6 +91,7 @@ class VisualMemory:
                 "merged_groups": self.merged_groups, "budget_hit": self.budget_hit,
                 "objects": {k: [list(b) for b in v] for k, v in list(self.objects.items())[:max_objects]},
                 "dropped_by_filter": self.dropped, "parse_failures": self.parse_failures[:10],
+                "parse_failure_count": len(self.parse_failures),
                 "usage": asdict(self.usage)}
 
 

@@ -28,7 +28,7 @@ def step_scores(records: list[dict[str, Any]], step_id: str) -> dict[str, Any]:
     by_cat_cycle: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     questions: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
     images: set[str] = set()
-    calls = tokens = errors = failures = 0
+    calls = tokens = errors = failures = extraction_failures = budget_hits = 0
     for r in records:
         out = r.get("outputs", {}).get(step_id)
         f = r.get("fields", {})
@@ -42,6 +42,10 @@ def step_scores(records: list[dict[str, Any]], step_id: str) -> dict[str, Any]:
             errors += 1
         if out.get("parse_status") == "failed":
             failures += 1
+        memory = out.get("memory") or {}
+        if memory and not out.get("memory_reused"):  # counted once per image
+            extraction_failures += int(memory.get("parse_failure_count", 0))
+            budget_hits += bool(memory.get("budget_hit"))
         if "answer" not in f:
             continue
         right = bool(out.get("correct"))  # an error or a parse failure is a wrong answer, and counted above
@@ -59,6 +63,7 @@ def step_scores(records: list[dict[str, Any]], step_id: str) -> dict[str, Any]:
     return {"accuracy": acc, "strict": {c: _mean(v) for c, v in sorted(strict.items())},
             "questions": len(questions), "rows": sum(len(v) for v in questions.values()),
             "errors": errors, "parse_failures": failures, "images": len(images),
+            "object_list_parse_failures": extraction_failures, "budget_hits": budget_hits,
             "calls_per_image": calls / n_img, "tokens_per_image": tokens / n_img}
 
 
@@ -80,7 +85,9 @@ def markdown(scores: dict[str, Any]) -> str:
     for c in cats:
         lines.append(f"| {c} (strict) | " + " | ".join(pct(scores[i]["strict"].get(c)) for i in ids) + " |")
     for label, key, fmt in (("calls / image", "calls_per_image", "{:.1f}"), ("tokens / image", "tokens_per_image", "{:.0f}"),
-                            ("parse failures", "parse_failures", "{}"), ("errors", "errors", "{}")):
+                            ("answer parse failures", "parse_failures", "{}"),
+                            ("object-list parse failures", "object_list_parse_failures", "{}"),
+                            ("images with budget hit", "budget_hits", "{}"), ("errors", "errors", "{}")):
         lines.append(f"| {label} | " + " | ".join(fmt.format(scores[i][key]) for i in ids) + " |")
     return "\n".join(lines) + "\n"
 
