@@ -61,3 +61,11 @@ def test_unknown_dc2_key_names_the_line() -> None:
             "steps:\n  - id: s\n    dc2:\n      dc2: {overlapp: 0.1}\n")
     with pytest.raises(ConfigError, match=r"p.yaml:7: 'steps\[0\].dc2.dc2.overlapp': unknown key \(did you mean 'overlap'\?\)"):
         load_config_text(text, "p.yaml")
+
+
+def test_shipped_config_validates() -> None:
+    from promptweave.config import load_config
+
+    loaded = load_config(Path(__file__).resolve().parents[2] / "configs" / "dc2-hrbench.yaml")
+    assert [s.kind for s in loaded.steps] == ["vqa", "dc2"]
+    assert loaded.steps[1].config.dc2.overlap == 0.25  # type: ignore[attr-defined]
