@@ -26,6 +26,14 @@ class Message:
     def to_dict(self) -> dict[str, Any]:
         return {"role": self.role, "content": self.content}
 
+    def approx_tokens(self) -> int:
+        """A rough token count for rate limiting: characters / 4 for text, 1,000 per image
+        (a base64 image's characters say nothing about its tokens)."""
+        if isinstance(self.content, str):
+            return len(self.content) // 4
+        return sum(1000 if p.get("type") == "image_url" else len(str(p.get("text", ""))) // 4
+                   for p in self.content if isinstance(p, dict))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Message:
         return cls(role=d["role"], content=d["content"])

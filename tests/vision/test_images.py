@@ -92,3 +92,11 @@ def test_cache_key_holds_the_image_hash_not_its_bytes() -> None:
 def test_rgba_and_palette_images_become_rgb() -> None:
     img = Image.new("P", (10, 10))
     assert load_image(png_bytes(img), "p").image.mode == "RGB"
+
+
+def test_rate_limit_estimate_counts_an_image_not_its_base64() -> None:
+    part = image_part(noise(512, 512))
+    assert len(part["image_url"]["url"]) > 4_000
+    msg = Message("user", [part, {"type": "text", "text": "x" * 400}])
+    assert msg.approx_tokens() == 1000 + 100
+    assert Message("user", "y" * 40).approx_tokens() == 10
