@@ -1,7 +1,8 @@
 """Conquer and combine (DC² stages 2-3): the visual memory of an image, built bottom-up.
 
-Every node's calls are issued as soon as its children are done, so all leaves go out at once
-and the runtime's concurrency limit is the only brake. Each node gets a description (a leaf:
+Every node's description is issued as soon as its children's descriptions are in (its object
+extraction then runs beside its parent's description), so all leaves go out at once and the
+runtime's concurrency limit is the only brake. Each node gets a description (a leaf:
 the caption prompt; a parent: its patch plus its children's descriptions) and an object list
 extracted from that description. The filter keeps an object at a parent only if the parent's
 list and at least one child's list name it; a kept object carries the boxes (original-image
