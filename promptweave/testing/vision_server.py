@@ -55,22 +55,49 @@ def _img(url: str) -> Any:
     return img
 
 
-def _components(mask: np.ndarray) -> list[list[tuple[int, int]]]:
-    """4-connected components of a sparse boolean mask (a BFS over its true pixels only)."""
-    todo = set(zip(*np.nonzero(mask)))
-    out = []
-    while todo:
-        seed = todo.pop()
-        comp, stack = [seed], [seed]
-        while stack:
-            y, x = stack.pop()
-            for n in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
-                if n in todo:
-                    todo.remove(n)
-                    comp.append(n)
-                    stack.append(n)
-        out.append(comp)
-    return out
+def _components(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """4-connected components of a boolean mask as ``(area, x0, y0, x1, y1)`` (inclusive),
+    labelled over row runs (a union-find of runs, not of pixels: a big shape is a few hundred
+    runs, so looking at a patch costs about a millisecond)."""
+    runs: list[tuple[int, int, int]] = []  # (row, start, end exclusive)
+    parent: list[int] = []
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    prev: list[int] = []
+    last_y = -2
+    padded = np.zeros(mask.shape[1] + 2, dtype=np.int8)
+    for y in map(int, np.flatnonzero(mask.any(axis=1))):  # only rows with something in them
+        if y != last_y + 1:
+            prev = []
+        last_y = y
+        padded[1:-1] = mask[y]
+        edges = np.flatnonzero(np.diff(padded))
+        cur = []
+        for start, end in zip(edges[::2], edges[1::2]):
+            idx = len(runs)
+            runs.append((y, int(start), int(end)))
+            parent.append(idx)
+            for j in prev:
+                _, ps, pe = runs[j]
+                if ps < end and start < pe:  # column ranges overlap: 4-connected
+                    a, b = find(idx), find(j)
+                    if a != b:
+                        parent[a] = b
+            cur.append(idx)
+        prev = cur
+    comps: dict[int, list[int]] = {}
+    for i, (y, start, end) in enumerate(runs):
+        root = find(i)
+        c = comps.setdefault(root, [0, start, y, end - 1, y])
+        c[0] += end - start
+        c[1], c[2] = min(c[1], start), min(c[2], y)
+        c[3], c[4] = max(c[3], end - 1), max(c[4], y)
+    return [tuple(c) for c in comps.values()]  # type: ignore[misc]
 
 
 def see(img: Any) -> list[dict[str, Any]]:
@@ -82,25 +109,26 @@ def see(img: Any) -> list[dict[str, Any]]:
     ys_v, xs_v = np.nonzero(vivid)
     pix = a[ys_v, xs_v].astype(np.int32)
     for colour, rgb in PALETTE.items():
-        mask = np.zeros((h, w), dtype=bool)
         near = ((pix - np.array(rgb)) ** 2).sum(axis=1) < 60 ** 2
+        if int(near.sum()) < MIN_AREA:
+            continue
+        mask = np.zeros((h, w), dtype=bool)
         mask[ys_v[near], xs_v[near]] = True
-        for comp in _components(mask):
-            if len(comp) < MIN_AREA:
+        for area, x0, y0, x1, y1 in _components(mask):
+            if area < MIN_AREA:
                 continue
-            ys, xs = [p[0] for p in comp], [p[1] for p in comp]
-            bw, bh = max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
+            bw, bh = x1 - x0 + 1, y1 - y0 + 1
             if min(bw, bh) < 3:
                 continue
-            fill = len(comp) / (bw * bh)
+            fill = area / (bw * bh)
             shape = "square" if fill > 0.88 else "circle" if fill > 0.66 else "triangle"
-            if min(xs) == 0 or min(ys) == 0 or max(xs) == w - 1 or max(ys) == h - 1:
+            if x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1:
                 shape = "shape"  # cut off by the frame: its kind cannot be told
-            cx, cy = (min(xs) + max(xs)) / 2 / w, (min(ys) + max(ys)) / 2 / h
+            cx, cy = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h
             row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else ""
             col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
             found.append({"colour": colour, "shape": shape, "place": f"{row} {col}".strip() or "center",
-                          "area": len(comp), "x": cx, "y": cy})
+                          "area": area, "x": cx, "y": cy})
     return sorted(found, key=lambda o: (o["y"], o["x"]))
 
 
