@@ -179,22 +179,27 @@ class Builder:
         patch = image.crop(box, self.p.send_side)
         return None if _blank(patch) else image_part(patch)
 
-    async def visit(self, image: Pyramid, root: Node) -> _Result:
+    async def visit(self, image: Pyramid, root: Node, settled: Any = None) -> _Result:
         """Describe and conclude every node under ``root``. A node's description goes out as soon
         as its children's descriptions are in, and its object extraction runs beside its
         parent's description, so the critical path is one description per level plus one
-        extraction; every patch is encoded (off the event loop) from the start."""
+        extraction. ``settled(node)`` (awaitable) says when a node's children are final, while
+        the tree is still being planned; without it the tree is complete."""
         caps: dict[str, asyncio.Future[str | None]] = {}
         results: dict[str, asyncio.Future[_Result]] = {}
 
+        async def ready(n: Node) -> None:
+            if settled is not None:
+                await settled(n)
+
         def cap(n: Node) -> asyncio.Future[str | None]:
             if n.id not in caps:
-                caps[n.id] = asyncio.ensure_future(self._describe(image, n, [cap(c) for c in n.children]))
+                caps[n.id] = asyncio.ensure_future(self._describe(image, n, ready, cap))
             return caps[n.id]
 
         def result(n: Node) -> asyncio.Future[_Result]:
             if n.id not in results:
-                results[n.id] = asyncio.ensure_future(self._conclude(n, cap(n), [result(c) for c in n.children]))
+                results[n.id] = asyncio.ensure_future(self._conclude(n, cap(n), ready, result))
             return results[n.id]
 
         try:
@@ -203,10 +208,11 @@ class Builder:
             for task in [*caps.values(), *results.values()]:
                 task.cancel()
 
-    async def _describe(self, image: Pyramid, node: Node, kids: list[asyncio.Future[str | None]]) -> str | None:
+    async def _describe(self, image: Pyramid, node: Node, ready: Any, cap: Any) -> str | None:
         """The node's description; None for a blank patch or a failed call."""
         picture_job = asyncio.ensure_future(asyncio.to_thread(self._picture, image, node.box))
-        captions = await asyncio.gather(*kids)
+        await ready(node)
+        captions = await asyncio.gather(*(cap(c) for c in node.children))
         picture = await picture_job
         if picture is None:
             return None
@@ -218,12 +224,13 @@ class Builder:
         self.captions[node.id] = caption or ""
         return caption
 
-    async def _conclude(self, node: Node, caption_job: asyncio.Future[str | None],
-                        kid_jobs: list[asyncio.Future[_Result]]) -> _Result:
+    async def _conclude(self, node: Node, caption_job: asyncio.Future[str | None], ready: Any,
+                        result: Any) -> _Result:
         """The node's objects, filtered against its children's, with their boxes."""
         caption = await caption_job
         names = await self._objects(node, caption) if caption else []
-        kids = await asyncio.gather(*kid_jobs)
+        await ready(node)
+        kids = await asyncio.gather(*(result(c) for c in node.children))
         kept = _merge_kept(node, kids)
         if node.leaf and node.depth == 0:  # the image was too small to divide: nothing to confirm against
             kept = {n: [node.box] for n in names}
@@ -258,22 +265,46 @@ def _finest(boxes: list[Box]) -> list[Box]:
                                        for o in uniq)]
 
 
-def plan(image: LoadedImage, params: DC2Params, pyramid: Pyramid | None = None) -> Tree:
+def plan(image: LoadedImage, params: DC2Params, pyramid: Pyramid | None = None, settled: Any = None,
+         root: Node | None = None) -> Tree:
     """The quadtree DC² will describe, within the call budget (2 calls a node, answer calls reserved)."""
     embedder = create_embedder(params.embedder, params.clip_checkpoint, params.clip_arch)
     reserve = 1 + (params.max_crops if params.combine != "crops" else 0)
     spec = TreeSpec(params.min_side, params.max_depth, params.overlap, params.merge_threshold,
                     max_nodes=max(1, (params.budget - reserve) // 2))
     pyramid = pyramid or Pyramid(image.image)
-    return divide(image.image, spec, embedder, pyramid.crop)
+    return divide(image.image, spec, embedder, pyramid.crop, settled, root)
 
 
 async def build_memory(image: LoadedImage, runtime: ModelRuntime, params: DC2Params) -> VisualMemory:
-    """Divide (in a worker thread: pixels only), then conquer and combine through ``runtime``."""
+    """Divide (in a worker thread: pixels only) and, at the same time, conquer and combine
+    through ``runtime``: a node's calls start as soon as the planner has settled it."""
+    loop = asyncio.get_running_loop()
     pyramid = await asyncio.to_thread(Pyramid, image.image)
-    tree = await asyncio.to_thread(plan, image, params, pyramid)
+    flags: dict[str, asyncio.Future[None]] = {}
+
+    def flag(node_id: str) -> asyncio.Future[None]:  # on the loop's thread only
+        if node_id not in flags:
+            flags[node_id] = loop.create_future()
+        return flags[node_id]
+
+    def settle(node: Node) -> None:  # called on the planner's thread
+        loop.call_soon_threadsafe(lambda: flag(node.id).done() or flag(node.id).set_result(None))
+
+    async def settled(node: Node) -> None:
+        await flag(node.id)
+
+    w, h = image.size
+    root = Node("0", (0, 0, w, h), 0, [(0, 0, w, h)])
+    planner = asyncio.ensure_future(asyncio.to_thread(plan, image, params, pyramid, settle, root))
     builder = Builder(runtime, params)
-    root = await builder.visit(pyramid, tree.root)
+    visitor = asyncio.ensure_future(builder.visit(pyramid, root, settled))
+    done, _ = await asyncio.wait({planner, visitor}, return_when=asyncio.FIRST_EXCEPTION)
+    if planner in done and planner.exception() is not None:
+        visitor.cancel()
+        raise planner.exception()  # type: ignore[misc]
+    tree = await planner
+    root = await visitor
     return VisualMemory(key=memory_key(image.sha256, params, runtime.identity), size=image.size,
                         objects=dict(sorted(root.kept.items())), descriptions=builder.captions,
                         nodes=len(tree.nodes()), merged_groups=tree.merged_groups, budget_hit=tree.budget_hit,

@@ -113,38 +113,50 @@ def representative(members: list[int], vectors: np.ndarray) -> int:
     return min(members, key=lambda i: float(np.linalg.norm(vectors[i] - mean)))
 
 
-def divide(image: Any, spec: TreeSpec, embedder: Embedder, crop: Any = None) -> Tree:
+def divide(image: Any, spec: TreeSpec, embedder: Embedder, crop: Any = None,
+           settled: Any = None, root: Node | None = None) -> Tree:
     """Plan the quadtree of ``image`` (a PIL image) breadth-first under ``spec``; ``crop(box,
-    side)`` cuts a patch for the embedder (default: from ``image`` itself)."""
+    side)`` cuts a patch for the embedder (default: from ``image`` itself). ``settled(node)`` is
+    called as soon as a node's children are decided for good (none: a leaf), so that its model
+    calls can start while the rest of the tree is still being planned."""
     w, h = image.size
     if crop is None:
         from .images import fit
 
         crop = lambda box, side: fit(image.crop(box), side)  # noqa: E731
-    root = Node("0", (0, 0, w, h), 0, [(0, 0, w, h)])
+    root = root or Node("0", (0, 0, w, h), 0, [(0, 0, w, h)])
     tree = Tree(root, (w, h))
     threshold = embedder.default_threshold if spec.merge_threshold is None else spec.merge_threshold
     count = 1
     queue: deque[Node] = deque([root])
     while queue:
         node = queue.popleft()
-        if not can_split(node.box, node.depth, spec):
-            continue
-        boxes = child_boxes(node.box, spec.overlap)
-        vectors = embedder.embed([crop(b, embedder.side) for b in boxes])
-        groups = group_alike(vectors, embedder, threshold) if threshold > 0 else [[i] for i in range(4)]
-        if spec.max_nodes is not None and count + len(groups) > spec.max_nodes:
-            tree.budget_hit = True
-            continue
-        for k, members in enumerate(groups):
-            rep = boxes[representative(members, vectors)]
-            # a merged group spans several boxes; only its representative is looked at, in all of them
-            child = Node(f"{node.id}.{k}", rep, node.depth + 1, [boxes[i] for i in members])
-            tree.merged_groups += len(members) > 1
-            node.children.append(child)
-            queue.append(child)
-        count += len(groups)
+        _expand(node, image, spec, embedder, crop, threshold, tree, queue, count)
+        count += len(node.children)
+        if settled is not None:
+            settled(node)
     return tree
+
+
+def _expand(node: Node, image: Any, spec: TreeSpec, embedder: Embedder, crop: Any, threshold: float,
+            tree: Tree, queue: deque[Node], count: int) -> None:
+    """Give ``node`` its children (alike ones merged), unless it is too small, too deep, or
+    they would take the tree over ``max_nodes``."""
+    if not can_split(node.box, node.depth, spec):
+        return
+    boxes = child_boxes(node.box, spec.overlap)
+    vectors = embedder.embed([crop(b, embedder.side) for b in boxes])
+    groups = group_alike(vectors, embedder, threshold) if threshold > 0 else [[i] for i in range(4)]
+    if spec.max_nodes is not None and count + len(groups) > spec.max_nodes:
+        tree.budget_hit = True
+        return
+    for k, members in enumerate(groups):
+        rep = boxes[representative(members, vectors)]
+        # a merged group spans several boxes; only its representative is looked at, in all of them
+        child = Node(f"{node.id}.{k}", rep, node.depth + 1, [boxes[i] for i in members])
+        tree.merged_groups += len(members) > 1
+        node.children.append(child)
+        queue.append(child)
 
 
 def translate(box: Box, frm: Box, to: Box) -> Box:

@@ -109,3 +109,28 @@ def test_two_images_never_share_a_memory() -> None:
     assert memory_key("a" * 64, params, rt.identity) != memory_key("a" * 64, params.model_copy(update={"overlap": 0.1}),
                                                                   rt.identity)
     assert memory_key("a" * 64, params, rt.identity) != memory_key("a" * 64, params, {**rt.identity, "model": "other"})
+
+
+def test_a_planner_failure_surfaces_instead_of_hanging(monkeypatch) -> None:
+    import asyncio
+
+    import promptweave.vision.dc2 as dc2mod
+
+    class Broken:
+        name, default_threshold, side = "broken", 0.1, 64
+
+        def embed(self, patches):  # noqa: ANN001, ANN201
+            raise RuntimeError("checkpoint unreadable")
+
+        def distance(self, a, b):  # noqa: ANN001, ANN201
+            return 0.0
+
+    monkeypatch.setattr(dc2mod, "create_embedder", lambda *a, **k: Broken())
+    rt = scripted_runtime(RULES)
+
+    async def go() -> None:
+        await asyncio.wait_for(build_memory(LoadedImage(noise(800, 800), "t", "7" * 64), rt,
+                                            DC2Params(min_side=100, max_depth=2)), timeout=30)
+
+    with pytest.raises(RuntimeError, match="checkpoint unreadable"):
+        run(go())
