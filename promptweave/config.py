@@ -304,6 +304,7 @@ def load_config_text(text: str, file: str = "<config>", overrides: list[str] | N
     specs = parse_steps(loc, pipeline.steps, models)
     _check_metrics(loc, pipeline)
     _check_backends(loc, pipeline)
+    _check_images(loc, pipeline, specs)
     return LoadedConfig(pipeline, specs, file, (base_dir or Path.cwd()).resolve(), data, loc, frozenset(overridden))
 
 
@@ -324,6 +325,21 @@ def _check_backends(loc: LocatedYAML, pipeline: PipelineConfig) -> None:
             except PromptweaveError as exc:
                 detail = exc.detail if isinstance(exc, ConfigError) else str(exc)
                 raise _err(loc, path[:-1] + ("options",), detail) from None
+
+
+def _check_images(loc: LocatedYAML, pipeline: PipelineConfig, specs: list[StepSpec]) -> None:
+    """A step that sends images (``needs_images``) needs a backend that can take them."""
+    from .models.base import backend_accepts_images
+
+    for i, spec in enumerate(specs):
+        if not getattr(step_registry.get(spec.kind), "needs_images", False):
+            continue
+        cfg = pipeline.models[spec.model] if spec.model else pipeline.model
+        if backend_accepts_images(cfg) is False:
+            path: Path_ = ("steps", i, "model") if spec.model else ("model", "backend")
+            raise _err(loc, path, f"step '{spec.id}' sends images, but backend '{cfg.backend}' cannot take them; "
+                                  "use an OpenAI-compatible vision model (backend: openai) or scripted with "
+                                  "options: {images: true}")
 
 
 def _check_metrics(loc: LocatedYAML, pipeline: PipelineConfig) -> None:

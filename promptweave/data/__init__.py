@@ -42,6 +42,10 @@ def iter_located(cfg: Any, base_dir: Path | None = None) -> Iterator[Located]:
         yield from read_hf(cfg.path, cfg.split, cfg.hf_config, base_dir)
         return
     p = resolve(cfg.path, base_dir)
+    from . import hrbench  # HR-Bench TSV/parquet: images are stored beside the file, rows get paths
+    if hrbench.claims(p, fmt):
+        yield from hrbench.read_rows(p)
+        return
     if fmt == "auto":
         if p.is_dir():
             yield from read_hf(cfg.path, cfg.split, cfg.hf_config, base_dir)

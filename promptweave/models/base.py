@@ -26,6 +26,14 @@ class Message:
     def to_dict(self) -> dict[str, Any]:
         return {"role": self.role, "content": self.content}
 
+    def approx_tokens(self) -> int:
+        """A rough token count for rate limiting: characters / 4 for text, 1,000 per image
+        (a base64 image's characters say nothing about its tokens)."""
+        if isinstance(self.content, str):
+            return len(self.content) // 4
+        return sum(1000 if p.get("type") == "image_url" else len(str(p.get("text", ""))) // 4
+                   for p in self.content if isinstance(p, dict))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Message:
         return cls(role=d["role"], content=d["content"])
@@ -178,3 +186,16 @@ class BaseChatModel:
 
     async def aclose(self) -> None:
         return None
+
+
+def backend_accepts_images(cfg: Any) -> bool | None:
+    """Whether the backend a :class:`~promptweave.models.spec.ModelConfig` names can take images,
+    decided before any backend is built: its factory module's ``accepts_images(cfg)``, or None
+    (unknown: a plugin that does not say) when it has none."""
+    import sys
+
+    from . import backends
+
+    factory = backends.get(cfg.backend)
+    decide = getattr(sys.modules.get(getattr(factory, "__module__", ""), None), "accepts_images", None)
+    return bool(decide(cfg)) if callable(decide) else None

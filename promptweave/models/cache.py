@@ -14,6 +14,8 @@ of the run; the rows are unharmed, since results are written apart from the cach
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import json
@@ -54,9 +56,29 @@ def key_from_parts(identity_json: str, params_json: str, messages: list[Message]
     """:func:`cache_key` from pre-serialised identity and params (a runtime serialises those
     once, not per request). The blob is byte-for-byte what ``json.dumps(..., sort_keys=True)``
     writes for the whole payload: its top-level keys sort as identity < messages < params."""
-    blob = ('{"identity":' + identity_json + ',"messages":' + canonical_json([m.to_dict() for m in messages])
+    blob = ('{"identity":' + identity_json + ',"messages":' + canonical_json([_keyable(m) for m in messages])
             + ',"params":' + params_json + "}")
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _keyable(m: Message) -> dict[str, Any]:
+    """The message as it enters a key: an inline image is the SHA-256 of its bytes, never the
+    bytes (a key must stay small, and the same picture re-encoded as the same base64 is equal)."""
+    if isinstance(m.content, str):
+        return m.to_dict()
+    parts = []
+    for part in m.content:
+        url = part.get("image_url", {}).get("url") if isinstance(part, dict) and part.get("type") == "image_url" else None
+        if isinstance(url, str) and url.startswith("data:"):
+            raw = url.partition(",")[2]
+            try:
+                data = base64.b64decode(raw, validate=False)
+            except (ValueError, binascii.Error):
+                data = raw.encode("utf-8")
+            detail = {k: v for k, v in part["image_url"].items() if k != "url"}
+            part = {"type": "image_url", "image_url": {**detail, "sha256": hashlib.sha256(data).hexdigest()}}
+        parts.append(part)
+    return {"role": m.role, "content": parts}
 
 
 _INSERT = "INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?)"

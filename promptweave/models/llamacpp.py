@@ -149,6 +149,11 @@ def _llama_kwargs(options: dict[str, Any], llama_cls: Any) -> dict[str, Any]:
     return kwargs
 
 
+def accepts_images(cfg: ModelConfig) -> bool:
+    """A text GGUF model: images are refused when the pipeline is validated."""
+    return False
+
+
 def create(cfg: ModelConfig) -> LlamaCppChatModel:
     try:
         import llama_cpp

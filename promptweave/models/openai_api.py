@@ -52,6 +52,11 @@ def _http_client(max_connections: int, transport: str = "auto") -> Any:
     return openai.DefaultAsyncHttpxClient(limits=limits, timeout=None)
 
 
+def accepts_images(cfg: ModelConfig) -> bool:
+    """Image content parts are sent as is; whether the served model can see them is the server's say."""
+    return True
+
+
 class OpenAIChatModel(BaseChatModel):
     def __init__(self, model: str, base_url: str | None, api_key: str | None,
                  extra_body: dict[str, Any] | None = None, max_connections: int = 64,

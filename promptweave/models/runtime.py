@@ -381,7 +381,7 @@ class ModelRuntime:
 
     async def _attempt(self, messages: list[Message], params: GenParams) -> Completion:
         if self._limiter.active:
-            est_tokens = params.max_tokens + sum(len(str(m.content)) for m in messages) // 4
+            est_tokens = params.max_tokens + sum(m.approx_tokens() for m in messages)
             await self._limiter.acquire(est_tokens)
         async with self._sem:
             if self._batcher is not None:

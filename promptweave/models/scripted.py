@@ -3,7 +3,7 @@
 ``options``: ``rules`` (list of ``{match: regex, reply: text}`` tried on the last user turn,
 first match wins; the reply may use ``\\1`` groups), ``default`` (reply when nothing matches;
 ``"{echo}"`` echoes the last user turn), ``delay`` (seconds per call), ``fail_first`` (the first N
-calls raise a retryable error).
+calls raise a retryable error), ``images`` (true: accept image content parts; rules see the text parts).
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class ScriptedModel(BaseChatModel):
         if len(self.calls) <= self.fail_first:
             raise BackendError("scripted failure", retryable=True, status=503)
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
-        text = last if isinstance(last, str) else str(last)
+        text = last if isinstance(last, str) else " ".join(
+            str(p.get("text", "")) for p in last if isinstance(p, dict) and p.get("type") == "text")
         for pattern, reply in self.rules:
             m = pattern.search(text)
             if m:
@@ -97,3 +98,8 @@ def create(cfg: ModelConfig) -> ScriptedModel:
     return ScriptedModel(rules=opts.get("rules"), default=opts.get("default", "{echo}"),
                          delay=float(opts.get("delay", 0.0)), fail_first=int(opts.get("fail_first", 0)),
                          name=cfg.model)
+
+
+def accepts_images(cfg: ModelConfig) -> bool:
+    """Only when the pipeline opts in with ``options: {images: true}``."""
+    return bool(cfg.options.get("images", False))

@@ -220,6 +220,8 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
     run_dir = engine.run_dir
     scores["mtme_files"] = export_mtme(loaded, records, scores, run_dir / "mtme")
     usage_now = {name: lg.to_dict() for name, lg in engine.ledgers.items()}
+    from ..vision.report import markdown as vision_markdown, vision_scores  # HR-Bench accuracy of vqa/dc2 steps
+    scores["vision"] = vision_scores([(s.id, s.kind) for s in loaded.steps], records)
     manifest = {
         "name": loaded.pipeline.name,
         "run_dir": str(run_dir),
@@ -241,7 +243,8 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
                                     if loaded.pipeline.scoring.group_by else loaded.pipeline.name)
     write_json_atomic(run_dir / "scores.json", scores)
     write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
-    write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records))
+    write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records)
+                      + vision_markdown(scores["vision"]))
     _write_html(run_dir)
     summary.scores = scores
     return scores

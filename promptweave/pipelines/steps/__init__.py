@@ -11,5 +11,7 @@ steps.register("generate", "promptweave.pipelines.steps.generate:GenerateStep")
 steps.register("translate", "promptweave.pipelines.steps.translate:TranslateStep")
 steps.register("mqm", "promptweave.pipelines.steps.judges:MQMStep")
 steps.register("da", "promptweave.pipelines.steps.judges:DAStep")
+steps.register("vqa", "promptweave.pipelines.steps.vqa:VQAStep")
+steps.register("dc2", "promptweave.pipelines.steps.dc2:DC2Step")
 
 __all__ = ["Row", "RunContext", "Step", "StepConfig", "steps"]
