@@ -92,8 +92,8 @@ def _records(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield n, dict(zip(header, cells))
 
 
-def read_rows(p: Path) -> Iterator[dict[str, Any]]:
-    """Rows of an HR-Bench TSV/parquet with ``image`` replaced by the path of the stored image."""
+def read_rows(p: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(file:line, row)`` of an HR-Bench TSV/parquet, ``image`` replaced by the path of the stored image."""
     folder = _image_dir(p)
     by_index: dict[str, str] = {}
     try:
@@ -117,7 +117,7 @@ def read_rows(p: Path) -> Iterator[dict[str, Any]]:
             by_index[str(rec.get("index", line))] = path
             out = {k: v for k, v in rec.items() if k != "image"}
             out["image"] = path
-            yield out
+            yield f"{p}:{line}", out
     except OSError as exc:
         raise DataError(f"{p}: cannot read: {exc.strerror or exc}") from None
 

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from .base import BackendError, BaseChatModel, Completion, GenParams, Message
 from .spec import ModelConfig
 
-_OPTIONS = ("rules", "default", "delay", "fail_first")
+_OPTIONS = ("rules", "default", "delay", "fail_first", "images")
 MAX_DELAY = 3600.0
 _GROUP_REF = re.compile(r"\\(\d+)|\\g<([^>]*)>")
 
@@ -48,6 +48,8 @@ def check_options(cfg: ModelConfig) -> None:
                 ok = int(name) <= pattern.groups if name.isdigit() else name in pattern.groupindex
                 if not ok:
                     raise ConfigError(f"scripted: rules[{i}].reply uses group '{name}', which the match lacks")
+    if not isinstance(opts.get("images", False), bool):
+        raise ConfigError("scripted: 'images' is true or false")
     if "default" in opts and not isinstance(opts["default"], str):
         raise ConfigError("scripted: 'default' is the reply text (use \"{echo}\" to echo the prompt)")
     delay = opts.get("delay", 0.0)
