@@ -12,29 +12,44 @@ A pipeline is a file path, a ``dict`` with the file's keys, a :class:`PipelineCo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 __version__ = "0.1.0"
 
-from .config import LoadedConfig, PipelineConfig, load_config, load_config_text  # noqa: E402
 from .errors import ConfigError, DataError, PromptweaveError, TemplateError  # noqa: E402
-from .models import GenParams, Message, ModelConfig  # noqa: E402
 
 if TYPE_CHECKING:
+    from .config import LoadedConfig, PipelineConfig, load_config
+    from .models import GenParams, Message, ModelConfig
     from .pipelines.engine import RunSummary
 
-ConfigLike = Union[str, "os.PathLike[str]", dict[str, Any], PipelineConfig, LoadedConfig]
+# Imported on first use: ``promptweave run`` starts a supervisor process that needs none of them.
+_LAZY = {"LoadedConfig": "config", "PipelineConfig": "config", "load_config": "config",
+         "GenParams": "models", "Message": "models", "ModelConfig": "models"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+ConfigLike = Union[str, "os.PathLike[str]", dict[str, Any], "PipelineConfig", "LoadedConfig"]
 
 
 def _loaded(config: ConfigLike, overrides: list[str] | None) -> LoadedConfig:
     """Any accepted form of a pipeline, validated, with ``overrides`` (``key.path=value``) applied."""
     import yaml
+
+    from .config import LoadedConfig, PipelineConfig, load_config, load_config_text
 
     if isinstance(config, LoadedConfig) and not overrides:
         return config
@@ -84,6 +99,9 @@ def run_pipeline(config: ConfigLike, overrides: list[str] | None = None, *, run_
     Called where an event loop is already running (a notebook cell), it runs the pipeline on a
     private loop in a worker thread and blocks until it is done, instead of failing.
     """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     coro = arun_pipeline(config, overrides, run_id=run_id, retry_errors=retry_errors, progress=progress,
                          argv=argv, on_start=on_start)
     try:

@@ -73,10 +73,14 @@ def _root(
     """Declarative LLM pipelines for machine translation: run, evaluate, meta-evaluate."""
 
 
-# sub-command modules; each does ``@app.command()`` on import
+# sub-command modules; each does ``@app.command()`` on import. Imported by main(), after the
+# supervisor of ``run`` has branched off: it needs none of them.
 _COMMANDS = ["run", "evaluate", "meta", "templates"]
-for _name in _COMMANDS:
-    importlib.import_module(f"{__name__}.{_name}")
+
+
+def load_commands() -> None:
+    for name in _COMMANDS:
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args[:1] == ["run"] and not _wants_help(args) and should_supervise():
         sys.exit(supervise(args))
+    load_commands()
     try:
         app(args=args)
     except Interrupted as exc:
