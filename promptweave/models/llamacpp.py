@@ -44,7 +44,7 @@ _load_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _model_defaults(use_extra_bufts: bool) -> Iterator[None]:
+def model_defaults(use_extra_bufts: bool) -> Iterator[None]:
     import llama_cpp
     import llama_cpp.llama_cpp as capi
 
@@ -82,7 +82,7 @@ class _SharedLlama:
         if self._llm is None:
             import llama_cpp
 
-            with _model_defaults(self.extra_bufts):
+            with model_defaults(self.extra_bufts):
                 llm = llama_cpp.Llama(model_path=str(self.path), verbose=False, **self.kwargs)
             if llm.model_params.use_extra_bufts != self.extra_bufts:  # a llama-cpp-python that builds them elsewhere
                 llm.close()
@@ -173,7 +173,7 @@ class LlamaCppChatModel(BaseChatModel):
 
 def _llama_kwargs(options: dict[str, Any], llama_cls: Any) -> dict[str, Any]:
     opts = dict(options)
-    opts.pop("extra_bufts", None)  # not a Llama keyword: see _model_defaults
+    opts.pop("extra_bufts", None)  # not a Llama keyword: see model_defaults
     kwargs: dict[str, Any] = {
         "n_ctx": int(opts.pop("n_ctx", DEFAULT_N_CTX)),
         "n_threads": int(opts.pop("n_threads", None) or os.cpu_count() or 1),
