@@ -92,7 +92,6 @@ def test_version_and_short_help() -> None:
     (["run", "--no-such-option", "x.yaml"], "No such option: --no-such-option"),
     (["eval", "--no-such-option"], "No such option: --no-such-option"),
     (["rnu"], "Did you mean 'run'?"),
-    (["templates", "lst"], "Did you mean 'list'?"),
 ])
 def test_usage_errors_exit_2_without_traceback(args: list[str], what: str) -> None:
     res = cli(*args)
