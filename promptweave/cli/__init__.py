@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args[:1] == ["run"] and not _wants_help(args) and should_supervise():
         sys.exit(supervise(args))
-    load_commands()
     try:
+        load_commands()
         app(args=args)
     except Interrupted as exc:
         typer.echo(str(exc), err=True)
@@ -108,3 +108,6 @@ def main(argv: list[str] | None = None) -> None:
     except PromptweaveError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # before a command started (imports, argument parsing)
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -104,15 +104,21 @@ def supervise(args: list[str]) -> int:
         # a process group of its own: a terminal's Ctrl-C reaches the supervisor only, which forwards it once
         group: dict[str, Any] = ({"process_group": 0} if sys.version_info >= (3, 11)
                                  else {"preexec_fn": os.setpgrp})
-        proc = subprocess.Popen([sys.executable, "-m", "promptweave", *args], env=env, **group)
+        child: list[subprocess.Popen[bytes]] = []
+        pending: list[int] = []
 
         def forward(sig: int, _frame: Any) -> None:
-            if proc.poll() is None:
-                proc.send_signal(sig)
+            if not child:
+                pending.append(sig)  # arrived before the child started: sent once it has
+            elif child[0].poll() is None:
+                child[0].send_signal(sig)
 
         previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
         try:
-            code = proc.wait()
+            child.append(subprocess.Popen([sys.executable, "-m", "promptweave", *args], env=env, **group))
+            for sig in pending:
+                child[0].send_signal(sig)
+            code = child[0].wait()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from promptweave.testing import configure, serve
 from tests.helpers import cli, read_jsonl, scripted_pipeline
 from tests.test_faults import make_pipeline
@@ -33,12 +35,14 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def test_ctrl_c_prints_interrupted_and_the_command_that_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("supervised", ["1", "0"])
+def test_ctrl_c_prints_interrupted_and_the_command_that_resumes(tmp_path: Path, supervised: str) -> None:
     cfg = scripted_pipeline(tmp_path, rows=40, options=", delay: 0.1", extra="concurrency: 1\n")
     args = ["run", str(cfg), "--set", "data.limit=30", "--set", "description=a b 'c'", "--run-id", "ctrlc",
             "--no-progress", "--json"]
     results = tmp_path / "runs" / "scripted" / "ctrlc" / "results.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "promptweave", *args], cwd=tmp_path,
+                            env={**os.environ, "PROMPTWEAVE_SUPERVISE": supervised},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while _lines(results) < 3:
