@@ -66,7 +66,7 @@ def run(
                       f"tokens {led.prompt_tokens}+{led.completion_tokens}"
                       + (f", cost {led.cost:.4f}" if led.cost else ""))
         _print_scores(console, scores)
-        console.print(f"results: {run_dir}/results.jsonl · report: {run_dir}/report.md")
+        console.print(f"results: {run_dir}/results.jsonl · report: {run_dir}/report.md", soft_wrap=True)  # paths stay whole
         if summary.errors:
             console.print(f"[yellow]{summary.errors} rows failed; re-run them with: "
                           f"{escape(command_line(args, add=['--retry-errors']))}[/]", soft_wrap=True)
