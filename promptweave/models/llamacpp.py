@@ -45,6 +45,7 @@ _load_lock = threading.Lock()
 
 @contextlib.contextmanager
 def model_defaults(use_extra_bufts: bool) -> Iterator[None]:
+    """Within this block, ``llama_cpp.Llama(...)`` loads with ``use_extra_bufts`` as given."""
     import llama_cpp
     import llama_cpp.llama_cpp as capi
 
