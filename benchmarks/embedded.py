@@ -116,7 +116,11 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; llama-cpp-python "
           f"{llama_cpp.__version__}; model {path.name}; {len(SOURCES)} prompts, max_tokens {args.max_tokens}, "
           f"n_threads {n_threads}, best of {args.repeats}")
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=4096, n_threads=n_threads, verbose=False)
+    from promptweave.models.llamacpp import model_defaults
+    from promptweave.models.llamacpp_probe import resolve_extra_bufts
+
+    with model_defaults(resolve_extra_bufts("auto", path)):  # the backend's load settings (AMX CPUs crash without)
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=4096, n_threads=n_threads, verbose=False)
     cfg = ModelConfig(backend="llamacpp", model="default", temperature=0, max_tokens=args.max_tokens, cache=False,
                       max_concurrency=1, options={"n_threads": n_threads})
     asyncio.run(run_runtime(cfg.model_copy(update={"max_tokens": 1})))  # load the shared model, off the clock

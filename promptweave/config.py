@@ -96,10 +96,20 @@ class PipelineConfig(BaseModel):
     scoring: ScoringConfig = Field(default_factory=lambda: ScoringConfig())
     output: str = "runs"
     run_id: str | None = None
-    cache: str | None = Field(None, description="cache file; default <output>/cache.sqlite; 'off' disables")
+    cache: str | None = Field(None, description="cache file; default <output>/cache.sqlite; off (or false) disables")
     concurrency: int = Field(64, ge=1, description="rows in flight at once")
     record_env: list[str] = Field(default_factory=list, description="environment variables whose ${VAR} values "
                                   "may be written to manifest.json (by default the manifest keeps '${VAR}')")
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_switch(cls, v: Any) -> Any:
+        # YAML 1.1 reads the documented `cache: off` (and no/false) as False: all mean "no cache"
+        if v is False or (isinstance(v, str) and v.strip().lower() in {"off", "false", "no"}):
+            return "off"
+        if v is True or (isinstance(v, str) and v.strip().lower() in {"on", "true", "yes"}):
+            return None  # the default cache file
+        return v
 
 
 @dataclass

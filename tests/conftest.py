@@ -44,7 +44,7 @@ def llama_server(embedded_model_path: Path, tmp_path_factory: pytest.TempPathFac
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path),
+            [sys.executable, "-m", "promptweave.models.llamacpp_server", "--model", str(embedded_model_path),
              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "false"],
             stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

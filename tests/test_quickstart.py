@@ -16,6 +16,7 @@ def test_quickstart_translates_scores_and_resumes(embedded_model_path: Path, tmp
     config = REPO / "configs" / "quickstart.yaml"
     first = cli("run", str(config), "--no-progress", "--json", "--set", f"output={tmp_path}", timeout=900)
     assert first.returncode == 0, first.stderr
+    assert "Traceback" not in first.stderr and len(first.stderr.strip().splitlines()) <= 1  # at most the probe's notice
     summary = json.loads(first.stdout)
     assert summary["rows"] == 12 and summary["errors"] == 0 and summary["usage"]["calls"] == 12
     run_dir = Path(summary["run_dir"])

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from . import app
+from . import Interrupted, app
+from .supervise import SUPERVISED_ENV, child_setup, command_line, count_finished, report_run_dir
 
 _SET = typer.Option(None, "--set", "-s", help="override a config value: key.path=value (repeatable)")
 
@@ -29,13 +32,28 @@ def run(
                                    "config take it over (the rows the change affects run again)"),
 ) -> None:
     """Run a pipeline; re-running the same file resumes where it stopped."""
+    if SUPERVISED_ENV in os.environ:
+        child_setup()
     from .. import run_pipeline
 
+    # the command as given, for the hints below: following a hint must run the same pipeline
+    args = _run_args(config, set_ or [], run_id, limit, retry_errors, progress, as_json, overwrite)
     overrides = list(set_ or [])
     if limit is not None:
         overrides.append(f"data.limit={limit}")
-    summary = run_pipeline(config, overrides, run_id=run_id, retry_errors=retry_errors, progress=progress,
-                           argv=sys.argv[1:], overwrite=overwrite)
+    started: list[Path] = []
+
+    def on_start(run_dir: Path) -> None:
+        started.append(run_dir)
+        report_run_dir(run_dir)
+
+    try:
+        summary = run_pipeline(config, overrides, run_id=run_id, retry_errors=retry_errors, progress=progress,
+                               argv=sys.argv[1:], on_start=on_start, overwrite=overwrite)
+    except KeyboardInterrupt:
+        saved = (f"{count_finished(started[0])} finished rows are saved in {started[0]}" if started
+                 else "no row had started")
+        raise Interrupted(f"interrupted; {saved}; resume with: {command_line(args)}") from None
     scores, run_dir, led = summary.scores, summary.run_dir, summary.ledger
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), "rows": summary.total, "ran": summary.ran,
@@ -54,12 +72,34 @@ def run(
 
         for line in terminal_lines(scores.get("numbers") or {}):
             console.print(line, markup=False, highlight=False)
-        console.print(f"results: {run_dir}/results.jsonl · report: {run_dir}/report.md, {run_dir}/report.html")
+        console.print(f"results: {run_dir}/results.jsonl · report: {run_dir}/report.md, {run_dir}/report.html",
+                      soft_wrap=True)  # paths stay whole
         if summary.errors:
             console.print(f"[yellow]{summary.errors} rows failed; re-run them with: "
-                          f"promptweave run {config} --retry-errors[/]")
+                          f"{escape(command_line(args, add=['--retry-errors']))}[/]", soft_wrap=True)
     if summary.errors:
         raise typer.Exit(1)
+
+
+def _run_args(config: Path, sets: list[str], run_id: str | None, limit: int | None, retry_errors: bool,
+              progress: bool, as_json: bool, overwrite: bool = False) -> list[str]:
+    """``run`` and its options as parsed, in a canonical order."""
+    args = ["run", str(config)]
+    for item in sets:
+        args += ["--set", item]
+    if run_id is not None:
+        args += ["--run-id", run_id]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    if retry_errors:
+        args.append("--retry-errors")
+    if not progress:
+        args.append("--no-progress")
+    if as_json:
+        args.append("--json")
+    if overwrite:
+        args.append("--overwrite")
+    return args
 
 
 def _print_scores(console: Console, scores: dict) -> None:

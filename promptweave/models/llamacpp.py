@@ -2,7 +2,9 @@
 
 ``model: default`` is the packaged Qwen2.5-Coder-0.5B-Instruct GGUF (see :mod:`.embedded`); any
 other value is the path of a GGUF file. ``options``: ``n_ctx`` (4096), ``n_threads`` (all cores),
-``n_batch``, ``chat_format`` (default: the template stored in the GGUF), ``seed``; any other
+``n_batch``, ``chat_format`` (default: the template stored in the GGUF), ``seed``,
+``extra_bufts`` (``auto``: llama.cpp's repacked/AMX weight buffers unless a probe in a child
+process sees them crash on this machine, see :mod:`.llamacpp_probe`; ``on``; ``off``); any other
 keyword of ``llama_cpp.Llama`` (``n_gpu_layers``, ``flash_attn``, ...) passes through.
 
 One ``Llama`` object is not thread-safe, and a process rarely has memory for two copies of the
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import inspect
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,16 +31,50 @@ from typing import Any
 from ..errors import ConfigError, MissingDependency
 from .base import BackendError, BaseChatModel, Completion, GenParams, Message
 from .embedded import MODEL_NAME, MODEL_SHA256, default_model_path
+from .llamacpp_probe import parse_setting, resolve_extra_bufts
 from .spec import ModelConfig
 
 DEFAULT_N_CTX = 4096
+
+# llama-cpp-python (0.3.x) builds ``llama_model_params`` inside ``Llama.__init__`` from
+# ``llama_model_default_params()`` and has no keyword for ``use_extra_bufts``; the only way in is
+# to hand it defaults with the field turned off, for the duration of one load. Loads hold this lock
+# so that no other load sees the substituted defaults.
+_load_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def model_defaults(use_extra_bufts: bool) -> Iterator[None]:
+    """Within this block, ``llama_cpp.Llama(...)`` loads with ``use_extra_bufts`` as given."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as capi
+
+    with _load_lock:
+        if use_extra_bufts:
+            yield
+            return
+        if "use_extra_bufts" not in {f[0] for f in capi.llama_model_params._fields_}:
+            raise BackendError(f"llama-cpp-python {llama_cpp.__version__} cannot turn off extra buffer types; "
+                               "install a tested version: pip install 'llama-cpp-python>=0.3.36,<0.4'")
+        original = capi.llama_model_default_params
+
+        def without_extra_bufts() -> Any:
+            params = original()
+            params.use_extra_bufts = False
+            return params
+
+        capi.llama_model_default_params = without_extra_bufts
+        try:
+            yield
+        finally:
+            capi.llama_model_default_params = original
 
 
 class _SharedLlama:
     """One loaded model and the one thread allowed to touch it."""
 
-    def __init__(self, path: Path, kwargs: dict[str, Any]) -> None:
-        self.path, self.kwargs = path, kwargs
+    def __init__(self, path: Path, kwargs: dict[str, Any], extra_bufts: bool = True) -> None:
+        self.path, self.kwargs, self.extra_bufts = path, kwargs, extra_bufts
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llamacpp-{path.name}")
         self._llm: Any = None
 
@@ -45,7 +83,14 @@ class _SharedLlama:
         if self._llm is None:
             import llama_cpp
 
-            self._llm = llama_cpp.Llama(model_path=str(self.path), verbose=False, **self.kwargs)
+            with model_defaults(self.extra_bufts):
+                llm = llama_cpp.Llama(model_path=str(self.path), verbose=False, **self.kwargs)
+            if llm.model_params.use_extra_bufts != self.extra_bufts:  # a llama-cpp-python that builds them elsewhere
+                llm.close()
+                raise BackendError(f"llama-cpp-python {llama_cpp.__version__} ignored use_extra_bufts="
+                                   f"{self.extra_bufts}; install a tested version: "
+                                   "pip install 'llama-cpp-python>=0.3.36,<0.4'")
+            self._llm = llm
         return self._llm
 
     def close(self) -> None:
@@ -59,12 +104,12 @@ _shared: dict[tuple[str, str], _SharedLlama] = {}
 _shared_lock = threading.Lock()
 
 
-def _get_shared(path: Path, kwargs: dict[str, Any]) -> _SharedLlama:
-    key = (str(path.resolve()), repr(sorted(kwargs.items())))
+def _get_shared(path: Path, kwargs: dict[str, Any], extra_bufts: bool = True) -> _SharedLlama:
+    key = (str(path.resolve()), repr(sorted(kwargs.items())) + f"|extra_bufts={extra_bufts}")
     with _shared_lock:
         shared = _shared.get(key)
         if shared is None:
-            shared = _shared[key] = _SharedLlama(path, kwargs)
+            shared = _shared[key] = _SharedLlama(path, kwargs, extra_bufts)
         return shared
 
 
@@ -129,6 +174,7 @@ class LlamaCppChatModel(BaseChatModel):
 
 def _llama_kwargs(options: dict[str, Any], llama_cls: Any) -> dict[str, Any]:
     opts = dict(options)
+    opts.pop("extra_bufts", None)  # not a Llama keyword: see model_defaults
     kwargs: dict[str, Any] = {
         "n_ctx": int(opts.pop("n_ctx", DEFAULT_N_CTX)),
         "n_threads": int(opts.pop("n_threads", None) or os.cpu_count() or 1),
@@ -143,7 +189,7 @@ def _llama_kwargs(options: dict[str, Any], llama_cls: Any) -> dict[str, Any]:
     unknown = sorted(set(opts) - accepted)
     if unknown:
         raise ConfigError(f"unknown llamacpp option(s) {', '.join(unknown)}; known: n_ctx, n_threads, "
-                          "n_batch, chat_format, seed, or any keyword of llama_cpp.Llama",
+                          "n_batch, chat_format, seed, extra_bufts, or any keyword of llama_cpp.Llama",
                           key="model.options")
     kwargs.update(opts)
     return kwargs
@@ -160,6 +206,7 @@ def create(cfg: ModelConfig) -> LlamaCppChatModel:
     except ImportError as exc:
         raise MissingDependency("llama-cpp-python", "local", exc) from None
     kwargs = _llama_kwargs(cfg.options, llama_cpp.Llama)
+    setting = parse_setting(cfg.options.get("extra_bufts"))
     if cfg.model == "default":
         path = default_model_path()
         # a fixed name and hash, never the local path: cache entries move between machines
@@ -175,4 +222,6 @@ def create(cfg: ModelConfig) -> LlamaCppChatModel:
     for name in ("chat_format", "seed"):  # they change the output; threads and batch sizes do not
         if name in kwargs:
             identity[name] = kwargs[name]
-    return LlamaCppChatModel(_get_shared(path, kwargs), identity)
+    # the probe (a child process, once per machine, build and model) runs here, before any progress
+    # display, so that its one-time notice is readable
+    return LlamaCppChatModel(_get_shared(path, kwargs, resolve_extra_bufts(setting, path)), identity)

@@ -57,3 +57,44 @@ def test_templates_and_schema_commands() -> None:
     assert missing.returncode == 2 and "did you mean 'tsp'" in missing.stderr
     schema = cli("schema")
     assert schema.returncode == 0 and '"steps"' in schema.stdout
+
+
+# ------------------------------------------------------------------ the first commands a user types
+
+
+def _clean(res) -> str:  # type: ignore[no-untyped-def]
+    both = res.stdout + res.stderr
+    assert "Traceback" not in both, both
+    return both
+
+
+def test_bare_command_prints_help() -> None:
+    res = cli()
+    assert res.returncode in (0, 2)  # typer's no_args_is_help: 0 or 2 depending on its version
+    out = _clean(res)
+    assert "Usage:" in out and "run" in out and "eval" in out
+
+
+def test_version_and_short_help() -> None:
+    from promptweave import __version__
+
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"promptweave {__version__}"
+    short, long = cli("-h"), cli("--help")
+    assert short.returncode == long.returncode == 0
+    assert short.stdout == long.stdout and "Usage:" in short.stdout
+    run_help = cli("run", "-h")
+    assert run_help.returncode == 0 and "--retry-errors" in run_help.stdout
+
+
+@pytest.mark.parametrize("args, what", [
+    (["run"], "Missing argument"),
+    (["run", "--no-such-option", "x.yaml"], "No such option: --no-such-option"),
+    (["eval", "--no-such-option"], "No such option: --no-such-option"),
+    (["rnu"], "Did you mean 'run'?"),
+])
+def test_usage_errors_exit_2_without_traceback(args: list[str], what: str) -> None:
+    res = cli(*args)
+    assert res.returncode == 2, res.stderr
+    assert what in _clean(res)
+    assert "Usage:" in res.stderr and res.stdout == ""
