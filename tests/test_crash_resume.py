@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -158,9 +159,11 @@ def test_two_processes_on_one_config_pay_for_each_row_once(tmp_path: Path) -> No
     assert codes[0] == 0 and codes[1] in (0, 2), outs
     for proc, (_, err) in zip(procs, outs):
         if proc.returncode == 2:
-            other = next(p for p in procs if p is not proc)
             assert err.count("\n") == 1 and "Traceback" not in err, err
-            assert f"in use by PID {other.pid} on host " in err, err
+            # the holder is the other command's supervised worker process (or the command itself
+            # with PROMPTWEAVE_SUPERVISE=0)
+            holder = re.search(r"in use by PID (\d+) on host ", err)
+            assert holder is not None and int(holder.group(1)) != proc.pid, err
     (run_dir,) = (tmp_path / "runs" / "faults").iterdir()
     records = read_jsonl(run_dir / "results.jsonl")
     assert [r["key"] for r in records] == [f"r{i:04d}" for i in range(rows)]
@@ -197,8 +200,10 @@ def test_sigkill_in_the_finish_phase_loses_nothing(tmp_path: Path, at: str) -> N
     assert cli("run", str(cfg), "--no-progress", cwd=tmp_path).returncode == 0
     data = tmp_path / "data.jsonl"  # one row edited: its new record makes compaction rewrite the file
     data.write_text(data.read_text().replace("Satz Nummer 3.", "Satz Nummer drei."))
+    # in-process: the patched writers must be the ones that run (a supervised child would not see them)
     killed = subprocess.run([sys.executable, "-c", _KILL_AT, at, "run", str(cfg), "--no-progress"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+                            cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PROMPTWEAVE_SUPERVISE": "0"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     (run_dir,) = (tmp_path / "runs" / "scripted").iterdir()
     assert {r["key"] for r in read_jsonl(run_dir / "results.jsonl")} == {str(i) for i in range(30)}

@@ -84,7 +84,8 @@ def test_infinite_scores_are_rejected(tmp_path: Path, cell: str) -> None:
     assert f"s.tsv:2: '{cell}' is infinite" in one_line(cli("meta-eval", "--tsv", str(tmp_path / "s.tsv")))
     rows = tmp_path / "s.jsonl"
     rows.write_text('{"system": "A", "seg_id": 0, "mqm": 1, "M": Infinity}\n{"system": "B", "seg_id": 0, "mqm": 2, "M": 1}\n')
-    assert "s.jsonl:1 (M): 'inf' is infinite" in one_line(cli("meta-eval", "--jsonl", str(rows)))
+    # the strict JSON reader refuses the non-standard number before any score is read
+    assert "s.jsonl:1: Infinity is not a JSON number" in one_line(cli("meta-eval", "--jsonl", str(rows)))
 
 
 def test_meta_eval_pools_language_pairs_and_ranks_metrics(tmp_path: Path) -> None:
