@@ -22,6 +22,7 @@ from ..models.runtime import ModelRuntime
 from ..prompts import get_template
 from .budget import Budget, approx_tokens
 from .config import MemoryConfig
+from .dedup import new_turns
 from .prompts import after_marker, clean_reply, fit_context, render_respond, render_update
 from .store import MemoryVersion, SQLStore, Turn, VersionConflict
 
@@ -72,12 +73,19 @@ class MemoryManager:
     def lock(self, ns: str, sid: str) -> asyncio.Lock:
         return self._locks.setdefault((ns, sid), asyncio.Lock())
 
-    async def reply(self, ns: str, sid: str, new_turns: list[tuple[str, str]], **overrides: Any) -> Reply:
-        """Append ``new_turns`` (ending with the user's), answer from the committed memory and
-        the current session's context, append the answer. ``overrides``: temperature, max_tokens."""
+    async def reply(self, ns: str, sid: str, sent: list[tuple[str, str]], *, dedup: bool = True,
+                    **overrides: Any) -> Reply:
+        """Append the new ones of the ``sent`` turns (ending with the user's; with ``dedup``,
+        turns the transcript already ends with are not stored again), answer from the committed
+        memory and the current session's context, append the answer. ``overrides``:
+        temperature, max_tokens."""
         async with self.lock(ns, sid):
             self._end_if_idle(ns, sid)
-            added = self.store.append_turns(ns, sid, new_turns) if new_turns else []
+            if dedup and sent:
+                state = self.store.session(ns, sid)
+                recent = self.store.turns(ns, sid, after=max(0, state.last_seq - len(sent))) if state else []
+                sent = new_turns(recent, sent)
+            added = self.store.append_turns(ns, sid, sent) if sent else []
             state = self.store.session(ns, sid)
             if state is None:
                 raise ReplyError("the conversation has no turns to answer")
