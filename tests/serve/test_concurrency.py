@@ -10,13 +10,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.memory.conftest import _fresh_pg
+
 from .server import serve, serve_config
 
 pytest.importorskip("fastapi")
 
 
-def test_200_concurrent_requests_over_50_sessions(tmp_path: Path) -> None:
-    cfg = serve_config(tmp_path, memory={"policy": "every_n_turns", "every_n_turns": 2})
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_200_concurrent_requests_over_50_sessions(tmp_path: Path, backend: str,
+                                                  request: pytest.FixtureRequest) -> None:
+    store = _fresh_pg(request.getfixturevalue("pg_url")) if backend == "postgres" else None
+    cfg = serve_config(tmp_path, memory={"policy": "every_n_turns", "every_n_turns": 2}, store=store)
     with serve(cfg) as s:
         async def main() -> None:
             limits = httpx.Limits(max_connections=200)
