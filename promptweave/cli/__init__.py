@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # sub-command modules; each does ``@app.command()`` on import
-_COMMANDS = ["run", "evaluate", "meta", "templates", "serve"]
+_COMMANDS = ["run", "evaluate", "meta", "templates", "serve", "chat"]
 for _name in _COMMANDS:
     importlib.import_module(f"{__name__}.{_name}")
 
