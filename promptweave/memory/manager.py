@@ -23,8 +23,9 @@ from ..prompts import get_template
 from .budget import Budget, approx_tokens
 from .config import MemoryConfig
 from .dedup import new_turns
-from .prompts import after_marker, clean_reply, fit_context, render_respond, render_update
+from .prompts import clean_reply, fit_context, render_respond
 from .store import MemoryVersion, SQLStore, Turn, VersionConflict
+from .updater import Summarizer, UpdateFailure
 
 log = logging.getLogger("promptweave.memory")
 
@@ -44,13 +45,6 @@ class Reply:
     messages: list[Any] = field(default_factory=list)
 
 
-@dataclass
-class UpdateFailure:
-    at: float
-    error: str
-    raw: str | None = None
-
-
 class MemoryManager:
     """One store, the runtimes (``default`` replies, ``cfg.update_model`` updates), one policy."""
 
@@ -63,6 +57,7 @@ class MemoryManager:
             raise PromptweaveError(f"memory.update_model: no model named '{cfg.update_model}'; "
                                    f"define it under 'models:' (have: {', '.join(runtimes)})")
         self.budget = Budget(cfg.max_sentences, cfg.max_memory_tokens)
+        self.summarizer = Summarizer(runtimes[cfg.update_model], self.update_tpl, self.budget, cfg.compress_tries)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()
@@ -229,30 +224,5 @@ class MemoryManager:
         return mv
 
     async def summarize(self, previous: str | None, turns: list[Any]) -> tuple[str, list[str], str] | UpdateFailure:
-        """(memory text within the budget, sentences cut, note) or the failure. Over budget, the
-        model compresses again (``compress_tries`` times); if still over, the oldest sentences
-        are cut and returned, so the store records them."""
-        rt = self.runtimes[self.cfg.update_model]
-        marker = self.update_tpl.meta.get("reply_marker")
-        res = await rt.chat(render_update(self.update_tpl, previous, turns, self.cfg.max_sentences))
-        if not res.ok or res.text is None:
-            return UpdateFailure(time.time(), f"model call failed: {res.error}")
-        text = after_marker(res.text, marker)
-        if not text:
-            return UpdateFailure(time.time(), "the model returned an empty memory", raw=res.text)
-        notes = []
-        tries = 0
-        while self.budget.over(text) and tries < self.cfg.compress_tries:
-            tries += 1
-            res = await rt.chat(render_update(self.update_tpl, text, [], self.cfg.max_sentences, compress=True))
-            shorter = after_marker(res.text, marker) if res.ok and res.text else ""
-            if shorter:
-                text = shorter
-        if tries:
-            notes.append(f"compressed {tries}x")
-        cut: list[str] = []
-        if self.budget.over(text):
-            result = self.budget.cut(text)
-            text, cut = result.text, result.dropped
-            notes.append(f"cut {len(cut)} oldest sentence(s) to fit the budget")
-        return text, cut, "; ".join(notes)
+        """One update's text within the budget (see :class:`~promptweave.memory.updater.Summarizer`)."""
+        return await self.summarizer(previous, turns)

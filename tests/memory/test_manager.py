@@ -90,9 +90,9 @@ async def test_budget_compresses_then_cuts_and_records_the_cut(store: SQLStore) 
 
 async def test_failed_update_commits_nothing_and_is_redone(store: SQLStore) -> None:
     mm = manager(store)
-    mm.runtimes["memory"] = runtime([], fail_first=1)  # first call fails (no retries)
+    failing_once = runtime([], default="Updated Memory: The user's name is Ada.", fail_first=1)  # no retries
+    mm.runtimes["memory"] = mm.summarizer.runtime = failing_once
     mm.cfg.update_retry_after = 0.05
-    mm.runtimes["memory"].backend.default = "Updated Memory: The user's name is Ada."
     await mm.reply("ns", "u", [("user", "my name is Ada")])
     mm.end_session("ns", "u")
     await mm.drain()
