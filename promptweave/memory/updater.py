@@ -26,13 +26,16 @@ class Summarizer:
     (``compress_tries`` times, bounded); if still over, the oldest sentences are cut and
     returned, so that the store records them: a memory is never silently unbounded."""
 
-    def __init__(self, runtime: ModelRuntime, template: PromptTemplate, budget: Budget, compress_tries: int) -> None:
+    def __init__(self, runtime: ModelRuntime, template: PromptTemplate, budget: Budget, compress_tries: int,
+                 max_tokens: int | None = None) -> None:
         self.runtime, self.template, self.budget, self.compress_tries = runtime, template, budget, compress_tries
+        self.max_tokens = max_tokens  # None: the model's own max_tokens
         self.marker = template.meta.get("reply_marker")
 
     async def __call__(self, previous: str | None, turns: list[Any]) -> tuple[str, list[str], str] | UpdateFailure:
         """(memory text, sentences cut, note) or the failure."""
-        res = await self.runtime.chat(render_update(self.template, previous, turns, self.budget.max_sentences))
+        res = await self.runtime.chat(render_update(self.template, previous, turns, self.budget.max_sentences),
+                                      max_tokens=self.max_tokens)
         if not res.ok or res.text is None:
             return UpdateFailure(time.time(), f"model call failed: {res.error}")
         text = after_marker(res.text, self.marker)
@@ -43,7 +46,7 @@ class Summarizer:
         while self.budget.over(text) and tries < self.compress_tries:
             tries += 1
             res = await self.runtime.chat(render_update(self.template, text, [], self.budget.max_sentences,
-                                                        compress=True))
+                                                        compress=True), max_tokens=self.max_tokens)
             shorter = after_marker(res.text, self.marker) if res.ok and res.text else ""
             if shorter:
                 text = shorter

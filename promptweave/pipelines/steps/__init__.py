@@ -11,5 +11,6 @@ steps.register("generate", "promptweave.pipelines.steps.generate:GenerateStep")
 steps.register("translate", "promptweave.pipelines.steps.translate:TranslateStep")
 steps.register("mqm", "promptweave.pipelines.steps.judges:MQMStep")
 steps.register("da", "promptweave.pipelines.steps.judges:DAStep")
+steps.register("dialogue", "promptweave.pipelines.steps.dialogue:DialogueStep")
 
 __all__ = ["Row", "RunContext", "Step", "StepConfig", "steps"]
