@@ -24,7 +24,7 @@ from .budget import Budget, approx_tokens
 from .config import MemoryConfig
 from .dedup import new_turns
 from .prompts import clean_reply, fit_context, render_respond
-from .store import MemoryVersion, SQLStore, Turn, VersionConflict
+from .store import MemoryVersion, SessionState, SQLStore, Turn, VersionConflict
 from .updater import Summarizer, UpdateFailure
 
 log = logging.getLogger("promptweave.memory")
@@ -75,17 +75,15 @@ class MemoryManager:
         memory and the current session's context, append the answer. ``overrides``:
         temperature, max_tokens."""
         async with self.lock(ns, sid):
-            self._end_if_idle(ns, sid)
-            if dedup and sent:
-                state = self.store.session(ns, sid)
-                recent = self.store.turns(ns, sid, after=max(0, state.last_seq - len(sent))) if state else []
+            state = self._end_if_idle(ns, sid, self.store.session(ns, sid))
+            if dedup and sent and state is not None:
+                recent = self.store.turns(ns, sid, after=max(0, state.last_seq - len(sent)))
                 sent = new_turns(recent, sent)
             added = self.store.append_turns(ns, sid, sent) if sent else []
-            state = self.store.session(ns, sid)
-            if state is None:
+            if state is None and not added:
                 raise ReplyError("the conversation has no turns to answer")
             memory = self.store.latest_memory(ns, sid)
-            after = state.session_start
+            after = state.session_start if state is not None else 0
             if self.cfg.policy == "token_budget" and memory is not None:
                 after = max(after, memory.turn_to)  # folded turns live in the memory now
             context = fit_context(self.store.turns(ns, sid, after=after), self.cfg.context_tokens)
@@ -99,12 +97,14 @@ class MemoryManager:
             return Reply(text, added, memory.version if memory else 0, res.prompt_tokens, res.completion_tokens,
                          res.finish_reason, messages)
 
-    def _end_if_idle(self, ns: str, sid: str) -> None:
-        if self.cfg.policy != "session_end" or self.cfg.idle_timeout is None:
-            return
-        state = self.store.session(ns, sid)
-        if state and state.last_seq > state.session_start and time.time() - state.last_activity > self.cfg.idle_timeout:
+    def _end_if_idle(self, ns: str, sid: str, state: SessionState | None) -> SessionState | None:
+        """End a session idle past the timeout before its next turn; the state to use after."""
+        if self.cfg.policy != "session_end" or self.cfg.idle_timeout is None or state is None:
+            return state
+        if state.last_seq > state.session_start and time.time() - state.last_activity > self.cfg.idle_timeout:
             self.end_session(ns, sid)
+            return self.store.session(ns, sid)
+        return state
 
     def _apply_policy(self, ns: str, sid: str) -> None:
         if self.cfg.policy == "session_end":

@@ -48,6 +48,10 @@ class PostgresStore(SQLStore):
             self.conn.execute("SELECT pg_advisory_xact_lock(727273)")
             yield self.conn.execute
 
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        yield self.conn.execute  # autocommit: each SELECT is its own snapshot
+
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, self._psycopg.errors.UniqueViolation)
 

@@ -36,6 +36,10 @@ class SQLiteStore(SQLStore):
             raise
         self.conn.execute("COMMIT")
 
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        yield self.conn.execute  # autocommit: each SELECT is its own snapshot
+
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError)
 

@@ -107,6 +107,11 @@ class SQLStore(ABC):
         that takes the write lock at once (so that a read-then-write cannot interleave)."""
 
     @abstractmethod
+    def _reading(self) -> Any:
+        """A context manager yielding ``execute`` for reads only (no write lock; each statement
+        sees a committed state)."""
+
+    @abstractmethod
     def _is_unique_violation(self, exc: BaseException) -> bool: ...
 
     @abstractmethod
@@ -118,6 +123,11 @@ class SQLStore(ABC):
     @contextmanager
     def _tx(self) -> Iterator[Any]:
         with self._lock, self._transaction() as execute:
+            yield lambda sql, params=(): execute(self._sql(sql), params)
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self._lock, self._reading() as execute:
             yield lambda sql, params=(): execute(self._sql(sql), params)
 
     def _create_schema(self) -> None:
@@ -145,20 +155,20 @@ class SQLStore(ABC):
 
     def turns(self, ns: str, sid: str, after: int = 0, upto: int | None = None) -> list[Turn]:
         """Turns with ``after < seq <= upto``, in order."""
-        with self._tx() as ex:
+        with self._read() as ex:
             rows = ex("SELECT seq, role, content, dialogue_no, created FROM pw_turns WHERE ns = ? AND sid = ? "
                       "AND seq > ? AND seq <= ? ORDER BY seq", (ns, sid, after, upto if upto is not None else 2**31 - 1)
                       ).fetchall()
         return [Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows]
 
     def session(self, ns: str, sid: str) -> SessionState | None:
-        with self._tx() as ex:
+        with self._read() as ex:
             r = ex("SELECT dialogue_no, session_start, pending_upto, last_seq, last_activity FROM pw_sessions "
                    "WHERE ns = ? AND sid = ?", (ns, sid)).fetchone()
         return SessionState(int(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])) if r else None
 
     def sessions(self, ns: str) -> list[str]:
-        with self._tx() as ex:
+        with self._read() as ex:
             return [r[0] for r in ex("SELECT sid FROM pw_sessions WHERE ns = ? ORDER BY sid", (ns,)).fetchall()]
 
     # -- session boundaries and update requests ---------------------------------------------
@@ -179,27 +189,27 @@ class SQLStore(ABC):
 
     def pending(self) -> list[tuple[str, str]]:
         """Conversations whose requested update is not committed yet (e.g. after a crash)."""
-        with self._tx() as ex:
+        with self._read() as ex:
             rows = ex("SELECT s.ns, s.sid FROM pw_sessions s WHERE s.pending_upto > COALESCE((SELECT MAX(m.turn_to) "
                       "FROM pw_memory m WHERE m.ns = s.ns AND m.sid = s.sid), 0) ORDER BY s.ns, s.sid").fetchall()
         return [(r[0], r[1]) for r in rows]
 
     def idle(self, before: float) -> list[tuple[str, str]]:
         """Conversations with an open dialogue session and no turn since ``before``."""
-        with self._tx() as ex:
+        with self._read() as ex:
             rows = ex("SELECT ns, sid FROM pw_sessions WHERE last_seq > session_start AND last_activity < ?",
                       (before,)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
     # -- memory versions --------------------------------------------------------------------
     def latest_memory(self, ns: str, sid: str) -> MemoryVersion | None:
-        with self._tx() as ex:
+        with self._read() as ex:
             r = ex(f"SELECT {_MEM_COLS} FROM pw_memory WHERE ns = ? AND sid = ? ORDER BY version DESC LIMIT 1",
                    (ns, sid)).fetchone()
         return _memory(r) if r else None
 
     def versions(self, ns: str, sid: str) -> list[MemoryVersion]:
-        with self._tx() as ex:
+        with self._read() as ex:
             rows = ex(f"SELECT {_MEM_COLS} FROM pw_memory WHERE ns = ? AND sid = ? ORDER BY version",
                       (ns, sid)).fetchall()
         return [_memory(r) for r in rows]
