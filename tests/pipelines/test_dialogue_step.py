@@ -92,3 +92,30 @@ def test_msc_config_runs_on_the_shared_data(tmp_path: Path) -> None:
         pytest.skip("../shared/data/msc is absent")
     summary = run_pipeline(_config(tmp_path, data), ["data.limit=2"], progress=False)
     assert summary.total == 6 and summary.errors == 0
+
+
+def test_judge_rates_each_response_and_records_parse_failures(tmp_path: Path) -> None:
+    from promptweave.pipelines.steps.dialogue import parse_double_bracket
+
+    assert parse_double_bracket("Fine. Rating: [[72]]") == 72
+    assert parse_double_bracket("[[72]] or [[80]]") is None and parse_double_bracket("[[0]]") is None
+    assert parse_double_bracket("no rating") is None and parse_double_bracket("[[7]] ... [[7]]") == 7
+    data = tmp_path / "eps.jsonl"
+    data.write_text(json.dumps({**EPISODE, "personas": [["I keep bees."], ["I am a bot."]]}) + "\n")
+    cfg = yaml.safe_load(_config(tmp_path, data).read_text())
+    cfg["models"] = {"judge": {"backend": "scripted", "cache": False, "options": {
+        "rules": [{"match": r"(?s)- I am a bot\..*Bot: MEM<User is", "reply": "Consistent. Rating: [[90]]"},
+                  # the second response's context holds the first gold bot turn: an unparsable reply
+                  {"match": r"(?s)Bot: Oh no, your bees", "reply": "I cannot rate this."}],
+        "default": "Rating: [[40]]"}}}
+    cfg["steps"].append({"id": "consistency", "model": "judge",
+                         "dialogue_judge": {"of": "reply", "episode": "episode", "aspect": "consistency"}})
+    path = tmp_path / "judged.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    summary = run_pipeline(path, progress=False)
+    rows = {r["fields"]["system"]: r["outputs"]["consistency"] for r in read_jsonl(summary.run_dir / "results.jsonl")}
+    assert rows["memory"]["scores"] == [90.0, 90.0] and rows["memory"]["value"] == 90.0
+    assert rows["none"]["scores"] == [40.0, None] and rows["none"]["parse_status"] == "partial"
+    assert rows["none"]["raw"][1] == "I cannot rate this." and rows["none"]["value"] == 40.0  # never a 0
+    judges = json.loads((summary.run_dir / "scores.json").read_text())["judges"]["consistency"]
+    assert judges["groups"]["memory"]["mean"] == 90.0 and judges["groups"]["none"]["mean"] == 40.0

@@ -12,5 +12,6 @@ steps.register("translate", "promptweave.pipelines.steps.translate:TranslateStep
 steps.register("mqm", "promptweave.pipelines.steps.judges:MQMStep")
 steps.register("da", "promptweave.pipelines.steps.judges:DAStep")
 steps.register("dialogue", "promptweave.pipelines.steps.dialogue:DialogueStep")
+steps.register("dialogue_judge", "promptweave.pipelines.steps.dialogue:DialogueJudgeStep")
 
 __all__ = ["Row", "RunContext", "Step", "StepConfig", "steps"]

@@ -16,6 +16,7 @@ Calls go through the run's :class:`ModelRuntime`; a rerun is answered from the c
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import Field
@@ -66,6 +67,19 @@ def _turns(episode: dict[str, Any]) -> tuple[list[list[tuple[str, str]]], list[t
     return previous, current
 
 
+def episode_of(row: Row, field: str) -> dict[str, Any]:
+    """The MSC episode in a row field (an object, or its JSON text as ``data.files`` reads it)."""
+    raw = row.fields.get(field)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise PromptweaveError(f"dialogue: field '{field}' is not a JSON episode ({exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise PromptweaveError(f"dialogue: field '{field}' must hold an MSC episode object")
+    return raw
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -82,15 +96,7 @@ class DialogueStep(Step):
         return {"respond_template_sha256": self.respond_tpl.sha256, "update_template_sha256": self.update_tpl.sha256}
 
     def _episode(self, row: Row) -> dict[str, Any]:
-        raw = row.fields.get(self.config.episode)
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise PromptweaveError(f"dialogue: field '{self.config.episode}' is not a JSON episode ({exc.msg})") from None
-        if not isinstance(raw, dict):
-            raise PromptweaveError(f"dialogue: field '{self.config.episode}' must hold an MSC episode object")
-        return raw
+        return episode_of(row, self.config.episode)
 
     def _system(self, row: Row) -> str:
         system = self.config.system
@@ -153,3 +159,67 @@ class DialogueStep(Step):
             memory, cut, note = result
             updates.append({"session": n, "memory": memory, "cut": cut, "note": note})
         return memory, updates, None
+
+
+_RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
+
+
+def parse_double_bracket(text: str, low: float = 1, high: float = 100) -> float | None:
+    """The one ``[[N]]`` rating of a judge reply, within [low, high]; None (a parse failure) when
+    there is none, several different ones, or one out of range."""
+    found = {float(m) for m in _RATING.findall(text)}
+    if len(found) != 1:
+        return None
+    value = found.pop()
+    return value if low <= value <= high else None
+
+
+class DialogueJudgeConfig(StepConfig):
+    of: str = Field("reply", description="id of the dialogue step whose responses are judged")
+    episode: str = "source"
+    aspect: Literal["consistency", "coherence", "fluency"] = "consistency"
+    template: str = "judges/rsum-dialogue"
+    max_tokens: int | None = Field(256, ge=1)
+
+
+class DialogueJudgeStep(Step):
+    """``dialogue_judge``: rate each response of a ``dialogue`` step from 1 to 100 on one aspect
+    (the paper's LLM evaluation); the value is the episode's mean over the parsed ratings, so the
+    report shows it per system. Unparsable replies are kept raw and counted, never scored."""
+
+    Config = DialogueJudgeConfig
+    config: DialogueJudgeConfig
+
+    def prepare(self) -> None:
+        self.template = get_template(self.config.template, self.ctx.base_dir)
+
+    def describe(self) -> dict[str, Any]:
+        return {"template": self.template.name, "template_sha256": self.template.sha256, "aspect": self.config.aspect}
+
+    def _vars(self, episode: dict[str, Any], context: list[tuple[str, str]], response: str) -> dict[str, Any]:
+        personas = episode.get("personas") or [[], []]
+        bot = personas[1] if isinstance(personas, list) and len(personas) > 1 else []
+        return {"aspect": self.config.aspect, "persona": [str(p) for p in bot],
+                "turns": [{"role": r, "content": c} for r, c in context], "response": response}
+
+    def preflight(self, row: Row) -> None:
+        self.template.render(self._vars({}, [("user", "hi")], "hello"))
+
+    async def run(self, row: Row) -> dict[str, Any]:
+        produced = row.outputs.get(self.config.of) or {}
+        if produced.get("value") is None or not isinstance(produced.get("turn_index"), list):
+            return {"value": None, "error": f"step '{self.config.of}' produced no dialogue responses to judge"}
+        episode = episode_of(row, self.config.episode)
+        _, current = _turns(episode)
+        responses = str(produced["value"]).split("\n")
+        scores: list[float | None] = []
+        raws: list[str | None] = []
+        for i, response in zip(produced["turn_index"], responses):
+            res = await self.ctx.model().chat(self.template.render(self._vars(episode, current[:i], response)),
+                                              max_tokens=self.config.max_tokens)
+            raws.append(res.text)
+            scores.append(parse_double_bracket(res.text) if res.ok and res.text else None)
+        valid = [s for s in scores if s is not None]
+        status = "ok" if len(valid) == len(scores) else "failed" if not valid else "partial"
+        return {"value": sum(valid) / len(valid) if valid else None, "scores": scores, "raw": raws,
+                "parse_status": status, "parse_failures": len(scores) - len(valid)}
