@@ -119,3 +119,22 @@ def test_judge_rates_each_response_and_records_parse_failures(tmp_path: Path) ->
     assert rows["none"]["raw"][1] == "I cannot rate this." and rows["none"]["value"] == 40.0  # never a 0
     judges = json.loads((summary.run_dir / "scores.json").read_text())["judges"]["consistency"]
     assert judges["groups"]["memory"]["mean"] == 90.0 and judges["groups"]["none"]["mean"] == 40.0
+
+
+def test_memory_overlap_against_gold_personas(tmp_path: Path) -> None:
+    episode = {**EPISODE, "previous_dialogs": [
+        {**EPISODE["previous_dialogs"][0], "personas": [["User is Ada.", "I keep bees."], []]},
+        {**EPISODE["previous_dialogs"][1], "personas": [["User lives in Lyon."], ["I like jazz."]]}]}
+    data = tmp_path / "eps.jsonl"
+    data.write_text(json.dumps(episode) + "\n")
+    summary = run_pipeline(_config(tmp_path, data), progress=False)
+    rows = {r["fields"]["system"]: r["outputs"] for r in read_jsonl(summary.run_dir / "results.jsonl")}
+    # memory "User is Ada. User keeps bees. User lives in Lyon.": two gold facts match exactly;
+    # "I keep bees." ~ "User keeps bees." is F1 1/3 (below 0.5), "I like jazz." matches nothing
+    out = rows["memory"]["memory_recall"]
+    assert out["gold_facts"] == 4 and out["memory_sentences"] == 3
+    assert out["value"] == pytest.approx(50.0) and out["recall"] == pytest.approx(0.5)
+    assert rows["memory"]["memory_precision"]["value"] == pytest.approx(100 * 2 / 3)
+    assert rows["none"]["memory_recall"]["value"] is None  # no memory, no score
+    judges = json.loads((summary.run_dir / "scores.json").read_text())["judges"]
+    assert judges["memory_recall"]["groups"]["memory"]["scored"] == 1

@@ -13,5 +13,6 @@ steps.register("mqm", "promptweave.pipelines.steps.judges:MQMStep")
 steps.register("da", "promptweave.pipelines.steps.judges:DAStep")
 steps.register("dialogue", "promptweave.pipelines.steps.dialogue:DialogueStep")
 steps.register("dialogue_judge", "promptweave.pipelines.steps.dialogue:DialogueJudgeStep")
+steps.register("memory_overlap", "promptweave.pipelines.steps.dialogue:MemoryOverlapStep")
 
 __all__ = ["Row", "RunContext", "Step", "StepConfig", "steps"]

@@ -223,3 +223,41 @@ class DialogueJudgeStep(Step):
         status = "ok" if len(valid) == len(scores) else "failed" if not valid else "partial"
         return {"value": sum(valid) / len(valid) if valid else None, "scores": scores, "raw": raws,
                 "parse_status": status, "parse_failures": len(scores) - len(valid)}
+
+
+class MemoryOverlapConfig(StepConfig):
+    of: str = Field("reply", description="id of the dialogue step whose memory is scored")
+    episode: str = "source"
+    measure: Literal["recall", "precision", "f1"] = "recall"
+    threshold: float = Field(0.5, gt=0, le=1, description="unigram F1 at which two sentences match")
+
+
+class MemoryOverlapStep(Step):
+    """``memory_overlap``: the memory against the gold persona summaries of the previous sessions
+    (MSC ``previous_dialogs[*].personas``, both speakers). A gold fact is recalled, and a memory
+    sentence is precise, when some sentence of the other side reaches ``threshold`` unigram F1
+    (SQuAD normalisation). Rows without a memory (other systems) get no value."""
+
+    Config = MemoryOverlapConfig
+    config: MemoryOverlapConfig
+
+    async def run(self, row: Row) -> dict[str, Any]:
+        from ...evaluators.dialogue import unigram_f1
+        from ...memory.budget import sentences
+
+        memory = (row.outputs.get(self.config.of) or {}).get("memory")
+        if not isinstance(memory, str):
+            return {"value": None, "note": "no memory on this row"}
+        episode = episode_of(row, self.config.episode)
+        gold = [str(f) for s in episode.get("previous_dialogs") or [] if isinstance(s, dict)
+                for speaker in s.get("personas") or [] if isinstance(speaker, list) for f in speaker]
+        mem = sentences(memory)
+        if not gold or not mem:
+            return {"value": None, "note": "no gold persona facts or an empty memory"}
+        t = self.config.threshold
+        recall = sum(1 for g in gold if max(unigram_f1(m, g) for m in mem) >= t) / len(gold)
+        precision = sum(1 for m in mem if max(unigram_f1(m, g) for g in gold) >= t) / len(mem)
+        f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+        value = {"recall": recall, "precision": precision, "f1": f1}[self.config.measure]
+        return {"value": 100 * value, "recall": recall, "precision": precision, "gold_facts": len(gold),
+                "memory_sentences": len(mem)}
