@@ -124,7 +124,8 @@ def create_app(loaded: LoadedServeConfig, host: str | None = None) -> FastAPI:
         m = manager()
         return {"status": "ok", "model": cfg.server.model_name, "policy": cfg.memory.policy,
                 "updates_committed": m.updates_committed,
-                "updates_running": sum(1 for t in m._tasks.values() if not t.done())}
+                "updates_running": sum(1 for t in m._tasks.values() if not t.done()),
+                "usage": {name: rt.ledger.to_dict() for name, rt in m.runtimes.items()}}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

@@ -42,7 +42,10 @@ def test_200_concurrent_requests_over_50_sessions(tmp_path: Path, backend: str,
         deadline = time.monotonic() + 30
         while httpx.get(f"{s.root}/healthz").json()["updates_running"] and time.monotonic() < deadline:
             time.sleep(0.05)
-        committed = httpx.get(f"{s.root}/healthz").json()["updates_committed"]
+        health = httpx.get(f"{s.root}/healthz").json()
+        committed = health["updates_committed"]
+        assert health["usage"]["default"]["requests"] == 200  # every reply through the runtime's ledger
+        assert health["usage"]["memory"]["requests"] == committed
         versions_total = 0
         for i in range(50):
             body = httpx.get(f"{s.root}/v1/sessions/s{i}").json()
