@@ -178,7 +178,7 @@ class DialogueJudgeConfig(StepConfig):
     of: str = Field("reply", description="id of the dialogue step whose responses are judged")
     episode: str = "source"
     aspect: Literal["consistency", "coherence", "fluency"] = "consistency"
-    template: str = "judges/rsum-dialogue"
+    template: str = "rsum-judge"
     max_tokens: int | None = Field(256, ge=1)
 
 
