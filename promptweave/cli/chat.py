@@ -21,13 +21,14 @@ def chat(
     set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="override a config value: key.path=value"),
 ) -> None:
     """Chat in the terminal; the memory is kept in the configured store."""
+    from ..errors import PromptweaveError
     from ..serve.config import load_serve_config
     from ..serve.protocol import APIError, check_session_id
 
     try:
         check_session_id(session)
     except APIError as exc:
-        raise typer.BadParameter(exc.message, param_hint="--session") from None
+        raise PromptweaveError(f"--session: {exc.message}") from None
     loaded = load_serve_config(config, list(set_ or []))
     asyncio.run(_loop(loaded, namespace, session))
 

@@ -29,3 +29,10 @@ def test_chat_keeps_memory_across_runs(tmp_path: Path) -> None:
     assert "I remember: The user's name is Ada." in out
     out = _chat(cfg, ["/forget", "/memory", "Do you remember me?"])
     assert "forgotten" in out and "memory: none yet" in out and "I remember" not in out
+
+
+def test_bad_session_id_is_a_one_line_error(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "promptweave", "chat", str(serve_config(tmp_path)), "--session", "../x"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60, env={"PYTHONPATH": str(REPO),
+                                                                                   "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2 and r.stderr.startswith("error: --session:") and "Traceback" not in r.stderr
