@@ -138,3 +138,21 @@ def test_binds_loopback_and_refuses_an_open_unauthenticated_bind(tmp_path: Path)
     loaded.config.server.keys_env = "PW_SURELY_UNSET_KEYS"
     with pytest.raises(ConfigError, match="export PW_SURELY_UNSET_KEYS"):
         Auth.from_config(loaded, "127.0.0.1")
+
+
+def test_rollback_restores_an_old_memory_as_a_new_version(server: Served) -> None:
+    from .server import wait_for_version
+
+    for k, text in enumerate(["my name is Eve", "I live in Rome"], start=1):
+        assert _chat(server, {"user": "rb", "messages": [{"role": "user", "content": text}]}).status_code == 200
+        httpx.post(f"{server.root}/v1/sessions/rb/end", headers=A)
+        wait_for_version(server.root, "rb", k, headers=A)
+    r = httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": 1}, headers=A)
+    assert r.status_code == 200 and r.json()["memory"]["version"] == 3
+    body = httpx.get(f"{server.root}/v1/sessions/rb", headers=A).json()
+    assert [v["text"] for v in body["versions"]] == ["The user's name is Eve.",
+                                                     "The user's name is Eve. The user lives in Rome.",
+                                                     "The user's name is Eve."]
+    _error(httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": 9}, headers=A), 404)
+    _error(httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": "1"}, headers=A), 400)
+    _error(httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": 1}, headers=B), 404)
