@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ class MemoryManager:
                                    f"define it under 'models:' (have: {', '.join(runtimes)})")
         self.budget = Budget(cfg.max_sentences, cfg.max_memory_tokens)
         self.summarizer = Summarizer(runtimes[cfg.update_model], self.update_tpl, self.budget, cfg.compress_tries)
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # a lock lives while someone holds or waits for it: an idle conversation costs no memory
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()
         self.failures: dict[tuple[str, str], UpdateFailure] = {}
@@ -66,7 +68,10 @@ class MemoryManager:
 
     # -- the reply path ----------------------------------------------------------------------
     def lock(self, ns: str, sid: str) -> asyncio.Lock:
-        return self._locks.setdefault((ns, sid), asyncio.Lock())
+        lock = self._locks.get((ns, sid))
+        if lock is None:
+            lock = self._locks[(ns, sid)] = asyncio.Lock()
+        return lock
 
     async def reply(self, ns: str, sid: str, sent: list[tuple[str, str]], *, dedup: bool = True,
                     **overrides: Any) -> Reply:
@@ -151,7 +156,8 @@ class MemoryManager:
         if task is not None and not task.done():
             self._again.add(key)  # the running task looks again when it finishes
             return
-        self._tasks[key] = asyncio.get_running_loop().create_task(self._update_loop(ns, sid))
+        task = self._tasks[key] = asyncio.get_running_loop().create_task(self._update_loop(ns, sid))
+        task.add_done_callback(lambda t: self._tasks.pop(key, None) if self._tasks.get(key) is t else None)
 
     def recover(self) -> int:
         """Schedule every update that was asked for but never committed (after a crash)."""
