@@ -4,6 +4,7 @@ instead of the whole test session."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,8 @@ def test_embedded_model_keeps_the_fact(tmp_path: Path, embedded_model_path: Path
     path.write_text(yaml.safe_dump(cfg))
     r = subprocess.run([sys.executable, "-m", "promptweave", "chat", str(path), "--session", "ada"],
                        input="Hello! My name is Ada and I live in Lyon.\n/end\n/memory\n", capture_output=True,
-                       text=True, cwd=REPO, timeout=600, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+                       text=True, cwd=REPO, timeout=600, env={"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                                                              "PATH": "/usr/bin:/bin",
                                                               "COLUMNS": "200", "HOME": str(Path.home())})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "memory v1" in r.stdout, r.stdout
