@@ -76,7 +76,7 @@ def _root(
 
 # sub-command modules; each does ``@app.command()`` on import. Imported by main(), after the
 # supervisor of ``run`` has branched off: it needs none of them.
-_COMMANDS = ["run", "evaluate", "meta", "templates", "report", "compare"]
+_COMMANDS = ["run", "evaluate", "meta", "templates", "report", "compare", "serve", "chat"]
 
 
 def load_commands() -> None:

@@ -13,6 +13,9 @@ metrics.register("bleu", "promptweave.evaluators.lexical:BLEUMetric")
 metrics.register("chrf", "promptweave.evaluators.lexical:CHRFMetric")
 metrics.register("ter", "promptweave.evaluators.lexical:TERMetric")
 metrics.register("comet", "promptweave.evaluators.comet:COMETMetric")
+metrics.register("unigram_f1", "promptweave.evaluators.dialogue:UnigramF1Metric")
+metrics.register("bleu1", "promptweave.evaluators.dialogue:Bleu1Metric")
+metrics.register("bleu2", "promptweave.evaluators.dialogue:Bleu2Metric")
 
 
 def create_metric(name: str, src_lang: str | None = None, tgt_lang: str | None = None,

@@ -13,5 +13,8 @@ steps.register("mqm", "promptweave.pipelines.steps.judges:MQMStep")
 steps.register("da", "promptweave.pipelines.steps.judges:DAStep")
 steps.register("vqa", "promptweave.pipelines.steps.vqa:VQAStep")
 steps.register("dc2", "promptweave.pipelines.steps.dc2:DC2Step")
+steps.register("dialogue", "promptweave.pipelines.steps.dialogue:DialogueStep")
+steps.register("dialogue_judge", "promptweave.pipelines.steps.dialogue:DialogueJudgeStep")
+steps.register("memory_overlap", "promptweave.pipelines.steps.dialogue:MemoryOverlapStep")
 
 __all__ = ["Row", "RunContext", "Step", "StepConfig", "steps"]

@@ -1,0 +1,271 @@
+"""The memory store: one small interface, two real implementations (SQLite, PostgreSQL).
+
+Tables: ``pw_sessions`` (per conversation: dialogue-session counter, where the current dialogue
+session starts, how far an update was asked for, last activity), ``pw_turns`` (the transcript)
+and ``pw_memory`` (every memory version: text, version, the turn range it covers, the model
+identity, the update template's SHA-256, the time, and any sentences a budget cut dropped).
+
+Every write is one transaction. A memory version is written only by :meth:`SQLStore.commit_memory`,
+after the model call succeeded, and only if the latest version is still the one the update read
+(``expected_version``): two updates of one conversation can never overwrite each other, whether
+they run in one process or in two. Old versions are kept; a rollback adds a new version.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class VersionConflict(Exception):
+    """Another update committed first; re-read the memory and try again."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    seq: int
+    role: str
+    content: str
+    dialogue_no: int
+    created: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MemoryVersion:
+    version: int
+    text: str
+    turn_from: int
+    turn_to: int
+    model: dict[str, Any]
+    template_sha256: str
+    created: float
+    cut: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SessionState:
+    dialogue_no: int
+    session_start: int
+    pending_upto: int
+    last_seq: int
+    last_activity: float
+
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS pw_sessions (
+        ns TEXT NOT NULL, sid TEXT NOT NULL,
+        dialogue_no INTEGER NOT NULL DEFAULT 1, session_start INTEGER NOT NULL DEFAULT 0,
+        pending_upto INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,
+        last_activity DOUBLE PRECISION NOT NULL, created DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (ns, sid))""",
+    """CREATE TABLE IF NOT EXISTS pw_turns (
+        ns TEXT NOT NULL, sid TEXT NOT NULL, seq INTEGER NOT NULL, dialogue_no INTEGER NOT NULL,
+        role TEXT NOT NULL, content TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (ns, sid, seq))""",
+    """CREATE TABLE IF NOT EXISTS pw_memory (
+        ns TEXT NOT NULL, sid TEXT NOT NULL, version INTEGER NOT NULL, text TEXT NOT NULL,
+        turn_from INTEGER NOT NULL, turn_to INTEGER NOT NULL, model TEXT NOT NULL,
+        template_sha256 TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
+        cut TEXT NOT NULL DEFAULT '[]', note TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (ns, sid, version))""",
+]
+_MEM_COLS = "version, text, turn_from, turn_to, model, template_sha256, created, cut, note"
+
+
+def _memory(row: Any) -> MemoryVersion:
+    return MemoryVersion(int(row[0]), row[1], int(row[2]), int(row[3]), json.loads(row[4]), row[5],
+                         float(row[6]), json.loads(row[7]), row[8])
+
+
+class SQLStore(ABC):
+    """The store logic, in SQL both SQLite and PostgreSQL run (``?`` placeholders; a subclass
+    translates them). Methods are synchronous and short; a lock serialises use of the one
+    connection, and the database serialises writers across processes."""
+
+    placeholder = "?"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    # -- what a backend provides ------------------------------------------------------------
+    @abstractmethod
+    def _transaction(self) -> Any:
+        """A context manager yielding ``execute(sql, params) -> cursor`` inside one transaction
+        that takes the write lock at once (so that a read-then-write cannot interleave)."""
+
+    @abstractmethod
+    def _reading(self) -> Any:
+        """A context manager yielding ``execute`` for reads only (no write lock; each statement
+        sees a committed state)."""
+
+    @abstractmethod
+    def _is_unique_violation(self, exc: BaseException) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self._lock, self._transaction() as execute:
+            yield lambda sql, params=(): execute(self._sql(sql), params)
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self._lock, self._reading() as execute:
+            yield lambda sql, params=(): execute(self._sql(sql), params)
+
+    def _create_schema(self) -> None:
+        with self._tx() as ex:
+            for stmt in _SCHEMA:
+                ex(stmt)
+
+    # -- turns ------------------------------------------------------------------------------
+    def append_turns(self, ns: str, sid: str, turns: list[tuple[str, str]], now: float | None = None) -> list[Turn]:
+        """Append turns at the end of the transcript (creating the conversation on first use)."""
+        now = time.time() if now is None else now
+        with self._tx() as ex:
+            ex("INSERT INTO pw_sessions (ns, sid, last_activity, created) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT (ns, sid) DO NOTHING", (ns, sid, now, now))
+            row = ex("UPDATE pw_sessions SET last_seq = last_seq + ?, last_activity = ? WHERE ns = ? AND sid = ? "
+                     "RETURNING last_seq, dialogue_no", (len(turns), now, ns, sid)).fetchone()
+            last, dialogue_no = int(row[0]), int(row[1])
+            out = []
+            for i, (role, content) in enumerate(turns):
+                seq = last - len(turns) + 1 + i
+                ex("INSERT INTO pw_turns (ns, sid, seq, dialogue_no, role, content, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (ns, sid, seq, dialogue_no, role, content, now))
+                out.append(Turn(seq, role, content, dialogue_no, now))
+            return out
+
+    def turns(self, ns: str, sid: str, after: int = 0, upto: int | None = None) -> list[Turn]:
+        """Turns with ``after < seq <= upto``, in order."""
+        with self._read() as ex:
+            rows = ex("SELECT seq, role, content, dialogue_no, created FROM pw_turns WHERE ns = ? AND sid = ? "
+                      "AND seq > ? AND seq <= ? ORDER BY seq", (ns, sid, after, upto if upto is not None else 2**31 - 1)
+                      ).fetchall()
+        return [Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+
+    def session(self, ns: str, sid: str) -> SessionState | None:
+        with self._read() as ex:
+            r = ex("SELECT dialogue_no, session_start, pending_upto, last_seq, last_activity FROM pw_sessions "
+                   "WHERE ns = ? AND sid = ?", (ns, sid)).fetchone()
+        return SessionState(int(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])) if r else None
+
+    def sessions(self, ns: str) -> list[str]:
+        with self._read() as ex:
+            return [r[0] for r in ex("SELECT sid FROM pw_sessions WHERE ns = ? ORDER BY sid", (ns,)).fetchall()]
+
+    # -- session boundaries and update requests ---------------------------------------------
+    def end_session(self, ns: str, sid: str) -> bool:
+        """End the current dialogue session: the next turn starts a new one, and an update of
+        everything up to here is requested. False when the session has no turns since its start."""
+        with self._tx() as ex:
+            r = ex("UPDATE pw_sessions SET dialogue_no = dialogue_no + 1, session_start = last_seq, "
+                   "pending_upto = last_seq WHERE ns = ? AND sid = ? AND last_seq > session_start RETURNING last_seq",
+                   (ns, sid)).fetchone()
+        return r is not None
+
+    def request_update(self, ns: str, sid: str, upto: int) -> None:
+        """Ask for the memory to cover turns up to ``upto`` (kept across restarts)."""
+        with self._tx() as ex:
+            ex("UPDATE pw_sessions SET pending_upto = ? WHERE ns = ? AND sid = ? AND pending_upto < ?",
+               (upto, ns, sid, upto))
+
+    def pending(self) -> list[tuple[str, str]]:
+        """Conversations whose requested update is not committed yet (e.g. after a crash)."""
+        with self._read() as ex:
+            rows = ex("SELECT s.ns, s.sid FROM pw_sessions s WHERE s.pending_upto > COALESCE((SELECT MAX(m.turn_to) "
+                      "FROM pw_memory m WHERE m.ns = s.ns AND m.sid = s.sid), 0) ORDER BY s.ns, s.sid").fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def idle(self, before: float) -> list[tuple[str, str]]:
+        """Conversations with an open dialogue session and no turn since ``before``."""
+        with self._read() as ex:
+            rows = ex("SELECT ns, sid FROM pw_sessions WHERE last_seq > session_start AND last_activity < ?",
+                      (before,)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # -- memory versions --------------------------------------------------------------------
+    def latest_memory(self, ns: str, sid: str) -> MemoryVersion | None:
+        with self._read() as ex:
+            r = ex(f"SELECT {_MEM_COLS} FROM pw_memory WHERE ns = ? AND sid = ? ORDER BY version DESC LIMIT 1",
+                   (ns, sid)).fetchone()
+        return _memory(r) if r else None
+
+    def versions(self, ns: str, sid: str) -> list[MemoryVersion]:
+        with self._read() as ex:
+            rows = ex(f"SELECT {_MEM_COLS} FROM pw_memory WHERE ns = ? AND sid = ? ORDER BY version",
+                      (ns, sid)).fetchall()
+        return [_memory(r) for r in rows]
+
+    def commit_memory(self, ns: str, sid: str, *, expected_version: int, text: str, turn_from: int, turn_to: int,
+                      model: dict[str, Any], template_sha256: str, cut: list[str] | None = None,
+                      note: str = "", now: float | None = None) -> MemoryVersion:
+        """Write version ``expected_version + 1`` in one transaction, or raise
+        :class:`VersionConflict` when the latest version is no longer ``expected_version``."""
+        now = time.time() if now is None else now
+        mv = MemoryVersion(expected_version + 1, text, turn_from, turn_to, model, template_sha256, now,
+                           list(cut or []), note)
+        try:
+            with self._tx() as ex:
+                r = ex("SELECT COALESCE(MAX(version), 0) FROM pw_memory WHERE ns = ? AND sid = ?", (ns, sid)).fetchone()
+                if int(r[0]) != expected_version:
+                    raise VersionConflict(f"memory of {sid} is at version {r[0]}, not {expected_version}")
+                ex(f"INSERT INTO pw_memory ({_MEM_COLS}, ns, sid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (mv.version, text, turn_from, turn_to, json.dumps(model, sort_keys=True), template_sha256, now,
+                    json.dumps(mv.cut), note, ns, sid))
+        except VersionConflict:
+            raise
+        except Exception as exc:
+            if self._is_unique_violation(exc):  # a writer in another process won the race
+                raise VersionConflict(f"memory of {sid}: version {mv.version} was written concurrently") from None
+            raise
+        return mv
+
+    def rollback(self, ns: str, sid: str, version: int) -> MemoryVersion:
+        """Make the text of ``version`` current again, as a new version (history is kept). The
+        new version covers the same turns as the latest, so the rolled-back facts are not
+        re-learned from turns that were already summarised."""
+        versions = {v.version: v for v in self.versions(ns, sid)}
+        if version not in versions:
+            raise KeyError(f"no memory version {version}")
+        latest = versions[max(versions)]
+        target = versions[version]
+        return self.commit_memory(ns, sid, expected_version=latest.version, text=target.text,
+                                  turn_from=latest.turn_from, turn_to=latest.turn_to, model=target.model,
+                                  template_sha256=target.template_sha256, note=f"rollback to version {version}")
+
+    def delete(self, ns: str, sid: str) -> bool:
+        """Forget a conversation: its turns and every memory version. False if it did not exist."""
+        with self._tx() as ex:
+            found = ex("DELETE FROM pw_sessions WHERE ns = ? AND sid = ? RETURNING sid", (ns, sid)).fetchone()
+            ex("DELETE FROM pw_turns WHERE ns = ? AND sid = ?", (ns, sid))
+            ex("DELETE FROM pw_memory WHERE ns = ? AND sid = ?", (ns, sid))
+        return found is not None
+
+
+def open_store(url: str) -> SQLStore:
+    """``sqlite:///path/to/file.db`` (or a plain path) or ``postgresql://...``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from .pg_store import PostgresStore
+
+        return PostgresStore(url)
+    from .sqlite_store import SQLiteStore
+
+    return SQLiteStore(url.removeprefix("sqlite:///").removeprefix("sqlite://"))

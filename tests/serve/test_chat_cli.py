@@ -1,0 +1,38 @@
+"""``promptweave chat``: a terminal session with /end, /memory and /forget over the real store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .server import REPO, serve_config
+
+
+def _chat(cfg: Path, lines: list[str], session: str = "me") -> str:
+    r = subprocess.run([sys.executable, "-m", "promptweave", "chat", str(cfg), "--session", session],
+                       input="\n".join(lines) + "\n", capture_output=True, text=True, cwd=REPO, timeout=60,
+                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    return r.stdout
+
+
+def test_chat_keeps_memory_across_runs(tmp_path: Path) -> None:
+    cfg = serve_config(tmp_path)
+    out = _chat(cfg, ["Hi, my name is Ada.", "/end", "/memory", "/bogus"])
+    assert "You said: Hi, my name is Ada." in out
+    assert "session ended; memory v1" in out
+    assert "The user's name is Ada." in out and "memory v1 (turns 1-2)" in out
+    assert "unknown command" in out
+    out = _chat(cfg, ["Do you remember me?"])  # a new process, the same store
+    assert "I remember: The user's name is Ada." in out
+    out = _chat(cfg, ["/forget", "/memory", "Do you remember me?"])
+    assert "forgotten" in out and "memory: none yet" in out and "I remember" not in out
+
+
+def test_bad_session_id_is_a_one_line_error(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "promptweave", "chat", str(serve_config(tmp_path)), "--session", "../x"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60, env={"PYTHONPATH": str(REPO),
+                                                                                   "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2 and r.stderr.startswith("error: --session:") and "Traceback" not in r.stderr
