@@ -142,6 +142,10 @@ def inprocess_cli(cwd: Path, *args: str, timeout: float = CASE_SECONDS) -> Resul
         raise _Timeout(f"promptweave {' '.join(args)} ran past {timeout} s")
 
     old_argv, old_cwd = sys.argv, os.getcwd()
+    # in this process: `run` must not hand its work to a supervised child, whose output and
+    # time would escape the capture and the limit (the forked and subprocess cases keep it)
+    old_supervise = os.environ.get("PROMPTWEAVE_SUPERVISE")
+    os.environ["PROMPTWEAVE_SUPERVISE"] = "0"
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     code = 0
@@ -158,6 +162,10 @@ def inprocess_cli(cwd: Path, *args: str, timeout: float = CASE_SECONDS) -> Resul
         signal.signal(signal.SIGALRM, previous)
         sys.argv = old_argv
         os.chdir(old_cwd)
+        if old_supervise is None:
+            os.environ.pop("PROMPTWEAVE_SUPERVISE", None)
+        else:
+            os.environ["PROMPTWEAVE_SUPERVISE"] = old_supervise
     return Result(code, out.getvalue(), err.getvalue())
 
 

@@ -381,6 +381,7 @@ def test_out_of_range_sampling_is_a_config_error(field: str, value: str, words: 
     from promptweave.cli import main
 
     monkeypatch.chdir(sampling_dir)
+    monkeypatch.setenv("PROMPTWEAVE_SUPERVISE", "0")  # in this process, so that stderr is captured
     monkeypatch.setattr(sys, "argv", ["promptweave", "run", "pipe.yaml", "--no-progress",
                                       "--set", f"model.{field}={value}"])
     err = io.StringIO()

@@ -51,7 +51,7 @@ def test_md_text() -> None:
 def test_usage_adds_up_over_resumes_and_latency_is_recorded(tmp_path: Path) -> None:
     cfg = scripted_pipeline(tmp_path, rows=5, options=", delay: 0.01")
     first = run_pipeline(cfg, ["data.limit=3"], run_id="r", progress=False)
-    second = run_pipeline(cfg, run_id="r", progress=False)
+    second = run_pipeline(cfg, run_id="r", progress=False, overwrite=True)  # another limit: the same rows and more
     assert first.run_dir == second.run_dir
     manifest = json.loads((Path(second.run_dir) / "manifest.json").read_text())
     assert manifest["usage_last_run"]["default"]["calls"] == 2
