@@ -27,6 +27,7 @@ from .languages import LanguageError, normalize as normalize_language
 from .models.spec import ModelConfig
 from .pipelines.steps import StepConfig, steps as step_registry
 from .registry import UnknownNameError, suggest
+from .pipelines.executors.spec import ExecutorConfig
 from .yamlio import LocatedYAML, Path_, apply_override, fmt_path
 
 _FORBID = ConfigDict(extra="forbid", protected_namespaces=())
@@ -97,6 +98,7 @@ class PipelineConfig(BaseModel):
     run_id: str | None = None
     cache: str | None = Field(None, description="cache file; default <output>/cache.sqlite; 'off' disables")
     concurrency: int = Field(64, ge=1, description="rows in flight at once")
+    executor: ExecutorConfig = Field(default_factory=lambda: ExecutorConfig(), description="local, or ray")
     record_env: list[str] = Field(default_factory=list, description="environment variables whose ${VAR} values "
                                   "may be written to manifest.json (by default the manifest keeps '${VAR}')")
 
