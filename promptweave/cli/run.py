@@ -27,6 +27,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     overwrite: bool = typer.Option(False, "--overwrite", help="let a --run-id whose directory holds another "
                                    "config take it over (the rows the change affects run again)"),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local or ray (same as --set executor.kind=...)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT "
+                                          "(same as --set executor.address=...)"),
 ) -> None:
     """Run a pipeline; re-running the same file resumes where it stopped."""
     from .. import run_pipeline
@@ -34,6 +37,8 @@ def run(
     overrides = list(set_ or [])
     if limit is not None:
         overrides.append(f"data.limit={limit}")
+    overrides += [f"executor.kind={executor}"] if executor else []
+    overrides += [f"executor.address={address}"] if address else []
     summary = run_pipeline(config, overrides, run_id=run_id, retry_errors=retry_errors, progress=progress,
                            argv=sys.argv[1:], overwrite=overwrite)
     scores, run_dir, led = summary.scores, summary.run_dir, summary.ledger
