@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from ..steps import Row
 
 log = logging.getLogger("promptweave.executor.ray")
+_GIVE_UP = 8  # failed sends in a row (about a minute of waits) after which an actor leaves the pool
 INSTALL = "pip install 'promptweave[ray]'"
 
 Chunk = tuple[list[tuple[int, str, dict[str, Any]]], dict[str, Wire]]
@@ -40,7 +42,7 @@ def require_ray(loaded: LoadedConfig) -> None:
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise loaded.error_at(("executor",), f"executor: ray needs Ray, which is not installed: {INSTALL}") from None
+        raise loaded.error_at(("executor",), f"kind ray needs Ray, which is not installed: {INSTALL} (or use executor: local)") from None
 
 
 def _last_line(exc: BaseException) -> str:
@@ -56,12 +58,12 @@ class ActorStats:
     pid: int = 0
     chunks: int = 0
     rows: int = 0
-    lost_chunks: int = 0  # chunks it held when it died (each sent again)
+    failed_sends: int = 0  # chunks that came back failed because it died or was restarting (each sent again)
     usage: dict[str, Ledger] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"host": self.host, "pid": self.pid, "chunks": self.chunks, "rows": self.rows,
-                "lost_chunks": self.lost_chunks, "usage": {k: v.to_dict() for k, v in self.usage.items()}}
+                "failed_sends": self.failed_sends, "usage": {k: v.to_dict() for k, v in self.usage.items()}}
 
 
 class RayExecutor:
@@ -70,6 +72,8 @@ class RayExecutor:
         self.actors: list[Any] = []
         self.stats: list[ActorStats] = []
         self.dead: set[int] = set()
+        self._failures: dict[int, int] = {}  # failed sends in a row, per actor
+        self._paused: dict[int, float] = {}  # actor -> monotonic time it may be sent to again
         self.probe: CacheProbe | None = None
         self.from_cache = 0  # rows the driver finished from its cache
         self.dropped = 0  # records of rows already written (a chunk sent again)
@@ -157,16 +161,27 @@ class RayExecutor:
         try:
             while True:
                 while len(out) < limit:
+                    now = time.monotonic()
+                    ready = [j for j in range(len(self.actors)) if j not in self.dead and self._paused.get(j, 0) <= now]
+                    if not ready:
+                        break
                     chunk = retry.popleft() if retry else None if exhausted else await next_chunk()
                     if chunk is None:
                         exhausted = True
                         break
-                    i = min((j for j in range(len(self.actors)) if j not in self.dead), key=load.__getitem__)
+                    i = min(ready, key=load.__getitem__)
                     load[i] += 1
                     out[asyncio.ensure_future(send(i, chunk))] = (i, chunk)
+                wake = min(self._paused.values(), default=None)
                 if not out:
-                    break
-                done, _ = await asyncio.wait(out, return_when=asyncio.FIRST_COMPLETED)
+                    if not retry and exhausted:
+                        break
+                    await asyncio.sleep(max(0.0, (wake or time.monotonic()) - time.monotonic()))
+                    self._unpause()
+                    continue
+                timeout = None if wake is None else max(0.0, wake - time.monotonic())
+                done, _ = await asyncio.wait(out, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                self._unpause()
                 for fut in done:
                     i, chunk = out.pop(fut)
                     load[i] -= 1
@@ -178,6 +193,7 @@ class RayExecutor:
                         continue
                     except ray.exceptions.RayTaskError as exc:
                         raise PromptweaveError(f"executor: an actor failed: {_last_line(exc)}") from None
+                    self._failures[i] = 0
                     self._take(i, len(chunk[0]), result, write)
                     if result["down"]:
                         raise EndpointDown(result["down"])
@@ -186,17 +202,28 @@ class RayExecutor:
                 fut.cancel()
             await asyncio.gather(*out, return_exceptions=True)
 
+    def _unpause(self) -> None:
+        now = time.monotonic()
+        for j in [j for j, t in self._paused.items() if t <= now]:
+            del self._paused[j]
+
     def _lost(self, i: int, chunk: Chunk, exc: BaseException) -> None:
+        """A send failed: the actor died or is being restarted by Ray. The chunk goes to the next
+        ready actor; this one rests (0.5 s, doubling) while Ray restarts it, and leaves the pool
+        after ``_GIVE_UP`` failures in a row (its restarts are spent, or it cannot start)."""
         st = self.stats[i]
-        st.lost_chunks += 1
-        log.warning("Ray actor %d (pid %d on %s) died holding %d rows; they are sent again: %s",
+        st.failed_sends += 1
+        n = self._failures[i] = self._failures.get(i, 0) + 1
+        log.warning("Ray actor %d (pid %d on %s) failed a chunk of %d rows, which is sent again: %s",
                     i, st.pid, st.host, len(chunk[0]), _last_line(exc))
-        if self.cfg.max_restarts != -1 and st.lost_chunks > self.cfg.max_restarts:
+        if n >= _GIVE_UP or self.cfg.max_restarts == 0:
             self.dead.add(i)
             if len(self.dead) == len(self.actors):
                 raise PromptweaveError(
-                    f"executor: every Ray actor died more than max_restarts={self.cfg.max_restarts} times "
-                    f"(last: {_last_line(exc)}); the rows written so far are kept: run the same command to resume")
+                    f"executor: every Ray actor is gone (last: {_last_line(exc)}); the rows written so far are "
+                    "kept: run the same command to resume")
+        else:
+            self._paused[i] = time.monotonic() + min(10.0, 0.5 * 2 ** (n - 1))
 
     def _take(self, i: int, n_rows: int, result: dict[str, Any], write: Emit) -> None:
         """Store a chunk's results: completions into the cache file, usage into the ledgers, then rows."""
