@@ -69,7 +69,9 @@ def test_a_head_and_a_worker_give_the_local_results(tmp_path: Path, address: str
     assert report(tmp_path / "ray") == report(tmp_path / "local")
 
 
-def test_sigkill_of_the_driver_halfway_then_run_again(tmp_path: Path, address: str) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
+def test_stopping_the_driver_halfway_then_run_again(tmp_path: Path, address: str, sig: int) -> None:
+    """SIGKILL, or Ctrl-C (which kills the actors, exits 130), then the same command resumes."""
     n = 200
     with serve(delay=0.05) as url:
         cfg = make_pipeline(tmp_path, url, n, model=", max_concurrency: 4",
@@ -85,13 +87,15 @@ def test_sigkill_of_the_driver_halfway_then_run_again(tmp_path: Path, address: s
                 assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
                 assert time.monotonic() < deadline, "the run made no progress"
                 time.sleep(0.01)
-            os.kill(proc.pid, signal.SIGKILL)
+            os.kill(proc.pid, sig)
         finally:
-            proc.wait(30)
+            proc.wait(60)
             proc.stderr.close()  # type: ignore[union-attr]
+        assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
         assert n // 3 <= _lines(results) < n
         res = _run(cfg)  # the same command again: resumes on the cluster
         assert res.returncode == 0, res.stderr
+        assert stats(url)["requests"] <= n + 2 * 8  # at most the two chunks the actors held, paid again
     records = rows(results)
     assert [r["key"] for r in records] == [f"r{i:04d}" for i in range(n)]  # every row, once, in order
     assert all(r["status"] == "ok" for r in records)
