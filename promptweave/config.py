@@ -427,6 +427,8 @@ def load_config_text(text: str, file: str = "<config>", overrides: list[str] | N
     data = loc.data
     if not isinstance(data, dict):
         raise ConfigError("a pipeline file is a mapping with name, model, data and steps", file=file, line=1)
+    if isinstance(data.get("executor"), str):  # `executor: ray` is {kind: ray}: --executor/--set then apply
+        data["executor"] = {"kind": data["executor"]}
     overridden = set()
     for assignment in overrides or []:
         try:

@@ -24,6 +24,10 @@ def test_executor_block_defaults_shorthand_and_identity(tmp_path: Path) -> None:
     ray = load_config(cfg, ["executor={kind: ray, actors: 4, num_gpus: 1, resources: {a100: 1}}"])
     assert (ray.pipeline.executor.actors, ray.pipeline.executor.num_gpus) == (4, 1)
     assert load_config(cfg, ["executor=ray"]).pipeline.executor.kind == "ray"
+    short = cfg.parent / "short.yaml"
+    short.write_text(cfg.read_text() + "executor: ray\n")
+    assert load_config(short).pipeline.executor.kind == "ray"
+    assert load_config(short, ["executor.kind=local"]).pipeline.executor.kind == "local"  # what --executor sets
     # where the rows run is not what the run is: switching executors resumes the same directory
     assert RunIdentity.build(ray, []).run_id == RunIdentity.build(plain, []).run_id
     with pytest.raises(ConfigError, match="executor"):
