@@ -58,3 +58,13 @@ def test_cli_without_ray_exits_with_the_install_command(tmp_path: Path) -> None:
     res = cli("run", str(cfg), "--executor", "ray", "--no-progress", cwd=tmp_path, env=env)
     assert res.returncode != 0
     assert "pip install 'promptweave[ray]'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_an_address_nobody_answers_is_a_one_line_error_in_seconds(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="the Ray executor needs: pip install -e '.[ray]'")
+    cfg = make_pipeline(tmp_path, "http://127.0.0.1:9/v1", 2)
+    res = cli("run", str(cfg), "--executor", "ray", "--address", "127.0.0.1:1", "--no-progress", cwd=tmp_path,
+              timeout=60)
+    assert res.returncode == 2
+    assert "'executor.address': cannot start or reach Ray at 127.0.0.1:1" in res.stderr
+    assert "Traceback" not in res.stderr

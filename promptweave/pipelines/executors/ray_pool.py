@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -43,6 +44,19 @@ def require_ray(loaded: LoadedConfig) -> None:
         import ray  # noqa: F401
     except ImportError:
         raise loaded.error_at(("executor",), f"kind ray needs Ray, which is not installed: {INSTALL} (or use executor: local)") from None
+
+
+def _reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in seconds on a HOST:PORT nobody listens on (Ray itself retries for a minute or more)."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        raise ValueError("expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from None
 
 
 def _last_line(exc: BaseException) -> str:
@@ -86,6 +100,7 @@ class RayExecutor:
         if not ray.is_initialized():
             where = self.cfg.address or "a new local Ray instance"
             try:
+                _reachable(self.cfg.address)
                 ray.init(address=self.cfg.address, include_dashboard=False, logging_level=logging.WARNING)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise self.engine.loaded.error_at(
