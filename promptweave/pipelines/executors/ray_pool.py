@@ -3,7 +3,7 @@ actors (:class:`.worker.RowWorker`), each with its own model runtimes.
 
 The driver stays the single writer of ``results.jsonl`` and of the cache file: actors return
 finished records, their new completions and their usage. At most ``max_in_flight`` chunks are
-out at once (default one per actor), and no row is probed beyond them: back-pressure. An actor
+out at once (default one per actor), and the driver probes one chunk ahead, no more: back-pressure. An actor
 that dies is restarted by Ray (``max_restarts``) and the chunk it held is sent again; records of
 keys already written in this run are dropped, so no row is written twice. Ctrl-C (or any error)
 kills the actors; the rows written so far stay, and the same command resumes.
@@ -171,6 +171,7 @@ class RayExecutor:
         limit = cfg.max_in_flight or len(self.actors)
         load = [0] * len(self.actors)
         retry: deque[Chunk] = deque()
+        ahead: deque[Chunk] = deque()  # one chunk probed while the others run: sent the moment a slot frees
         out: dict[asyncio.Future[dict[str, Any]], tuple[int, Chunk]] = {}
         exhausted = False
         try:
@@ -180,7 +181,9 @@ class RayExecutor:
                     ready = [j for j in range(len(self.actors)) if j not in self.dead and self._paused.get(j, 0) <= now]
                     if not ready:
                         break
-                    chunk = retry.popleft() if retry else None if exhausted else await next_chunk()
+                    chunk = retry.popleft() if retry else ahead.popleft() if ahead else None
+                    if chunk is None and not exhausted:
+                        chunk = await next_chunk()
                     if chunk is None:
                         exhausted = True
                         break
@@ -189,11 +192,17 @@ class RayExecutor:
                     out[asyncio.ensure_future(send(i, chunk))] = (i, chunk)
                 wake = min(self._paused.values(), default=None)
                 if not out:
-                    if not retry and exhausted:
+                    if not retry and not ahead and exhausted:
                         break
                     await asyncio.sleep(max(0.0, (wake or time.monotonic()) - time.monotonic()))
                     self._unpause()
                     continue
+                if not ahead and not exhausted:
+                    nxt = await next_chunk()
+                    if nxt is None:
+                        exhausted = True
+                    else:
+                        ahead.append(nxt)
                 timeout = None if wake is None else max(0.0, wake - time.monotonic())
                 done, _ = await asyncio.wait(out, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 self._unpause()

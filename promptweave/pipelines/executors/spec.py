@@ -26,7 +26,7 @@ class ExecutorConfig(BaseModel):
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per actor")
     chunk_size: int = Field(32, ge=1, description="rows sent to an actor at once")
     max_in_flight: int | None = Field(None, ge=1, description="chunks out at once over all actors "
-                                      "(default: one per actor); the driver probes no row beyond them")
+                                      "(default: one per actor); the driver probes one chunk ahead, no more")
     max_restarts: int = Field(3, ge=-1, description="times Ray restarts an actor that died (-1: always)")
     start_timeout: float = Field(300, gt=0, description="seconds to wait for the actors to be placed and built")
 
