@@ -28,6 +28,7 @@ from .languages import LanguageError, normalize as normalize_language
 from .models.spec import ModelConfig
 from .pipelines.steps import StepConfig, steps as step_registry
 from .registry import UnknownNameError, suggest
+from .pipelines.executors.spec import ExecutorConfig
 from .yamlio import LocatedYAML, Path_, apply_override, fmt_path
 
 _FORBID = ConfigDict(extra="forbid", protected_namespaces=())
@@ -98,6 +99,7 @@ class PipelineConfig(BaseModel):
     run_id: str | None = None
     cache: str | None = Field(None, description="cache file; default <output>/cache.sqlite; off (or false) disables")
     concurrency: int = Field(64, ge=1, description="rows in flight at once")
+    executor: ExecutorConfig = Field(default_factory=lambda: ExecutorConfig(), description="local, or ray")
     record_env: list[str] = Field(default_factory=list, description="environment variables whose ${VAR} values "
                                   "may be written to manifest.json (by default the manifest keeps '${VAR}')")
 
@@ -297,6 +299,8 @@ def load_config_text(text: str, file: str = "<config>", overrides: list[str] | N
     data = loc.data
     if not isinstance(data, dict):
         raise ConfigError("a pipeline file is a mapping with name, model, data and steps", file=file, line=1)
+    if isinstance(data.get("executor"), str):  # `executor: ray` is {kind: ray}: --executor/--set then apply
+        data["executor"] = {"kind": data["executor"]}
     overridden = set()
     for assignment in overrides or []:
         try:

@@ -30,6 +30,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     overwrite: bool = typer.Option(False, "--overwrite", help="let a --run-id whose directory holds another "
                                    "config take it over (the rows the change affects run again)"),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local or ray (same as --set executor.kind=...)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT "
+                                          "(same as --set executor.address=...)"),
 ) -> None:
     """Run a pipeline; re-running the same file resumes where it stopped."""
     if SUPERVISED_ENV in os.environ:
@@ -38,9 +41,13 @@ def run(
 
     # the command as given, for the hints below: following a hint must run the same pipeline
     args = _run_args(config, set_ or [], run_id, limit, retry_errors, progress, as_json, overwrite)
+    args += ["--executor", executor] if executor else []
+    args += ["--address", address] if address else []
     overrides = list(set_ or [])
     if limit is not None:
         overrides.append(f"data.limit={limit}")
+    overrides += [f"executor.kind={executor}"] if executor else []
+    overrides += [f"executor.address={address}"] if address else []
     started: list[Path] = []
 
     def on_start(run_dir: Path) -> None:

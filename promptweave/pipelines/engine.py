@@ -4,7 +4,6 @@ to ``results.jsonl`` at once; metrics, manifest and report close the run.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
@@ -17,6 +16,7 @@ from ..errors import DataError, PromptweaveError
 from ..models import create_backend
 from ..models.cache import CacheError, CompletionCache
 from ..models.runtime import EndpointDown, Ledger, ModelRuntime
+from .executors import Executor, create_executor
 from .identity import IDENTITY_FILE, RunIdentity
 from .lock import RunLock
 from .progress import RunProgress
@@ -83,6 +83,7 @@ class Engine:
         self.ctx = RunContext(models=self.runtimes, base_dir=loaded.base_dir,
                               src_lang=self.pipeline.data.src_lang, tgt_lang=self.pipeline.data.tgt_lang)
         self.steps: list[Step] = []
+        self.executor: Executor | None = None
 
     def _open_cache(self) -> CompletionCache | None:
         setting = self.pipeline.cache
@@ -97,8 +98,10 @@ class Engine:
                                        f"cannot open the cache {path}: {reason}; fix or delete it, point cache: at "
                                        "another file, or set cache: off") from None
 
-    def build_models(self) -> None:
-        self.cache = self._open_cache()
+    def build_models(self, cache: Any = "open") -> None:
+        """One runtime per model. ``cache`` is the cache file of the pipeline (default), or any
+        object with ``get``/``put`` (a Ray actor's in-memory cache), or None."""
+        self.cache = self._open_cache() if cache == "open" else cache
         configs = {"default": self.pipeline.model, **self.pipeline.models}
         for name, cfg in configs.items():
             ledger = self.ledgers.setdefault(name, Ledger())
@@ -147,7 +150,12 @@ class Engine:
         self.build_steps()
         self.preflight(Row(index=0, key=rows[0][0], fields=rows[0][1]))
         self.identity = ident = RunIdentity.build(self.loaded, self.steps)
-        self.build_models()
+        self.executor = create_executor(self)
+        try:
+            await self.executor.start()
+        except BaseException:
+            await self.executor.close()
+            raise
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -159,7 +167,7 @@ class Engine:
             self.store.open()
             write_json_atomic(self.run_dir / IDENTITY_FILE, ident.to_dict())
         except BaseException:
-            await self._close_models()
+            await self.executor.close()
             self.close()
             raise
         try:
@@ -190,27 +198,20 @@ class Engine:
             todo.append(Row(index=i, key=key, fields=fields))
         progress = RunProgress(total=len(rows), done=len(rows) - len(todo), ledgers=self.ledgers,
                                enabled=self.show_progress)
-        queue = iter(todo)
 
-        async def worker() -> None:
-            # `concurrency` workers share one iterator: tasks and memory in flight stay bounded
-            # by the concurrency, not by the number of rows
-            for row in queue:
-                record = await self._run_row(row)
-                record["fp"] = fps[row.key]
-                self.store.append(record)  # a failed write (disk full) stops the run, resumably
-                progress.advance(ok=record["status"] == "ok")
+        def emit(record: dict[str, Any]) -> None:
+            """The one place a finished row is stored, whichever executor ran it."""
+            record["fp"] = fps[record["key"]]
+            self.store.append(record)  # a failed write (disk full) stops the run, resumably
+            progress.advance(ok=record["status"] == "ok")
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.pipeline.concurrency, len(todo)))]
+        assert self.executor is not None
         try:
             with progress:
-                await asyncio.gather(*tasks)
+                await self.executor.run(todo, emit)
         finally:
-            for task in tasks:  # a run stopped early (EndpointDown) leaves no row running
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self.store.close()
-            await self._close_models()
+            await self.executor.close()
         self.store.compact([key for key, _ in rows])
         ledger = Ledger()
         for lg in self.ledgers.values():
@@ -219,6 +220,10 @@ class Engine:
         return RunSummary(self.run_dir, total=len(rows), ran=len(todo), skipped=len(rows) - len(todo),
                           errors=total_errors, ledger=ledger, seconds=time.perf_counter() - start,
                           name=self.pipeline.name, changed=changed)
+
+    def executor_manifest(self) -> dict[str, Any]:
+        """What ``manifest.json`` records about the executor (for Ray: usage per actor)."""
+        return self.executor.manifest() if self.executor is not None else {"kind": "local"}
 
     def close(self) -> None:
         """Let the run directory go (idempotent)."""

@@ -233,6 +233,7 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
         "models": {name: rt.identity for name, rt in engine.runtimes.items()},
         "usage": merge_usage(_previous_usage(run_dir), usage_now),  # summed over resumes
         "usage_last_run": usage_now,
+        "executor": engine.executor_manifest(),
         "identity": engine.identity.to_dict() if engine.identity else None,
         "recovery": engine.store.recovery,
         "last_run": {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(summary.seconds, 3),

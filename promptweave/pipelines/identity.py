@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .steps import Step
 
 IDENTITY_FILE = "identity.json"
-_OPERATIONAL = {"description", "output", "run_id", "cache", "concurrency", "metrics", "scoring", "steps"}
+_OPERATIONAL = {"description", "output", "run_id", "cache", "concurrency", "executor", "metrics", "scoring", "steps"}
 _MODEL_OPERATIONAL = {"max_concurrency", "timeout", "max_retries", "backoff_base", "backoff_max",
                       "retry_after_max", "rpm", "tpm", "cache", "price", "api_key_env"}
 # data settings that pick rows and fill their fields: part of the run's identity, while each
