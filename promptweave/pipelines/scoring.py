@@ -122,7 +122,7 @@ class _JudgeTally:
 class RunTally:
     """Consume a run's records in data order (:meth:`add`), then :meth:`scores`."""
 
-    def __init__(self, loaded: LoadedConfig, pool: Any = None) -> None:
+    def __init__(self, loaded: LoadedConfig, pool: Any = None, keep_stats: int = 0) -> None:
         self.loaded, self.pool = loaded, pool
         p = loaded.pipeline
         self.sc = sc = p.scoring
@@ -141,6 +141,8 @@ class RunTally:
         self.sums: dict[str, dict[int, StatsSum]] = {n: {} for n in self.stat_names}
         self.rowstats: dict[str, list[Any]] = {n: [] for n in self.stat_names}  # grouped runs only
         self.nrefs: dict[str, set[int]] = {n: set() for n in self.stat_names}
+        self.keep_stats = keep_stats
+        self.kept: dict[str, list[Any]] = {n: [] for n in self.stat_names}
         self.texts: dict[str, tuple[list[str], list[str], list[str]]] = {}  # other metrics: their inputs
         self.group_rank: dict[str, int] = {}
         self.items_of: dict[int, set[str]] = {}
@@ -259,12 +261,18 @@ class RunTally:
     def _take(self, name: str, start: int, stats: list[Any], segs: list[float], nrefs: set[int]) -> None:
         self.seg[name].extend(segs)
         self.nrefs[name] |= nrefs
+        if start < self.keep_stats:  # the rows report.html covers reuse them for its intervals
+            self.kept[name].extend(stats[: self.keep_stats - start])
         if self.sc.group_by:
             self.rowstats[name].extend(stats)
             return
         acc = self.sums[name].setdefault(0, StatsSum())
         for st in stats:
             acc.add(st)
+
+    def stats_by_key(self) -> dict[str, dict[str, Any]]:
+        """Metric -> row key -> statistics, for the first ``keep_stats`` scored rows."""
+        return {name: dict(zip(self.keys, rows)) for name, rows in self.kept.items()}
 
     # ------------------------------------------------------------------ numbers
     def _numbers(self, rec: dict[str, Any], system: str, ok: bool) -> None:
