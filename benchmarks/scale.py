@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("--one", type=int)
     ap.add_argument("--work")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--no-resume", action="store_true", help="skip resuming the largest run")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one_run(args.one, Path(args.work), args.resume)))
@@ -141,7 +142,7 @@ def main() -> None:
             print(f"{n:>9} rows: wall {r['wall']:7.1f}s  row loop {r['loop']:7.1f}s  finish {r['finish']:6.1f}s "
                   f"({r['finish'] / r['loop']:.2f}x loop)  {1e6 * r['wall'] / n:6.1f} µs/row  "
                   f"peak RSS {r['rss_gb']:.2f} GB (statistics workers {r['workers_rss_gb']:.2f} GB)", flush=True)
-        if results:
+        if results and not args.no_resume:
             big = results[-1]
             work = Path(tmp) / f"run{big['rows']}"
             out = subprocess.run([sys.executable, __file__, "--one", str(big["rows"]), "--work", str(work), "--resume"],
@@ -149,6 +150,7 @@ def main() -> None:
             r = json.loads(out.strip().splitlines()[-1])
             print(f"resume of the {big['rows']}-row run: {r['wall']:.1f}s = {r['wall'] / big['wall']:.1%} of the first "
                   f"run (target < 5%), {r['calls']} model calls (target 0)", flush=True)
+        if results:
             per_row = [x["wall"] / x["rows"] for x in results]
             print(f"time per row, largest / smallest size: {max(per_row) / min(per_row):.2f}x (target ≤ 1.2x)")
             for x in results:

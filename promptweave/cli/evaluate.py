@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -14,7 +15,7 @@ from . import app
 
 
 #: from this many segments on, sacreBLEU statistics are computed in a process pool
-POOL_SEGMENTS = 10_000
+POOL_SEGMENTS = int(os.environ.get("PROMPTWEAVE_POOL_SEGMENTS", "10000"))
 
 
 @dataclass

@@ -187,3 +187,19 @@ def test_kill_during_finish_loses_nothing_and_a_rerun_finishes(tmp_path: Path) -
     assert again.ran == 0 and again.ledger.calls == 0
     assert (run_dir / "report.md").is_file() and (run_dir / "report.html").is_file()
     assert run_files(run_dir) == reference_files(cfg, run_dir, tmp_path / "ref")
+
+
+def test_eval_cli_in_a_process_pool_prints_the_same_scores(tmp_path: Path) -> None:
+    from tests.helpers import cli
+
+    rows = wmt_rows("en-zh", 1200)
+    (tmp_path / "h.txt").write_text("".join(r["hypothesis"].replace("\n", " ") + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "r.txt").write_text("".join(r["reference"].replace("\n", " ") + "\n" for r in rows), encoding="utf-8")
+    args = ("eval", "--hyp", str(tmp_path / "h.txt"), "--ref", str(tmp_path / "r.txt"), "--lp", "en-zh",
+            "--metrics", "bleu,chrf,ter", "--json", "--segments")
+    outs = []
+    for threshold in ("100", "1000000000"):  # pooled, then in one process
+        res = cli(*args, env={**os.environ, "PYTHONPATH": str(REPO), "PROMPTWEAVE_POOL_SEGMENTS": threshold})
+        assert res.returncode == 0, res.stderr
+        outs.append(json.loads(res.stdout))
+    assert outs[0] == outs[1] and outs[0]["results"][0]["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:zh")
