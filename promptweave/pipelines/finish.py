@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from ..evaluators.segstats import make_pool
 from ..report.markdown import md_text, numbers_lines
 from ..report.numbers import fmt_score, merge_usage
 from ..secrets import scrub
+from . import finishcache
 from .engine import Engine, RunSummary
 from .rundir import replacing, write_json_atomic, write_text_atomic
 from .scoring import RunTally, hypothesis_field, value_of as _value  # noqa: F401 - re-exported
@@ -144,11 +145,23 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
 
 
 def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict[str, Any]:
-    loaded = engine.loaded
+    loaded, run_dir = engine.loaded, engine.run_dir
+    state = finishcache.fingerprint(engine.store.results_path, loaded.manifest_config(), package_versions(),
+                                    REPORT_ROWS)
+    saved = finishcache.load(run_dir, state) if summary.ran == 0 else None
+    if saved is not None:  # a finished run resumed with nothing to do: its scores stand
+        scores = {**saved["scores"], "segments": saved["segments"]}
+        manifest = build_manifest(engine, summary, argv, scores)
+        write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
+        write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest,
+                                                               ReportExamples(**saved["examples"])))
+        _write_html(run_dir, scores, saved["stats"])
+        summary.scores = scores
+        return scores
+    finishcache.forget(run_dir)
     tally = tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
     scores = tally.scores()
     scores["systems"] = tally.system_table(scores)
-    run_dir = engine.run_dir
     scores["mtme_files"] = export_mtme(loaded, tally, scores, run_dir / "mtme")
     manifest = build_manifest(engine, summary, argv, scores)
     scores["numbers"] = tally.numbers()
@@ -156,7 +169,15 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
     write_scores(run_dir / "scores.json", scores)
     write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
     write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, examples))
-    _write_html(run_dir, scores, tally.stats_by_key())
+    stats = tally.stats_by_key()
+    # the segment scores of the rows report.html covers (the first REPORT_ROWS scored rows)
+    first = set(tally.keys[:REPORT_ROWS])
+    segments = scores["segments"]
+    rows = segments.items_in_order() if hasattr(segments, "items_in_order") else segments.items()
+    covered = {key: row for key, row in rows if key in first}
+    _write_html(run_dir, {**scores, "segments": covered}, stats)
+    finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
+                     asdict(examples), covered, stats)
     summary.scores = scores
     return scores
 

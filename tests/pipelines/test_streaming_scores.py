@@ -203,3 +203,39 @@ def test_eval_cli_in_a_process_pool_prints_the_same_scores(tmp_path: Path) -> No
         assert res.returncode == 0, res.stderr
         outs.append(json.loads(res.stdout))
     assert outs[0] == outs[1] and outs[0]["results"][0]["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:zh")
+
+
+def test_resuming_a_finished_run_reuses_its_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = multisystem_config(tmp_path, 80, fail_first=3)
+    first = run_pipeline(cfg, run_id="r")
+    d = first.run_dir
+    before = run_files(d)
+
+    def no_second_pass(*a: object, **k: object) -> None:
+        raise AssertionError("a finished run was scored again")
+
+    with monkeypatch.context() as m:
+        m.setattr(finish, "tally_run", no_second_pass)
+        again = run_pipeline(cfg, run_id="r")
+    assert again.ran == 0 and again.ledger.calls == 0
+    assert again.scores["metrics"] == first.scores["metrics"] and again.scores["judges"] == first.scores["judges"]
+    assert run_files(d)["scores.json"] == before["scores.json"]
+    fast = {n: (d / n).read_text(encoding="utf-8") for n in ("report.md", "report.html")}
+    # the same files as a full second pass writes (the state file gone)
+    (d / finish.finishcache.STATE_FILE).unlink()
+    run_pipeline(cfg, run_id="r")
+    full = {n: (d / n).read_text(encoding="utf-8") for n in ("report.md", "report.html")}
+
+    def steady(text: str) -> str:  # the finish time and last-run seconds differ between runs
+        import re
+
+        text = re.sub(r"finished [0-9T:+\-]+", "finished T", text)
+        return re.sub(r"last run: .*", "last run", text)
+
+    assert steady(fast["report.md"]) == steady(full["report.md"])
+    assert steady(fast["report.html"]) == steady(full["report.html"])
+    assert run_files(d) == reference_files(cfg, d, tmp_path / "ref")
+    # a changed input is scored again
+    (tmp_path / "eval.yaml").write_text((tmp_path / "eval.yaml").read_text().replace("[bleu, chrf, ter]", "[bleu, chrf]"))
+    changed = run_pipeline(cfg, run_id="r", overwrite=True)
+    assert set(changed.scores["metrics"]) == {"bleu", "chrf"}
