@@ -155,7 +155,7 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
         write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
         write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest,
                                                                ReportExamples(**saved["examples"])))
-        _write_html(run_dir, scores, saved["stats"])
+        _write_html(run_dir, scores, saved["stats"], saved.get("tests") or {})
         summary.scores = scores
         return scores
     finishcache.forget(run_dir)
@@ -175,9 +175,10 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
     segments = scores["segments"]
     rows = segments.items_in_order() if hasattr(segments, "items_in_order") else segments.items()
     covered = {key: row for key, row in rows if key in first}
-    _write_html(run_dir, {**scores, "segments": covered}, stats)
+    tests: dict[str, Any] = {}
+    _write_html(run_dir, {**scores, "segments": covered}, stats, tests)
     finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
-                     asdict(examples), covered, stats)
+                     asdict(examples), covered, stats, tests)
     summary.scores = scores
     return scores
 
@@ -215,12 +216,12 @@ def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
-                seg_stats: dict[str, dict[str, Any]] | None = None) -> None:
+                seg_stats: dict[str, dict[str, Any]] | None = None, tests: dict[str, Any] | None = None) -> None:
     """report.html beside report.md; a failure there is logged, never loses the finished run."""
     from ..report import write_report
 
     try:
-        write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats)
+        write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats, tests_cache=tests)
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)

@@ -1,8 +1,8 @@
 """What the last finish computed, so that resuming a finished run does not score it again.
 
 ``.finish.json`` (written last, after every result file) holds the scores without the per-row
-segments, the report examples, and the segment scores and sacreBLEU statistics of the rows that
-report.html covers, under a fingerprint of ``results.jsonl`` (size, modification time, inode)
+segments, the report examples, the segment scores and sacreBLEU statistics of the rows that
+report.html covers and that page's significance tests (keyed by seed and sample count), under a fingerprint of ``results.jsonl`` (size, modification time, inode)
 and of the configuration. A later finish whose fingerprint matches (the rows did not change and
 the run made no model call) rewrites only what depends on the run itself (manifest, report.md,
 report.html); anything else, including a missing or unreadable state file, scores everything
@@ -58,8 +58,8 @@ def load(run_dir: Path, state: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def save(run_dir: Path, state: dict[str, Any] | None, scores: dict[str, Any], examples: dict[str, Any],
-         segments: dict[str, Any], stats: dict[str, Any]) -> None:
+         segments: dict[str, Any], stats: dict[str, Any], tests: dict[str, Any]) -> None:
     if state is None:
         return
     write_json_atomic(run_dir / STATE_FILE, {"state": state, "scores": scores, "examples": examples,
-                                             "segments": segments, "stats": stats})
+                                             "segments": segments, "stats": stats, "tests": tests})

@@ -94,9 +94,22 @@ def _texts(run: Run, systems: list[str]) -> dict[str, SystemData]:
     return data
 
 
+def _tests(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> dict[str, dict[str, TestResult]]:
+    """Every column's tests; taken from ``run.tests_cache`` when it holds them for this seed and
+    sample count (a finished run resumed with nothing to do), else computed and put there."""
+    cache, key = run.tests_cache, {"seed": seed_from_env(), "n_samples": n_samples, "columns": [c.name for c in cols]}
+    if cache is not None and cache.get("key") == key:
+        return {c: {s: TestResult(**d) for s, d in by_system.items()} for c, by_system in cache["tests"].items()}
+    tests = {c.name: column_tests(run, c, systems, n_samples) for c in cols}
+    if cache is not None:
+        cache.clear()
+        cache.update(key=key, tests={c: {s: r.to_dict() for s, r in t.items()} for c, t in tests.items()})
+    return tests
+
+
 def _systems_section(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> tuple[str, dict[str, dict[str, TestResult]]]:
     counts = rows_per_system(run.records, run.system_of)
-    tests = {c.name: column_tests(run, c, systems, n_samples) for c in cols}
+    tests = _tests(run, cols, systems, n_samples)
     head = [("system", "txt"), ("n", "num")] + [(c.name + ("" if c.higher_is_better else " ↓"), "num") for c in cols]
     rows = []
     for s in systems:
@@ -328,11 +341,13 @@ def render_html(run: Run, n_samples: int = 1000) -> str:
 
 
 def write_report(run_dir: Path | str, n_samples: int = 1000, *, scores: dict[str, Any] | None = None,
-                 max_rows: int | None = None, seg_stats: dict[str, dict[str, Any]] | None = None) -> Path:
+                 max_rows: int | None = None, seg_stats: dict[str, dict[str, Any]] | None = None,
+                 tests_cache: dict[str, Any] | None = None) -> Path:
     """Write ``report.html`` into a finished run directory; returns its path. ``max_rows``
     bounds the page (and its memory and time) to the first rows of a huge run."""
     run = load_run(run_dir, scores=scores, max_rows=max_rows)
     run.seg_stats = seg_stats  # sacreBLEU statistics per row key, from the finish phase
+    run.tests_cache = tests_cache  # the bootstrap results of the last page, reused or filled
     out = run.dir / "report.html"
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(render_html(run, n_samples), encoding="utf-8")

@@ -41,6 +41,7 @@ class Run:
     total_rows: int | None = None  # set when ``records`` holds only the first rows of a bigger run
     seg_stats: dict[str, dict[str, Any]] | None = None  # metric -> row key -> sacreBLEU statistics
     row_keys: dict[str, dict[str, str]] = field(default_factory=dict)  # system -> item -> row key
+    tests_cache: dict[str, Any] | None = None  # report.html's significance tests, to reuse
 
     @property
     def name(self) -> str:
