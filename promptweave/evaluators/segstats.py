@@ -93,7 +93,9 @@ def corpus_from_sum(metric: Metric, summed: StatsSum, nrefs: set[int]) -> Any:
 def make_pool(workers: int | None = None) -> Executor | None:
     """A process pool on the machine's cores (``None`` on one core: chunks are then scored inline).
     ``PROMPTWEAVE_WORKERS`` overrides the count (1 disables the pool)."""
-    n = workers or int(os.environ.get("PROMPTWEAVE_WORKERS") or 0) or (os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # a few workers keep a 1M-row finish fed; more would only multiply the forked memory
+    n = workers or int(os.environ.get("PROMPTWEAVE_WORKERS") or 0) or min(cores, 8)
     if n <= 1:
         return None
     import multiprocessing
