@@ -180,6 +180,12 @@ def killing(path, data):
         os.kill(os.getpid(), signal.SIGKILL)
     real(path, data)
 finish.write_json_atomic = killing
+real_scores = finish.write_scores  # scores.json is streamed, not written through write_json_atomic
+def killing_scores(path, scores):
+    if str(path).endswith(AT):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_scores(path, scores)
+finish.write_scores = killing_scores
 real_write = store.RunStore._write_file
 def killing_compaction(self, keys, *, renumber):
     if AT == "compaction":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -11,6 +12,10 @@ import typer
 
 from ..errors import DataError, PromptweaveError
 from . import app
+
+
+#: from this many segments on, sacreBLEU statistics are computed in a process pool
+POOL_SEGMENTS = int(os.environ.get("PROMPTWEAVE_POOL_SEGMENTS", "10000"))
 
 
 @dataclass
@@ -147,12 +152,25 @@ def score_systems(data: EvalData, metric_names: list[str], src_lang: str | None,
             raise PromptweaveError(f"metric '{name}' needs sources; pass --src FILE (or --src-field)")
         built.append(metric)
     results = []
-    for metric in built:
-        for system, hyps in data.systems.items():
-            res = metric.score(hyps, data.references, data.sources)  # type: ignore[arg-type]
-            results.append({"system": system, "metric": res.name, "score": res.corpus,
-                            "signature": res.signature, "higher_is_better": res.higher_is_better,
-                            "segments": res.segments})
+    from ..evaluators.segstats import make_pool, metric_spec, score_chunked, supports_stats
+
+    big = max((len(h) for h in data.systems.values()), default=0) >= POOL_SEGMENTS
+    pool = make_pool() if big and any(supports_stats(m) for m in built) else None
+    try:
+        for name, metric in zip(metric_names, built):
+            for system, hyps in data.systems.items():
+                if pool is not None and supports_stats(metric):
+                    # many segments: statistics on every core, summed in order (identical scores)
+                    spec = metric_spec(name, src_lang, tgt_lang, options.get(name, {}))
+                    res = score_chunked(metric, spec, hyps, data.references, pool)
+                else:
+                    res = metric.score(hyps, data.references, data.sources)  # type: ignore[arg-type]
+                results.append({"system": system, "metric": res.name, "score": res.corpus,
+                                "signature": res.signature, "higher_is_better": res.higher_is_better,
+                                "segments": res.segments})
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return results
 
 

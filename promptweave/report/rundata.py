@@ -38,6 +38,10 @@ class Run:
     manifest: dict[str, Any]
     scores: dict[str, Any]
     records: list[dict[str, Any]]
+    total_rows: int | None = None  # set when ``records`` holds only the first rows of a bigger run
+    seg_stats: dict[str, dict[str, Any]] | None = None  # metric -> row key -> sacreBLEU statistics
+    row_keys: dict[str, dict[str, str]] = field(default_factory=dict)  # system -> item -> row key
+    tests_cache: dict[str, Any] | None = None  # report.html's significance tests, to reuse
 
     @property
     def name(self) -> str:
@@ -90,8 +94,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_run(run_dir: Path | str) -> Run:
-    """Load a finished run; a clear one-line :class:`DataError` when something is missing."""
+def load_run(run_dir: Path | str, *, scores: dict[str, Any] | None = None, max_rows: int | None = None) -> Run:
+    """Load a finished run; a clear one-line :class:`DataError` when something is missing.
+    ``max_rows`` reads only the first rows of ``results.jsonl`` (data order once the run
+    compacted it), so a huge run's page stays bounded; ``scores`` saves re-reading scores.json."""
     d = Path(run_dir)
     if not d.is_dir():
         raise DataError(f"{d}: not a directory; give a run directory (e.g. runs/NAME/RUN_ID)")
@@ -112,9 +118,14 @@ def load_run(run_dir: Path | str) -> Run:
             if not isinstance(rec, dict) or "key" not in rec:
                 raise DataError(f"{results}:{lineno}: not a results row (no 'key')")
             records.append(rec)
+            if max_rows is not None and len(records) >= max_rows:
+                break
     by_key = {r["key"]: r for r in records}  # a retried row keeps its last record, as RunStore does
     ordered = sorted(by_key.values(), key=lambda r: r.get("index", 0))
-    return Run(d, _read_json(d / "manifest.json"), _read_json(d / "scores.json"), ordered)
+    scores = scores if scores is not None else _read_json(d / "scores.json")
+    total = scores.get("rows")
+    capped = max_rows is not None and isinstance(total, int) and total > len(ordered)
+    return Run(d, _read_json(d / "manifest.json"), scores, ordered, total if capped else None)
 
 
 def columns(run: Run) -> list[Column]:

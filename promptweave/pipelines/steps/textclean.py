@@ -7,8 +7,10 @@ what we removed, so a reader can audit every change.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections import Counter
 
 _PREAMBLE = re.compile(
     r"^\s*(?:sure[,!.]?\s*|certainly[,!.]?\s*|of course[,!.]?\s*)?"
@@ -79,6 +81,7 @@ _SCRIPTS = {
 }
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _script_of(ch: str) -> str | None:
     if not ch.isalpha():
         return None
@@ -95,11 +98,15 @@ def _script_of(ch: str) -> str | None:
 
 
 def script_share(text: str) -> dict[str, float]:
+    """Share of each script among the letters of ``text`` (scripts in order of first appearance)."""
+    # Counter counts characters in C; each distinct character is classified once (and cached
+    # across calls), so the Python work per text is per distinct character, not per character.
+    # Counter keeps first-occurrence order, so scripts come out in the order the loop gave.
     counts: dict[str, int] = {}
-    for ch in text:
+    for ch, n in Counter(text).items():
         s = _script_of(ch)
         if s:
-            counts[s] = counts.get(s, 0) + 1
+            counts[s] = counts.get(s, 0) + n
     total = sum(counts.values()) or 1
     return {k: v / total for k, v in counts.items()}
 
