@@ -131,6 +131,7 @@ class RunTally:
                                                   for n, o in metric_list(loaded)] if self.hyp else []
         self.specs = {n: metric_spec(n, p.data.src_lang, p.data.tgt_lang, o) for n, o in metric_list(loaded)}
         self.stat_names = [n for n, m in self.metrics if supports_stats(m)]
+        self._streamed = frozenset(self.stat_names)  # metrics scored from per-row statistics
         self.rows = self.rows_ok = 0
         # scored rows (ok, with a hypothesis), numbered s = 0, 1, ...
         self.keys: list[str] = []
@@ -229,7 +230,7 @@ class RunTally:
         ref = str(value_of(rec, sc.reference) or "")
         self.has_ref.append(1 if ref else 0)
         for name, metric in self.metrics:
-            if name not in self.seg:
+            if name not in self._streamed:
                 hyps, refs, srcs = self.texts.setdefault(name, ([], [], []))
                 hyps.append(hyp)
                 refs.append(ref)
@@ -334,7 +335,7 @@ class RunTally:
                 if metric.needs_reference and not any(self.has_ref[s] for s in rows):
                     per_group[label] = {"corpus": None, "note": f"no '{sc.reference}' field to score against"}
                     continue
-                if name in self.seg:
+                if name in self._streamed:  # (self.seg also gains other metrics' values below)
                     acc = self.sums[name].get(0) if not sc.group_by else StatsSum()
                     if sc.group_by:
                         st = self.rowstats[name]
