@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 from ..errors import PromptweaveError
 from ..secrets import scrub
-from .supervise import should_supervise, supervise
+from .supervise import invocation, should_supervise, supervise
 
 
 class Interrupted(PromptweaveError):
@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(supervise(args))
     try:
         load_commands()
-        app(args=args)
+        # the name the user typed, also in a supervised child (whose argv[0] is python's -m)
+        app(args=args, prog_name=invocation())
     except Interrupted as exc:
         typer.echo(str(exc), err=True)
         sys.exit(exc.exit_code)
