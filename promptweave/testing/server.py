@@ -346,8 +346,14 @@ class _Connection(asyncio.Protocol):
 
 async def serve_forever(host: str, port: int, faults: Faults, *, watch_stdin: bool = False) -> None:
     app = App(faults)
+    await serve_app(lambda: _Connection(app), host, port, watch_stdin=watch_stdin)
+
+
+async def serve_app(protocol: Any, host: str, port: int, *, watch_stdin: bool = False) -> None:
+    """Serve ``protocol`` (a connection factory) until SIGTERM/SIGINT, or until stdin closes when
+    ``watch_stdin``; prints ``READY <base url>`` once listening."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(app), host, port, backlog=1024, reuse_address=True)
+    server = await loop.create_server(protocol, host, port, backlog=1024, reuse_address=True)
     bound = server.sockets[0].getsockname()[1]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

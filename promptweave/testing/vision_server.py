@@ -23,14 +23,13 @@ import base64
 import io
 import json
 import re
-import signal
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from .server import _Connection, _json, _Plan
+from .server import _Connection, _json, _Plan, serve_app
 
 SIDE = 336
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -293,27 +292,7 @@ class VisionApp:
 
 async def serve_forever(host: str, port: int, delay: float, *, watch_stdin: bool = False) -> None:
     app = VisionApp(delay)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _VisionConnection(app), host, port, backlog=1024,  # type: ignore[arg-type]
-                                      reuse_address=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if watch_stdin:  # the parent holds our stdin: its death (even SIGKILL) is EOF here
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-        async def watch() -> None:
-            while await reader.read(4096):
-                pass
-            stop.set()
-
-        watcher = asyncio.ensure_future(watch())
-    print(f"READY http://{host}:{server.sockets[0].getsockname()[1]}/v1", flush=True)
-    async with server:
-        await stop.wait()
-    if watch_stdin:
-        watcher.cancel()
+    await serve_app(lambda: _VisionConnection(app), host, port, watch_stdin=watch_stdin)
 
 
 def main(argv: list[str] | None = None) -> None:
