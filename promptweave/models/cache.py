@@ -114,7 +114,7 @@ class CompletionCache:
         except sqlite3.Error as exc:
             raise CacheError(_why(exc)) from None
         try:
-            self._setup()
+            self._setup_when_free()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise CacheError(_why(exc)) from None
@@ -123,6 +123,24 @@ class CompletionCache:
             raise
         # a process that ends without close() still writes what it was given
         self._finalizer = weakref.finalize(self, _write, self._db, self._lock, self._pending, True)
+
+    def _setup_when_free(self, wait: float = 30.0) -> None:
+        """:meth:`_setup`, waiting while another process holds the file: runs that share a
+        cache start together, and SQLite answers "locked" at once (without its busy timeout)
+        to a second connection switching the journal mode or starting its first write."""
+        deadline = time.monotonic() + wait
+        delay = 0.02
+        while True:
+            try:
+                return self._setup()
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                    raise
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def _setup(self) -> None:
         """Check the file is ours (or empty) and writable, then create the table."""

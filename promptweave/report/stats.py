@@ -42,6 +42,13 @@ class TestResult:
     ci: float | None = None
     n: int = 0
 
+    def __post_init__(self) -> None:
+        # sacrebleu hands back numpy scalars (float32 under numpy 2), which json cannot write
+        for name in ("score", "p_value", "mean", "ci"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
+
     def to_dict(self) -> dict[str, Any]:
         return {"system": self.system, "score": self.score, "p_value": self.p_value,
                 "mean": self.mean, "ci": self.ci, "n": self.n}
