@@ -102,42 +102,39 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
+def _committing(path: Path) -> Iterator[tuple[int, str]]:
+    """A fresh temp file beside ``path`` (its fd and name), renamed over ``path`` when the block
+    succeeds and removed when it fails; a file-system error becomes one :func:`fs_error`."""
+    fd, tmp = temp_beside(path)
+    try:
+        yield fd, tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink(tmp)
+        raise fs_error(path, exc) from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
 def replacing(path: Path | str) -> Iterator[str]:
     """Yield the name of a fresh temp file beside ``path`` (created exclusively, so a symlink
     planted at any name is never followed) and move it over ``path`` when the block succeeds.
     ``os.replace`` swaps the directory entry: a symlink at ``path`` itself is replaced, not followed."""
-    path = Path(path)
-    fd, tmp = temp_beside(path)
-    os.close(fd)
-    try:
+    with _committing(Path(path)) as (fd, tmp):
+        os.close(fd)
         yield tmp
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink(tmp)
-        raise fs_error(path, exc) from None
-    except BaseException:
-        _unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
     """Write ``path`` all at once: readers see the old file or the new one, never a part."""
-    path = Path(path)
-    fd, tmp = temp_beside(path)
-    try:
+    with _committing(Path(path)) as (fd, _tmp):
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink(tmp)
-        raise fs_error(path, exc) from None
-    except BaseException:
-        _unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def write_json_atomic(path: Path | str, data: Any) -> None:
