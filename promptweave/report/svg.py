@@ -55,6 +55,19 @@ def _x_axis(x0: int, x1: int, y: int, lo: float, hi: float, ticks: list[float], 
     return out
 
 
+def _y_axis(ticks: Sequence[float], lo: float, hi: float, left: float, right: float, top: float,
+            bottom: float, label: str) -> list[str]:
+    """Horizontal grid lines with their tick values, and the rotated y-axis label."""
+    out = []
+    for t in ticks:
+        y = bottom - (t - lo) / (hi - lo) * (bottom - top)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid"/>'
+                   f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt(t)}</text>')
+    out.append(f'<text x="14" y="{(top + bottom) / 2:.0f}" class="label" text-anchor="middle" '
+               f'transform="rotate(-90 14 {(top + bottom) / 2:.0f})">{esc(label)}</text>')
+    return out
+
+
 def _quantile(sorted_vals: Sequence[float], q: float) -> float:
     pos = q * (len(sorted_vals) - 1)
     i = int(pos)
@@ -123,12 +136,7 @@ def scatter(title: str, points: list[tuple[float, float, int]], x_label: str, y_
     ylo, yhi, yt = _nice(min(p[1] for p in points), max(p[1] for p in points))
     left, right, top, bottom = 60, 440, 24, 284
     body = [f'<text x="{left}" y="15" class="ctitle">{esc(title, 120)}</text>']
-    for t in yt:
-        y = bottom - (t - ylo) / (yhi - ylo) * (bottom - top)
-        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid"/>'
-                    f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt(t)}</text>')
-    body.append(f'<text x="14" y="{(top + bottom) / 2:.0f}" class="label" text-anchor="middle" '
-                f'transform="rotate(-90 14 {(top + bottom) / 2:.0f})">{esc(y_label)}</text>')
+    body += _y_axis(yt, ylo, yhi, left, right, top, bottom, y_label)
     for x, y, c in points:
         px = left + (x - xlo) / (xhi - xlo) * (right - left)
         py = bottom - (y - ylo) / (yhi - ylo) * (bottom - top)
@@ -178,12 +186,7 @@ def lines(title: str, series: dict[str, list[tuple[float, float]]], x_label: str
     ylo, yhi, yt = _nice(min(0.0, min(ys)), max(ys))
     left, right, top, bottom = 70, 440, 24, 204
     body = [f'<text x="{left}" y="15" class="ctitle">{esc(title, 120)}</text>']
-    for t in yt:
-        y = bottom - (t - ylo) / (yhi - ylo) * (bottom - top)
-        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid"/>'
-                    f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt(t)}</text>')
-    body.append(f'<text x="14" y="{(top + bottom) / 2:.0f}" class="label" text-anchor="middle" '
-                f'transform="rotate(-90 14 {(top + bottom) / 2:.0f})">{esc(y_label)}</text>')
+    body += _y_axis(yt, ylo, yhi, left, right, top, bottom, y_label)
     for k, (name, pts) in enumerate(series.items()):
         step = max(1, len(pts) // 400)  # at most ~400 vertices per line
         d = " ".join(f"{left + (x - xlo) / (xhi - xlo) * (right - left):.1f},"
