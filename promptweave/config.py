@@ -17,6 +17,7 @@ import keyword
 import typing
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -156,6 +157,10 @@ class LoadedConfig:
         """The data rows, with the values the pipeline reads checked (text, sources, scores) and
         the step ids and ``scoring`` fields checked against the rows' fields."""
         return config_checks.load_checked_rows(self)
+
+    def iter_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """:meth:`load_rows`, streamed (the checks that need every row run when the data ends)."""
+        return config_checks.iter_checked_rows(self)
 
     def error_at(self, path: Path_, message: str) -> ConfigError:
         """A one-line error at the line of ``path`` (e.g. ``("data", "path")``) in the file."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .registry import suggest
@@ -115,13 +116,24 @@ def redact(self: LoadedConfig, value: Any) -> Any:
 def load_checked_rows(self: LoadedConfig) -> list[tuple[str, dict[str, Any]]]:
     """The data rows, with the values the pipeline reads checked (text, sources, scores) and
     the step ids and ``scoring`` fields checked against the rows' fields."""
-    from .data import load_rows
+    return list(iter_checked_rows(self))
+
+
+def iter_checked_rows(self: LoadedConfig, fields: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+    """:func:`load_checked_rows`, streamed: each row is checked as it is read, and the checks that
+    need every row (fields against step ids and ``scoring``; ``fields=False`` leaves them out) run
+    when the data ends, before the iterator stops. Only the keys seen stay in memory."""
+    from .data import iter_rows
 
     text, sources, numbers = _field_roles(self)
-    rows = load_rows(self.pipeline.data, self.base_dir, text_fields=text, source_fields=sources,
-                     number_fields=numbers)
-    check_fields(self, rows)
-    return rows
+    check = FieldCheck(self) if fields else None
+    for key, row in iter_rows(self.pipeline.data, self.base_dir, text_fields=text, source_fields=sources,
+                              number_fields=numbers):
+        if check is not None:
+            check.add(key, row)
+        yield key, row
+    if check is not None:
+        check.finish()
 
 
 def _field_roles(self: LoadedConfig) -> tuple[set[str], set[str], set[str]]:
@@ -141,28 +153,60 @@ def _field_roles(self: LoadedConfig) -> tuple[set[str], set[str], set[str]]:
     return text, sources, numbers
 
 
-def check_fields(self: LoadedConfig, rows: list[tuple[str, dict[str, Any]]]) -> None:
+def check_fields(self: LoadedConfig, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
     """Step ids must not shadow data fields; ``scoring`` must name a field or step that exists."""
-    fields: set[str] = set()
-    for _, row in rows:
-        fields.update(map(str, row))
-    for i, spec in enumerate(self.steps):
-        if spec.id in fields:
-            raise self.error_at(("steps", i, "id" if _has_id(self, i) else spec.kind),
-                                f"step id '{spec.id}' is also a field of the data, which it would hide "
-                                f"from later steps and metrics; rename the step (e.g. '{spec.id}_out')")
-    for lang in ("src_lang", "tgt_lang"):
-        if getattr(self.pipeline.data, lang) is None and lang in fields:
-            missing = next((key for key, row in rows if row.get(lang) is None), None)
-            if missing is not None:  # row 1 renders fine in preflight; this row would not
-                raise self.error_at(("data",), f"row '{missing}' has no {lang} while other rows have one; "
-                                               f"set data.{lang} as the default or give every row a {lang}")
+    check = FieldCheck(self)
+    for key, row in rows:
+        check.add(key, row)
+    check.finish()
+
+
+class FieldCheck:
+    """The checks of the rows' fields against the steps and ``scoring``, fed one row at a time
+    (:meth:`add`) and decided at the end (:meth:`finish`), in one pass over the data."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        self.fields: set[str] = set()
+        self.no_lang: dict[str, str | None] = {lang: None for lang in ("src_lang", "tgt_lang")
+                                               if getattr(loaded.pipeline.data, lang) is None}
+        self.metrics = _built_metrics(loaded)
+        step_ids = {s.id for s in loaded.steps}
+        ref = loaded.pipeline.scoring.reference
+        self.ref = ref if ref and ref not in step_ids and any(_declares(m, "needs_reference")
+                                                              for m in self.metrics) else None
+        self.lacking: str | None = None  # the first row without the reference the metrics need
+
+    def add(self, key: str, row: dict[str, Any]) -> None:
+        self.fields.update(map(str, row))
+        for lang, first in self.no_lang.items():
+            if first is None and row.get(lang) is None:
+                self.no_lang[lang] = key
+        if self.ref is not None and self.lacking is None:
+            value = row.get(self.ref)
+            if not (isinstance(value, str) and value.strip()):
+                self.lacking = key
+
+    def finish(self) -> None:
+        self_, fields = self.loaded, self.fields
+        for i, spec in enumerate(self_.steps):
+            if spec.id in fields:
+                raise self_.error_at(("steps", i, "id" if _has_id(self_, i) else spec.kind),
+                                     f"step id '{spec.id}' is also a field of the data, which it would hide "
+                                     f"from later steps and metrics; rename the step (e.g. '{spec.id}_out')")
+        for lang, missing in self.no_lang.items():
+            if lang in fields and missing is not None:  # row 1 renders fine in preflight; this row would not
+                raise self_.error_at(("data",), f"row '{missing}' has no {lang} while other rows have one; "
+                                                f"set data.{lang} as the default or give every row a {lang}")
+        _check_scoring(self_, fields, self.metrics, self.lacking)
+
+
+def _check_scoring(self: LoadedConfig, fields: set[str], metrics: list[Any], lacking: str | None) -> None:
     step_ids = {s.id for s in self.steps}
     known = sorted(fields | step_ids)
     sc = self.pipeline.scoring
     checks: list[tuple[str, str | None, bool]] = [
         ("hypothesis", sc.hypothesis, True), ("group_by", sc.group_by, True), ("human", sc.human, True)]
-    metrics = _built_metrics(self)
     if any(_declares(m, "needs_reference") for m in metrics):
         checks.append(("reference", sc.reference, True))
     if any(_declares(m, "needs_source") for m in metrics):
@@ -174,13 +218,10 @@ def check_fields(self: LoadedConfig, rows: list[tuple[str, dict[str, Any]]]) -> 
             raise self.error_at(("scoring", name) if _in_file(self, ("scoring", name)) else ("metrics",),
                                 f"scoring.{name} '{value}' names no data field or step"
                                 f"{suggest(value, known)}; fields and steps: {', '.join(known)[:300]}")
-    ref = sc.reference
-    if ref and ref not in step_ids and any(_declares(m, "needs_reference") for m in metrics):
-        lacking = next((key for key, row in rows if not (isinstance(row.get(ref), str) and row[ref].strip())), None)
-        if lacking is not None:  # it would be scored against an empty reference
-            raise self.error_at(("data",), f"row '{lacking}' has no '{ref}' (missing, null or empty) but "
-                                           f"{', '.join(type(m).name for m in metrics if _declares(m, 'needs_reference'))} "
-                                           "needs a reference for every row; fill it in or drop the row")
+    if lacking is not None:  # it would be scored against an empty reference
+        raise self.error_at(("data",), f"row '{lacking}' has no '{sc.reference}' (missing, null or empty) but "
+                                       f"{', '.join(type(m).name for m in metrics if _declares(m, 'needs_reference'))} "
+                                       "needs a reference for every row; fill it in or drop the row")
     hyp = _hypothesis(self)
     if self.pipeline.metrics and not hyp:
         raise self.error_at(("metrics",), "metrics need a hypothesis: add a translate step or set "

@@ -148,9 +148,11 @@ def validate(
     engine.build_steps()
     n_rows = None
     if data:
-        rows = engine.load_data()
-        n_rows = len(rows)
-        engine.preflight(Row(index=0, key=rows[0][0], fields=rows[0][1]))
+        n_rows = 0
+        for key, fields in engine.iter_data():  # streamed: a data file of any size checks in bounded memory
+            if not n_rows:
+                engine.preflight(Row(index=0, key=key, fields=fields))
+            n_rows += 1
     steps = ", ".join(f"{s.id} ({s.kind})" for s in loaded.steps)
     typer.echo(f"{config}: OK — steps: {steps}" + (f"; {n_rows} rows" if n_rows is not None else ""))
 

@@ -76,16 +76,25 @@ def read_jsonl(p: Path) -> Iterator[dict[str, Any]]:
 
 def load_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[str] = (),
               source_fields: Iterable[str] = (), number_fields: Iterable[str] = ()) -> list[tuple[str, dict[str, Any]]]:
-    """``[(key, fields)]`` after mapping, explode and limit. Keys are unique and stable.
+    """``[(key, fields)]`` after mapping, explode and limit (:func:`iter_rows`, in memory)."""
+    return list(iter_rows(cfg, base_dir, text_fields=text_fields, source_fields=source_fields,
+                          number_fields=number_fields))
+
+
+def iter_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[str] = (),
+              source_fields: Iterable[str] = (), number_fields: Iterable[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(key, fields)`` after mapping, explode and limit, streamed. Keys are unique and stable.
 
     ``text_fields`` must hold text (or null) where present; ``source_fields`` must be present,
     text and not blank (they are sent to the model); ``number_fields`` must be finite numbers
-    (or null). Errors name ``file:line`` and the field.
+    (or null). Errors name ``file:line`` and the field. Only the keys seen are kept in memory
+    (to refuse duplicates), so a data file of any length streams.
     """
-    rows: list[tuple[str, dict[str, Any]]] = []
     seen: set[str] = set()
     mapping = dict(cfg.fields)
     checker = _Checker(set(text_fields), set(source_fields), set(number_fields))
+    explode = cfg.explode or ("translations" if cfg.systems else None)
+    n = 0
     for i, (where, rec) in enumerate(iter_located(cfg, base_dir)):
         fields = dict(rec)
         for ours, theirs in mapping.items():
@@ -99,21 +108,18 @@ def load_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[s
             base_key = _key_text(fields[cfg.key], where, cfg.key)
         else:
             base_key = str(i)
-        items = [(base_key, fields)]
-        explode = cfg.explode or ("translations" if cfg.systems else None)
-        if explode:
-            items = list(_explode(fields, explode, base_key, where))
+        items = _explode(fields, explode, base_key, where) if explode else ((base_key, fields),)
         for key, row in items:
             if key in seen:
                 raise DataError(f"{where}: duplicate row key '{key}'; choose a unique data.key")
             seen.add(key)
             checker.check(row, where)
-            rows.append((key, row))
-        if cfg.limit and (i + 1 if explode else len(rows)) >= cfg.limit:
+            n += 1
+            yield key, row
+        if cfg.limit and (i + 1 if explode else n) >= cfg.limit:
             break
-    if not rows:
+    if not n:
         raise DataError(f"data: no rows in {cfg.path or cfg.files}; is the file empty?")
-    return rows
 
 
 def _key_text(value: Any, where: str, name: str) -> str:

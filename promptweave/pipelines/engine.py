@@ -7,10 +7,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import config_checks
 from ..config import LoadedConfig, StepSpec
 from ..errors import DataError, PromptweaveError
 from ..models import create_backend
@@ -117,12 +120,21 @@ class Engine:
                 raise self.loaded.step_error(i, exc) from None
 
     def load_data(self) -> list[tuple[str, dict[str, Any]]]:
-        """The rows, with data errors pointed at the ``data:`` block of the pipeline file."""
-        try:
-            return self.loaded.load_rows()
-        except DataError as exc:
-            key = ("data", "files") if self.pipeline.data.files else ("data", "path")
-            raise self.loaded.error_at(key, str(exc).removeprefix("data: ")) from None
+        """The rows in memory (:meth:`iter_data` streams them)."""
+        return list(self.iter_data())
+
+    def iter_data(self, *, check_fields: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The rows, streamed, with data errors pointed at the ``data:`` block of the pipeline file."""
+        it = self.loaded.iter_rows() if check_fields else config_checks.iter_checked_rows(self.loaded, fields=False)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except DataError as exc:
+                key = ("data", "files") if self.pipeline.data.files else ("data", "path")
+                raise self.loaded.error_at(key, str(exc).removeprefix("data: ")) from None
+            yield item
 
     def preflight(self, row: Row) -> None:
         """Render every step's prompts for one row before any call, so that a template that
@@ -144,12 +156,21 @@ class Engine:
 
     async def run(self, *, retry_errors: bool = False, overwrite: bool = False) -> RunSummary:
         """Run the rows not already finished with the same inputs. The run directory stays
-        locked until :meth:`close` (``finish_run`` calls it), or until this raises."""
+        locked until :meth:`close` (``finish_run`` calls it), or until this raises.
+
+        The data is read twice and never held: a first pass checks every row and takes its key
+        and fingerprint (before any call or file is made), a second one feeds the rows left to
+        run to the executor as it asks for them."""
         start = time.perf_counter()
-        rows = self.load_data()
+        key0, fields0 = next(self.iter_data(check_fields=False))
         self.build_steps()
-        self.preflight(Row(index=0, key=rows[0][0], fields=rows[0][1]))
+        self.preflight(Row(index=0, key=key0, fields=fields0))
         self.identity = ident = RunIdentity.build(self.loaded, self.steps)
+        keys: list[str] = []
+        fps = array("Q")
+        for key, fields in self.iter_data():
+            keys.append(key)
+            fps.append(int(ident.row_fingerprint(key, fields), 16))
         self.executor = create_executor(self)
         try:
             await self.executor.start()
@@ -171,7 +192,7 @@ class Engine:
             self.close()
             raise
         try:
-            return await self._run_rows(rows, ident, retry_errors, start)
+            return await self._run_rows(keys, fps, retry_errors, start)
         except BaseException:
             self.close()
             raise
@@ -182,42 +203,47 @@ class Engine:
         if self.cache is not None:
             self.cache.close()  # writes the last batch of completions
 
-    async def _run_rows(self, rows: list[tuple[str, dict[str, Any]]], ident: RunIdentity,
-                        retry_errors: bool, start: float) -> RunSummary:
-        for note in ident.notes:
+    def _rows_to_run(self, keys: list[str], fps: array, todo: bytearray,
+                     in_flight: dict[str, str]) -> Iterator[Row]:
+        """The second pass over the data: the rows marked in ``todo``, as the executor asks."""
+        for i, (key, fields) in enumerate(self.iter_data(check_fields=False)):
+            if i >= len(keys) or keys[i] != key:
+                raise DataError(f"the data changed while the run read it (row {i + 1} is now '{key}'); "
+                                "run the same command again: finished rows are kept")
+            if todo[i]:
+                in_flight[key] = f"{fps[i]:016x}"
+                yield Row(index=i, key=key, fields=fields)
+
+    async def _run_rows(self, keys: list[str], fps: array, retry_errors: bool, start: float) -> RunSummary:
+        assert self.identity is not None
+        for note in self.identity.notes:
             log.warning("%s: %s", self.run_dir, note)
-        todo: list[Row] = []
-        changed = 0
-        fps: dict[str, str] = {}
-        for i, (key, fields) in enumerate(rows):
-            fps[key] = fp = ident.row_fingerprint(key, fields)
-            done = self.store.status(key)
-            if done is not None and done.fp == fp and (done.ok or not retry_errors):
-                continue
-            changed += done is not None and done.fp != fp
-            todo.append(Row(index=i, key=key, fields=fields))
-        progress = RunProgress(total=len(rows), done=len(rows) - len(todo), ledgers=self.ledgers,
+        todo, changed = self.store.to_run(keys, fps, retry_errors=retry_errors)
+        n_todo = sum(todo)
+        progress = RunProgress(total=len(keys), done=len(keys) - n_todo, ledgers=self.ledgers,
                                enabled=self.show_progress)
+        in_flight: dict[str, str] = {}
 
         def emit(record: dict[str, Any]) -> None:
             """The one place a finished row is stored, whichever executor ran it."""
-            record["fp"] = fps[record["key"]]
+            record["fp"] = in_flight.pop(record["key"])
             self.store.append(record)  # a failed write (disk full) stops the run, resumably
             progress.advance(ok=record["status"] == "ok")
 
         assert self.executor is not None
         try:
             with progress:
-                await self.executor.run(todo, emit)
+                if n_todo:
+                    await self.executor.run(self._rows_to_run(keys, fps, todo, in_flight), emit)
         finally:
             self.store.close()
             await self.executor.close()
-        self.store.compact([key for key, _ in rows])
+        self.store.compact(keys)
         ledger = Ledger()
         for lg in self.ledgers.values():
             ledger.add(lg)
         total_errors = self.store.count(ok=False)
-        return RunSummary(self.run_dir, total=len(rows), ran=len(todo), skipped=len(rows) - len(todo),
+        return RunSummary(self.run_dir, total=len(keys), ran=n_todo, skipped=len(keys) - n_todo,
                           errors=total_errors, ledger=ledger, seconds=time.perf_counter() - start,
                           name=self.pipeline.name, changed=changed)
 

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -50,6 +51,81 @@ def _entry(record: dict[str, Any], offset: int, length: int) -> Entry:
     return Entry(offset, length, record["status"] == "ok", record.get("fp"), int(record.get("index", 0)))
 
 
+class _Index:
+    """Key -> :class:`Entry`, stored column-wise: a slot number per key and one compact array per
+    field (about 150 bytes a row with the key itself, against ~450 as a dict of tuples), so that
+    a run of a million rows indexes in well under 200 MB."""
+
+    __slots__ = ("slot", "offset", "length", "ok", "index", "fp", "fp_text")
+
+    def __init__(self) -> None:
+        self.slot: dict[str, int] = {}
+        self.offset, self.length, self.index = array("q"), array("q"), array("q")
+        self.ok = bytearray()
+        self.fp = array("Q")  # the fingerprint as a number when it is the usual 16 hex digits
+        self.fp_text: dict[int, str | None] = {}  # slots whose fingerprint is anything else (or none)
+
+    def __len__(self) -> int:
+        return len(self.slot)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.slot
+
+    def get(self, key: str) -> Entry | None:
+        s = self.slot.get(key)
+        return None if s is None else self.entry(s)
+
+    def entry(self, s: int) -> Entry:
+        fp = self.fp_text[s] if s in self.fp_text else f"{self.fp[s]:016x}"
+        return Entry(self.offset[s], self.length[s], bool(self.ok[s]), fp, self.index[s])
+
+    def put(self, key: str, e: Entry) -> None:
+        s = self.slot.get(key)
+        fp_num = _fp_number(e.fp)
+        if s is None:
+            s = self.slot[key] = len(self.offset)
+            self.offset.append(e.offset)
+            self.length.append(e.length)
+            self.index.append(e.index)
+            self.ok.append(e.ok)
+            self.fp.append(fp_num if fp_num is not None else 0)
+        else:
+            self.offset[s], self.length[s], self.index[s], self.ok[s] = e.offset, e.length, e.index, e.ok
+            self.fp[s] = fp_num if fp_num is not None else 0
+            self.fp_text.pop(s, None)
+        if fp_num is None:
+            self.fp_text[s] = e.fp
+
+    def items(self) -> Iterator[tuple[str, Entry]]:
+        for key, s in self.slot.items():
+            yield key, self.entry(s)
+
+    def values(self) -> Iterator[Entry]:
+        for s in self.slot.values():
+            yield self.entry(s)
+
+    def keys_by(self, order: str) -> list[str]:
+        """The keys in file order (``"offset"``) or data order (``"index"``, then file order)."""
+        off, idx = self.offset, self.index
+        if order == "offset":
+            return sorted(self.slot, key=lambda k: off[self.slot[k]])
+        return sorted(self.slot, key=lambda k: (idx[self.slot[k]], off[self.slot[k]]))
+
+    def count_ok(self) -> int:
+        return sum(self.ok[s] for s in self.slot.values())
+
+
+def _fp_number(fp: str | None) -> int | None:
+    if isinstance(fp, str) and len(fp) == 16:
+        try:
+            n = int(fp, 16)
+        except ValueError:
+            return None
+        if f"{n:016x}" == fp:
+            return n
+    return None
+
+
 class RunStore:
     """The finished rows of one run directory (the caller holds the run directory's lock)."""
 
@@ -58,7 +134,7 @@ class RunStore:
         self.results_path = run_dir / "results.jsonl"
         self.corrupt_path = run_dir / "results.jsonl.corrupt"
         self.superseded_path = run_dir / "superseded.jsonl"
-        self._index: dict[str, Entry] = {}
+        self._index = _Index()
         self._replaced: list[Entry] = []  # ok results a changed input replaced, kept at compaction
         self._dirty = False  # the file holds more than one line per key, or junk
         self._kept_aside = False  # dropped bytes went to results.jsonl.corrupt
@@ -70,6 +146,26 @@ class RunStore:
     def status(self, key: str) -> Entry | None:
         """The index entry of ``key`` (status, fingerprint) without reading its record."""
         return self._index.get(key)
+
+    def to_run(self, keys: list[str], fps: Any, *, retry_errors: bool = False) -> tuple[bytearray, int]:
+        """Which of the data rows ``keys`` (fingerprints ``fps``, numbers) must run: those not
+        stored, stored with other inputs, or failed when ``retry_errors``. Also how many of them
+        run because their inputs changed."""
+        ix = self._index
+        slot, ok, fp_num, fp_text = ix.slot, ix.ok, ix.fp, ix.fp_text
+        todo = bytearray(len(keys))
+        changed = 0
+        for i, key in enumerate(keys):
+            s = slot.get(key)
+            if s is None:
+                todo[i] = 1
+                continue
+            same = fp_num[s] == fps[i] and s not in fp_text
+            if same and (ok[s] or not retry_errors):
+                continue
+            todo[i] = 1
+            changed += not same
+        return todo, changed
 
     def get(self, key: str) -> dict[str, Any] | None:
         entry = self._index.get(key)
@@ -83,20 +179,21 @@ class RunStore:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Every current record, streamed from the file in file order."""
-        for entry in sorted(self._index.values()):
-            yield self._read(entry)
+        for key in self._index.keys_by("offset"):
+            yield self._read(self._index.get(key))  # type: ignore[arg-type]
 
     def iter_ordered(self) -> Iterator[dict[str, Any]]:
         """Every current record, streamed in data order."""
-        for entry in sorted(self._index.values(), key=lambda e: (e.index, e.offset)):
-            yield self._read(entry)
+        for key in self._index.keys_by("index"):
+            yield self._read(self._index.get(key))  # type: ignore[arg-type]
 
     def ordered(self) -> list[dict[str, Any]]:
         """Every record in data order, in memory (prefer :meth:`iter_ordered`)."""
         return list(self.iter_ordered())
 
     def count(self, *, ok: bool) -> int:
-        return sum(1 for e in self._index.values() if e.ok == ok)
+        n_ok = self._index.count_ok()
+        return n_ok if ok else len(self._index) - n_ok
 
     @property
     def records(self) -> dict[str, dict[str, Any]]:
@@ -145,7 +242,7 @@ class RunStore:
                 if piece.record is not None:
                     key = piece.record["key"]
                     self._dirty |= key in self._index
-                    self._index[key] = _entry(piece.record, piece.start, piece.end - piece.start)
+                    self._index.put(key, _entry(piece.record, piece.start, piece.end - piece.start))
                     continue
                 if piece.reason == "blank":
                     self._dirty = True  # harmless, but the rewrite drops it
@@ -164,7 +261,7 @@ class RunStore:
 
     def _rewrite_clean(self, skipped: list[int], reasons: list[str]) -> None:
         """Replace the file by its good records (copied byte for byte), before any append."""
-        self._write_file(sorted(self._index, key=lambda k: self._index[k].offset), renumber=False)
+        self._write_file(self._index.keys_by("offset"), renumber=False)
         kept_aside = self._kept_aside
         self.recovery = {"kept_rows": len(self._index), "skipped_lines": skipped, "reasons": reasons,
                          "dropped_bytes_in": self.corrupt_path.name if kept_aside else None}
@@ -177,13 +274,14 @@ class RunStore:
     def _write_file(self, keys: list[str], *, renumber: bool) -> None:
         """Stream the records of ``keys`` into a fresh temp file and rename it over the results;
         a record whose row moved gets its new ``index`` (the others are copied as they are)."""
-        new: dict[str, Entry] = {}
+        new = _Index()
         fd, tmp = temp_beside(self.results_path)
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as out:
                 pos = 0
                 for i, key in enumerate(keys):
-                    entry = self._index[key]
+                    entry = self._index.get(key)
+                    assert entry is not None
                     raw = self._pread(entry.offset, entry.length)
                     if renumber and entry.index != i:
                         rec = self._read(entry)
@@ -191,7 +289,7 @@ class RunStore:
                         raw = _dump(rec)[:-1]
                         entry = _entry(rec, 0, 0)
                     out.write(raw + b"\n")
-                    new[key] = entry._replace(offset=pos, length=len(raw))
+                    new.put(key, entry._replace(offset=pos, length=len(raw)))
                     pos += len(raw) + 1
                 out.flush()
                 os.fsync(out.fileno())
@@ -225,7 +323,7 @@ class RunStore:
             self._dirty = True
             if old.ok and old.fp != record.get("fp"):
                 self._replaced.append(old)
-        self._index[key] = _entry(record, size, len(line) - 1)
+        self._index.put(key, _entry(record, size, len(line) - 1))
 
     def compact(self, order: list[str] | None = None) -> int:
         """Leave ``results.jsonl`` with one line per key of ``order`` (the current rows, whose
@@ -234,7 +332,7 @@ class RunStore:
         ``superseded.jsonl``, never lost. Returns how many records moved there."""
         self.close()
         if order is None:
-            order = [k for k, _ in sorted(self._index.items(), key=lambda kv: (kv[1].index, kv[1].offset))]
+            order = self._index.keys_by("index")
         wanted = set(order)
         gone = [e for k, e in self._index.items() if k not in wanted]
         moved = self._replaced + gone
@@ -253,14 +351,16 @@ class RunStore:
 
     def _in_order(self, keys: list[str]) -> bool:
         """Whether the file is exactly ``keys``, one line each, in this order, with these indexes."""
-        if len(keys) != len(self._index):
+        ix = self._index
+        if len(keys) != len(ix):
             return False
+        slot, off, idx = ix.slot, ix.offset, ix.index
         last = -1
         for i, key in enumerate(keys):
-            entry = self._index[key]
-            if entry.offset <= last or entry.index != i:
+            s = slot[key]
+            if off[s] <= last or idx[s] != i:
                 return False
-            last = entry.offset
+            last = off[s]
         return True
 
     def close(self) -> None:

@@ -5,14 +5,15 @@ the cache file, metrics and the report. An executor has four calls:
 
 - ``await start()``: build what runs rows (the model runtimes; for Ray, the actor pool) and
   fill ``engine.runtimes`` so that the manifest names the models;
-- ``await run(rows, emit)``: run the rows, calling ``emit(record)`` once per finished row;
+- ``await run(rows, emit)``: run the rows (an iterator that reads the data as it is asked, so
+  take rows only as fast as they run), calling ``emit(record)`` once per finished row;
 - ``await close()``: let the runtimes / actors go (idempotent; also after an interrupt);
 - ``manifest()``: what the manifest records about it (for Ray, usage per actor).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .spec import ExecutorConfig
@@ -27,7 +28,7 @@ Emit = Callable[[dict[str, Any]], None]
 class Executor(Protocol):
     async def start(self) -> None: ...
 
-    async def run(self, rows: list[Row], emit: Emit) -> None: ...
+    async def run(self, rows: Iterable[Row], emit: Emit) -> None: ...
 
     async def close(self) -> None: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import Emit
@@ -23,14 +24,14 @@ class LocalExecutor:
     async def start(self) -> None:
         self.engine.build_models()
 
-    async def run(self, rows: list[Row], emit: Emit) -> None:
+    async def run(self, rows: Iterable[Row], emit: Emit) -> None:
         queue = iter(rows)
 
         async def worker() -> None:
             for row in queue:
                 emit(await self.engine._run_row(row))  # a failed write (disk full) stops the run, resumably
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(min(self.engine.pipeline.concurrency, len(rows)))]
+        tasks = [asyncio.ensure_future(worker()) for _ in range(self.engine.pipeline.concurrency)]
         try:
             await asyncio.gather(*tasks)
         finally:

@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +135,7 @@ class RayExecutor:
 
         return [info["pid"] for info in ray.get([a.info.remote() for a in self.actors])]
 
-    async def run(self, rows: list[Row], emit: Emit) -> None:
+    async def run(self, rows: Iterable[Row], emit: Emit) -> None:
         import ray
 
         assert self.probe is not None
