@@ -148,11 +148,12 @@ def validate(
     engine.build_steps()
     n_rows = None
     if data:
-        n_rows = 0
+        n_rows, first = 0, None
         for key, fields in engine.iter_data():  # streamed: a data file of any size checks in bounded memory
-            if not n_rows:
-                engine.preflight(Row(index=0, key=key, fields=fields))
+            first = first or (key, fields)
             n_rows += 1
+        assert first is not None  # the data layer refuses empty data
+        engine.preflight(Row(index=0, key=first[0], fields=first[1]))  # after the data's own errors
     steps = ", ".join(f"{s.id} ({s.kind})" for s in loaded.steps)
     typer.echo(f"{config}: OK — steps: {steps}" + (f"; {n_rows} rows" if n_rows is not None else ""))
 

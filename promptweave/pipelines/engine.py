@@ -23,6 +23,7 @@ from .executors import Executor, create_executor
 from .identity import IDENTITY_FILE, RunIdentity
 from .livetally import LiveTally
 from .lock import RunLock
+from . import resumestamp
 from .progress import RunProgress
 from .rundir import RunDirError, check_component, fs_error, write_json_atomic
 from .scoring import REPORT_ROWS, RunTally, live_pool
@@ -167,14 +168,17 @@ class Engine:
         run to the executor as it asks for them."""
         start = time.perf_counter()
         key0, fields0 = next(self.iter_data(check_fields=False))
-        self.build_steps()
-        self.preflight(Row(index=0, key=key0, fields=fields0))
-        self.identity = ident = RunIdentity.build(self.loaded, self.steps)
-        keys: list[str] = []
-        fps = array("Q")
-        for key, fields in self.iter_data():
-            keys.append(key)
-            fps.append(int(ident.row_fingerprint(key, fields), 16))
+        try:
+            self.build_steps()
+            self.preflight(Row(index=0, key=key0, fields=fields0))
+            self.identity = ident = RunIdentity.build(self.loaded, self.steps)
+        except PromptweaveError:
+            for _ in self.iter_data():  # an error in the data is reported first, as it always was
+                pass
+            raise
+        files = resumestamp.data_files(self.pipeline.data, self.loaded.base_dir)
+        finished = resumestamp.finished(self.run_dir, ident.to_dict(), files, retry_errors)
+        keys, fps = ([], array("Q")) if finished else self._first_pass(ident)
         self._stats_pool = live_pool(self.loaded, len(keys))  # forked now, before models start threads
         self.executor = create_executor(self)
         try:
@@ -190,6 +194,14 @@ class Engine:
         try:
             self.lock.acquire()
             ident.check_against(self.run_dir, overwrite=overwrite)
+            if finished and finished == resumestamp.finished(self.run_dir, ident.to_dict(), files, retry_errors):
+                # finished before with these very inputs: nothing to read, nothing to run
+                await self.executor.close()
+                return RunSummary(self.run_dir, total=finished[0], ran=0, skipped=finished[0], errors=finished[1],
+                                  ledger=Ledger(), seconds=time.perf_counter() - start, name=self.pipeline.name)
+            if finished:  # it changed since the check above: read the data after all
+                keys, fps = self._first_pass(ident)
+            resumestamp.forget(self.run_dir)
             self.store.open()
             write_json_atomic(self.run_dir / IDENTITY_FILE, ident.to_dict())
         except BaseException:
@@ -201,6 +213,15 @@ class Engine:
         except BaseException:
             self.close()
             raise
+
+    def _first_pass(self, ident: RunIdentity) -> tuple[list[str], array]:
+        """Every row checked; its key and fingerprint kept (the rows themselves are not)."""
+        keys: list[str] = []
+        fps = array("Q")
+        for key, fields in self.iter_data():
+            keys.append(key)
+            fps.append(int(ident.row_fingerprint(key, fields), 16))
+        return keys, fps
 
     async def _close_models(self) -> None:
         for rt in self.runtimes.values():

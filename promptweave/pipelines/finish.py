@@ -24,7 +24,7 @@ from ..report.markdown import md_text, numbers_lines
 from ..report.numbers import fmt_score, merge_usage
 from ..secrets import scrub
 from ..vision.report import markdown as vision_markdown
-from . import finishcache
+from . import finishcache, resumestamp
 from .engine import Engine, RunSummary
 from .rundir import replacing, write_json_atomic, write_text_atomic
 from .scoring import POOL_ROWS, REPORT_ROWS, RunTally, hypothesis_field, value_of as _value  # noqa: F401 - re-exported
@@ -154,9 +154,14 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
                                                                ReportExamples(**saved["examples"]))
                           + vision_markdown(scores.get("vision") or {}))
         _write_html(run_dir, scores, saved["stats"], saved.get("tests") or {})
+        _stamp(engine, summary)
         summary.scores = scores
         return scores
     finishcache.forget(run_dir)
+    resumestamp.forget(run_dir)
+    if not engine.store.opened:  # resumed from its stamp, but the saved scores do not fit
+        engine.store.open()
+        engine.store.close()
     live, engine.live = engine.live, None
     # the tally the run kept as rows finished; else one pass over the stored records
     tally = live.finish() if live is not None else tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
@@ -183,8 +188,16 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
     _write_html(run_dir, {**scores, "segments": covered}, stats, tests)
     finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
                      asdict(examples), covered, stats, tests)
+    _stamp(engine, summary)
     summary.scores = scores
     return scores
+
+
+def _stamp(engine: Engine, summary: RunSummary) -> None:
+    """The run is finished for its inputs: a later run of the same command can skip reading them."""
+    if engine.identity is not None:
+        files = resumestamp.data_files(engine.pipeline.data, engine.loaded.base_dir)
+        resumestamp.stamp(engine.run_dir, engine.identity.to_dict(), files, summary.total, summary.errors)
 
 
 def _vision_scores(engine: Engine) -> dict[str, Any]:

@@ -141,6 +141,7 @@ class RunStore:
         self._fd: int | None = None  # append
         self._rfd: int | None = None  # pread
         self.recovery: dict[str, Any] | None = None
+        self._opened = False
 
     # ------------------------------------------------------------------ reading
     def status(self, key: str) -> Entry | None:
@@ -217,8 +218,14 @@ class RunStore:
             raise fs_error(self.results_path, exc, "read") from None
 
     # ------------------------------------------------------------------ opening and recovery
+    @property
+    def opened(self) -> bool:
+        """Whether :meth:`open` indexed the file (a run resumed from its stamp does not)."""
+        return self._opened
+
     def open(self) -> None:
         """Index finished rows, recovering every readable one; then open for appending."""
+        self._opened = True
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = open_regular(self.results_path, os.O_RDONLY, "read") if os.path.lexists(self.results_path) else None
         if fd is not None:
