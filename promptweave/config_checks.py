@@ -121,14 +121,15 @@ def load_checked_rows(self: LoadedConfig) -> list[tuple[str, dict[str, Any]]]:
 
 def iter_checked_rows(self: LoadedConfig, fields: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
     """:func:`load_checked_rows`, streamed: each row is checked as it is read, and the checks that
-    need every row (fields against step ids and ``scoring``; ``fields=False`` leaves them out) run
-    when the data ends, before the iterator stops. Only the keys seen stay in memory."""
+    need every row (fields against step ids and ``scoring``; ``fields=False`` leaves them and the
+    duplicate-key check out, for a pass over data already checked) run when the data ends,
+    before the iterator stops. Only the keys seen stay in memory."""
     from .data import iter_rows
 
     text, sources, numbers = _field_roles(self)
     check = FieldCheck(self) if fields else None
     for key, row in iter_rows(self.pipeline.data, self.base_dir, text_fields=text, source_fields=sources,
-                              number_fields=numbers):
+                              number_fields=numbers, unique=fields):
         if check is not None:
             check.add(key, row)
         yield key, row

@@ -82,13 +82,15 @@ def load_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[s
 
 
 def iter_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[str] = (),
-              source_fields: Iterable[str] = (), number_fields: Iterable[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
+              source_fields: Iterable[str] = (), number_fields: Iterable[str] = (),
+              unique: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(key, fields)`` after mapping, explode and limit, streamed. Keys are unique and stable.
 
     ``text_fields`` must hold text (or null) where present; ``source_fields`` must be present,
     text and not blank (they are sent to the model); ``number_fields`` must be finite numbers
     (or null). Errors name ``file:line`` and the field. Only the keys seen are kept in memory
-    (to refuse duplicates), so a data file of any length streams.
+    (to refuse duplicates; ``unique=False`` for a pass that another one checked), so a data
+    file of any length streams.
     """
     seen: set[str] = set()
     mapping = dict(cfg.fields)
@@ -110,9 +112,10 @@ def iter_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[s
             base_key = str(i)
         items = _explode(fields, explode, base_key, where) if explode else ((base_key, fields),)
         for key, row in items:
-            if key in seen:
-                raise DataError(f"{where}: duplicate row key '{key}'; choose a unique data.key")
-            seen.add(key)
+            if unique:
+                if key in seen:
+                    raise DataError(f"{where}: duplicate row key '{key}'; choose a unique data.key")
+                seen.add(key)
             checker.check(row, where)
             n += 1
             yield key, row

@@ -174,7 +174,7 @@ class RunTally:
         self.flags: Counter[str] = Counter()
         self.flags_by_system: dict[str, Counter[str]] = {}
         self.failed_steps: Counter[str] = Counter()
-        self.latency: dict[str, list[float]] = {}
+        self.latency: dict[str, array] = {}  # seconds per call, 8 bytes each
 
     # ------------------------------------------------------------------ one pass
     def add_all(self, records: Iterable[dict[str, Any]]) -> None:
@@ -325,15 +325,15 @@ class RunTally:
             for t in call_traces(out):
                 lat = t.get("latency_s")
                 if isinstance(lat, (int, float)) and not t.get("cached"):
-                    self.latency.setdefault(self.models.get(step_id, "default"), []).append(float(lat))
+                    self.latency.setdefault(self.models.get(step_id, "default"), array("d")).append(float(lat))
         self.flags.update(seen)
         if seen:
             self.flags_by_system.setdefault(system, Counter()).update(seen)
 
     def numbers(self) -> dict[str, Any]:
         lat = {}
-        for model, vals in self.latency.items():
-            vals.sort()
+        for model, arr in self.latency.items():
+            vals = sorted(arr)
             lat[model] = {"calls": len(vals), "p50": percentile(vals, 50), "p90": percentile(vals, 90),
                           "p99": percentile(vals, 99), "max": vals[-1], "total": sum(vals)}
         return {"rows_per_system": self.per_system, "rows": self.rows, "failed_rows": self.rows - self.rows_ok,
