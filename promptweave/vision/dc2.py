@@ -25,6 +25,7 @@ from ..models.runtime import CallResult, ModelRuntime
 from . import prompts
 from .embed import create_embedder
 from .images import LoadedImage, Pyramid, image_part, text_part
+from .schedule import PriorityGate, describe_rank, extract_rank
 from .tree import Box, Node, Tree, TreeSpec, divide, translate
 
 
@@ -86,6 +87,9 @@ class VisualMemory:
     parse_failures: list[dict[str, str]] = field(default_factory=list)
     dropped: int = 0
     errors: list[str] = field(default_factory=list)
+    # image_url parts already encoded for answering (the downsampled image, crops by box), so
+    # that no question encodes the same picture twice; not part of the summary
+    pictures: dict[Any, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def summary(self, max_objects: int = 50) -> dict[str, Any]:
         return {"key": self.key[:16], "size": list(self.size), "nodes": self.nodes,
@@ -153,10 +157,17 @@ class Builder:
         self.errors: list[str] = []
         self.dropped = 0
         self.captions: dict[str, str] = {}
+        # the runtime's slots, handed out critical path first (see .schedule)
+        self.gate = PriorityGate(runtime.concurrency)
+        # replies to extraction prompts by description: equal descriptions (blank-looking
+        # patches say the same sentence) are extracted once per image, not once per node or
+        # as often as they happen to be in flight together
+        self.extracted: dict[str, asyncio.Future[str | None]] = {}
 
-    async def _chat(self, content: list[dict[str, Any]] | str) -> str | None:
+    async def _chat(self, content: list[dict[str, Any]] | str, rank: tuple[int, int]) -> str | None:
         overrides = {"max_tokens": self.p.max_tokens} if self.p.max_tokens else {}
-        r = await self.rt.chat([Message("user", content)], **overrides)
+        async with self.gate.slot(rank):
+            r = await self.rt.chat([Message("user", content)], **overrides)
         self.usage.add(r)
         if not r.ok:
             self.errors.append(r.error or "call failed")
@@ -166,7 +177,10 @@ class Builder:
     async def _objects(self, node: Node, caption: str) -> list[str]:
         if not caption.strip():
             return []
-        raw = await self._chat(prompts.EXTRACT.format(caption=caption.replace('"', "'")))
+        if caption not in self.extracted:
+            prompt = prompts.EXTRACT.format(caption=caption.replace('"', "'"))
+            self.extracted[caption] = asyncio.ensure_future(self._chat(prompt, extract_rank(node.depth)))
+        raw = await asyncio.shield(self.extracted[caption])
         if raw is None:
             return []
         names, err = prompts.parse_objects(raw)
@@ -205,7 +219,7 @@ class Builder:
         try:
             return await result(root)
         finally:
-            for task in [*caps.values(), *results.values()]:
+            for task in [*caps.values(), *results.values(), *self.extracted.values()]:
                 task.cancel()
 
     async def _describe(self, image: Pyramid, node: Node, ready: Any, cap: Any) -> str | None:
@@ -216,11 +230,12 @@ class Builder:
         picture = await picture_job
         if picture is None:
             return None
+        rank = describe_rank(node.depth)
         if node.leaf:
-            caption = await self._chat([picture, text_part(prompts.CAPTION)])
+            caption = await self._chat([picture, text_part(prompts.CAPTION)], rank)
         else:
             joined = "\n".join(c for c in captions if c)
-            caption = await self._chat([picture, text_part(prompts.REFINE.format(captions=joined))])
+            caption = await self._chat([picture, text_part(prompts.REFINE.format(captions=joined))], rank)
         self.captions[node.id] = caption or ""
         return caption
 
@@ -280,6 +295,8 @@ async def build_memory(image: LoadedImage, runtime: ModelRuntime, params: DC2Par
     """Divide (in a worker thread: pixels only) and, at the same time, conquer and combine
     through ``runtime``: a node's calls start as soon as the planner has settled it."""
     loop = asyncio.get_running_loop()
+    # the downsampled image every question's final call sends, encoded once, beside the tree
+    whole = asyncio.ensure_future(asyncio.to_thread(image_part, image.image, params.image_side))
     pyramid = await asyncio.to_thread(Pyramid, image.image)
     flags: dict[str, asyncio.Future[None]] = {}
 
@@ -309,4 +326,14 @@ async def build_memory(image: LoadedImage, runtime: ModelRuntime, params: DC2Par
                         objects=dict(sorted(root.kept.items())), descriptions=builder.captions,
                         nodes=len(tree.nodes()), merged_groups=tree.merged_groups, budget_hit=tree.budget_hit,
                         usage=builder.usage, parse_failures=builder.failures, dropped=builder.dropped,
-                        errors=builder.errors)
+                        errors=builder.errors, pictures={whole_key(params.image_side): await whole})
+
+
+def whole_key(side: int) -> tuple[str, int]:
+    """:attr:`VisualMemory.pictures` key of the downsampled image at ``side`` px."""
+    return ("whole", side)
+
+
+def crop_key(box: Box, side: int) -> tuple[str, Box, int]:
+    """:attr:`VisualMemory.pictures` key of the crop of ``box`` sent at ``side`` px."""
+    return ("crop", box, side)
