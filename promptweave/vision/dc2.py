@@ -209,11 +209,15 @@ class Builder:
         def cap(n: Node) -> asyncio.Future[str | None]:
             if n.id not in caps:
                 caps[n.id] = asyncio.ensure_future(self._describe(image, n, ready, cap))
+                # the node's conclusion (its extraction first) starts with its description, so
+                # the extraction goes out when the description is in; started from the parent's
+                # conclusion instead, the extractions ran level by level after the root's
+                # description, six rounds of calls on the critical path of an 8K image
+                results[n.id] = asyncio.ensure_future(self._conclude(n, caps[n.id], ready, result))
             return caps[n.id]
 
         def result(n: Node) -> asyncio.Future[_Result]:
-            if n.id not in results:
-                results[n.id] = asyncio.ensure_future(self._conclude(n, cap(n), ready, result))
+            cap(n)
             return results[n.id]
 
         try:
@@ -295,9 +299,9 @@ async def build_memory(image: LoadedImage, runtime: ModelRuntime, params: DC2Par
     """Divide (in a worker thread: pixels only) and, at the same time, conquer and combine
     through ``runtime``: a node's calls start as soon as the planner has settled it."""
     loop = asyncio.get_running_loop()
-    # the downsampled image every question's final call sends, encoded once, beside the tree
-    whole = asyncio.ensure_future(asyncio.to_thread(image_part, image.image, params.image_side))
     pyramid = await asyncio.to_thread(Pyramid, image.image)
+    # the downsampled image every question's final call sends, encoded once, beside the tree
+    whole = asyncio.ensure_future(asyncio.to_thread(lambda: image_part(pyramid.fit(params.image_side))))
     flags: dict[str, asyncio.Future[None]] = {}
 
     def flag(node_id: str) -> asyncio.Future[None]:  # on the loop's thread only
