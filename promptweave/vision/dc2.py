@@ -25,7 +25,7 @@ from ..models.runtime import CallResult, ModelRuntime
 from . import prompts
 from .embed import create_embedder
 from .images import LoadedImage, Pyramid, image_part, text_part
-from .schedule import PriorityGate, describe_rank, extract_rank
+from .schedule import LATER, PriorityGate, PriorityPool, describe_rank, extract_rank
 from .tree import Box, Node, Tree, TreeSpec, divide, translate
 
 
@@ -159,6 +159,8 @@ class Builder:
         self.captions: dict[str, str] = {}
         # the runtime's slots, handed out critical path first (see .schedule)
         self.gate = PriorityGate(runtime.concurrency)
+        # patches are cut and encoded in these threads, deepest node first
+        self.pool = PriorityPool(workers=2)
         # replies to extraction prompts by description: equal descriptions (blank-looking
         # patches say the same sentence) are extracted once per image, not once per node or
         # as often as they happen to be in flight together
@@ -193,12 +195,17 @@ class Builder:
         patch = image.crop(box, self.p.send_side)
         return None if _blank(patch) else image_part(patch)
 
-    async def visit(self, image: Pyramid, root: Node, settled: Any = None) -> _Result:
+    async def visit(self, image: Pyramid, root: Node, settled: Any = None,
+                    planned: asyncio.Future[Any] | None = None) -> _Result:
         """Describe and conclude every node under ``root``. A node's description goes out as soon
         as its children's descriptions are in, and its object extraction runs beside its
         parent's description, so the critical path is one description per level plus one
         extraction. ``settled(node)`` (awaitable) says when a node's children are final, while
-        the tree is still being planned; without it the tree is complete."""
+        the tree is still being planned, and ``planned`` ends with the planning; without them
+        the tree is complete."""
+        if planned is None:
+            planned = asyncio.get_running_loop().create_future()
+            planned.set_result(None)
         caps: dict[str, asyncio.Future[str | None]] = {}
         results: dict[str, asyncio.Future[_Result]] = {}
 
@@ -208,7 +215,7 @@ class Builder:
 
         def cap(n: Node) -> asyncio.Future[str | None]:
             if n.id not in caps:
-                caps[n.id] = asyncio.ensure_future(self._describe(image, n, ready, cap))
+                caps[n.id] = asyncio.ensure_future(self._describe(image, n, ready, cap, planned))
                 # the node's conclusion (its extraction first) starts with its description, so
                 # the extraction goes out when the description is in; started from the parent's
                 # conclusion instead, the extractions ran level by level after the root's
@@ -226,15 +233,24 @@ class Builder:
             for task in [*caps.values(), *results.values(), *self.extracted.values()]:
                 task.cancel()
 
-    async def _describe(self, image: Pyramid, node: Node, ready: Any, cap: Any) -> str | None:
+    async def _describe(self, image: Pyramid, node: Node, ready: Any, cap: Any, planned: Any) -> str | None:
         """The node's description; None for a blank patch or a failed call."""
-        picture_job = asyncio.ensure_future(asyncio.to_thread(self._picture, image, node.box))
         await ready(node)
-        captions = await asyncio.gather(*(cap(c) for c in node.children))
-        picture = await picture_job
+        rank = describe_rank(node.depth)
+        if node.leaf:
+            captions: list[str | None] = []
+            picture = await self.pool.submit(rank, lambda: self._picture(image, node.box))
+        else:
+            kids = asyncio.gather(*(cap(c) for c in node.children))
+            # an inner node's patch is wanted only when its children are described: it is cut
+            # once the planner is done (or they are), not beside it; cut at once, the inner
+            # patches took CPU from the planner, whose last nodes are the deepest leaves
+            await asyncio.wait([kids, planned], return_when=asyncio.FIRST_COMPLETED)
+            picture_job = self.pool.submit(rank, lambda: self._picture(image, node.box))
+            captions = await kids
+            picture = await picture_job
         if picture is None:
             return None
-        rank = describe_rank(node.depth)
         if node.leaf:
             caption = await self._chat([picture, text_part(prompts.CAPTION)], rank)
         else:
@@ -300,8 +316,6 @@ async def build_memory(image: LoadedImage, runtime: ModelRuntime, params: DC2Par
     through ``runtime``: a node's calls start as soon as the planner has settled it."""
     loop = asyncio.get_running_loop()
     pyramid = await asyncio.to_thread(Pyramid, image.image)
-    # the downsampled image every question's final call sends, encoded once, beside the tree
-    whole = asyncio.ensure_future(asyncio.to_thread(lambda: image_part(pyramid.fit(params.image_side))))
     flags: dict[str, asyncio.Future[None]] = {}
 
     def flag(node_id: str) -> asyncio.Future[None]:  # on the loop's thread only
@@ -319,18 +333,31 @@ async def build_memory(image: LoadedImage, runtime: ModelRuntime, params: DC2Par
     root = Node("0", (0, 0, w, h), 0, [(0, 0, w, h)])
     planner = asyncio.ensure_future(asyncio.to_thread(plan, image, params, pyramid, settle, root))
     builder = Builder(runtime, params)
-    visitor = asyncio.ensure_future(builder.visit(pyramid, root, settled))
-    done, _ = await asyncio.wait({planner, visitor}, return_when=asyncio.FIRST_EXCEPTION)
-    if planner in done and planner.exception() is not None:
+    visitor = asyncio.ensure_future(builder.visit(pyramid, root, settled, planner))
+
+    async def downsampled() -> dict[str, Any]:
+        # the image every question's final call sends, encoded once, after the planning (which
+        # the deepest leaves wait for) while the calls are out
+        await asyncio.wait([planner])
+        return await builder.pool.submit(LATER, lambda: image_part(pyramid.fit(params.image_side)))
+
+    whole = asyncio.ensure_future(downsampled())
+    try:
+        done, _ = await asyncio.wait({planner, visitor}, return_when=asyncio.FIRST_EXCEPTION)
+        if planner in done and planner.exception() is not None:
+            raise planner.exception()  # type: ignore[misc]
+        tree = await planner
+        root = await visitor
+        pictures = {whole_key(params.image_side): await whole}
+    except BaseException:
         visitor.cancel()
-        raise planner.exception()  # type: ignore[misc]
-    tree = await planner
-    root = await visitor
+        whole.cancel()
+        raise
     return VisualMemory(key=memory_key(image.sha256, params, runtime.identity), size=image.size,
                         objects=dict(sorted(root.kept.items())), descriptions=builder.captions,
                         nodes=len(tree.nodes()), merged_groups=tree.merged_groups, budget_hit=tree.budget_hit,
                         usage=builder.usage, parse_failures=builder.failures, dropped=builder.dropped,
-                        errors=builder.errors, pictures={whole_key(params.image_side): await whole})
+                        errors=builder.errors, pictures=pictures)
 
 
 def whole_key(side: int) -> tuple[str, int]:

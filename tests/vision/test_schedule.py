@@ -93,3 +93,38 @@ def test_an_extraction_goes_out_when_its_description_is_in_not_after_the_parents
     # parent's conclusion asked the leaves' extraction only after the root's: one more round of
     # calls per level on the critical path.)
     assert prompts == ["describe"] * 4 + ["extract", "refine", "extract"]
+
+
+def test_pixel_pool_runs_the_most_urgent_job_first_and_hands_back_errors() -> None:
+    import threading
+    import time
+
+    from promptweave.vision.schedule import LATER, PriorityPool
+
+    async def go() -> tuple[list[str], str]:
+        pool, order, hold = PriorityPool(workers=1, idle_s=0.05), [], threading.Event()
+        first = pool.submit(LATER, lambda: hold.wait(5))  # the one worker is busy with this
+        jobs = [pool.submit(rank, lambda name=name: order.append(name))
+                for name, rank in [("later", LATER), ("extract d1", extract_rank(1)), ("leaf d2", describe_rank(2)),
+                                   ("leaf d5", describe_rank(5)), ("inner d2", describe_rank(2))]]
+
+        def boom() -> None:
+            raise ValueError("bad patch")
+
+        failing = pool.submit(describe_rank(0), boom)
+        hold.set()
+        await asyncio.gather(first, *jobs)
+        try:
+            await failing
+            error = ""
+        except ValueError as exc:
+            error = str(exc)
+        deadline = time.monotonic() + 5
+        while pool._running and time.monotonic() < deadline:  # idle workers leave
+            await asyncio.sleep(0.02)
+        assert pool._running == 0
+        return order, error
+
+    order, error = run(go())
+    assert order == ["leaf d5", "leaf d2", "inner d2", "extract d1", "later"]
+    assert error == "bad patch"
