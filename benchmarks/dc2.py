@@ -1,7 +1,8 @@
 """DC² wall time on an 8K image against the stand-in vision server delayed 50 ms per call:
 all calls as DC² issues them (each node as soon as its children are done) at concurrency 16,
-versus the same calls one after another (concurrency 1), measured in one run (concurrent,
-sequential, concurrent again); then the calls a second question on the same image costs.
+versus the same calls one after another (concurrency 1), measured in one run (after an uncounted
+warm-up pass: concurrent, sequential, concurrent again); then the calls a second question on the
+same image costs.
 
     python benchmarks/dc2.py [--delay 0.05] [--concurrency 16] [--budget 400] [--send-side 336]
 
@@ -118,6 +119,8 @@ def main() -> None:
     print(f"image {loaded.size[0]}x{loaded.size[1]}, server delay {args.delay * 1000:.0f} ms, cpus {os.cpu_count()}, "
           f"load average {'/'.join(f'{x:.1f}' for x in os.getloadavg())} (before)")
     with serve_vision(delay=args.delay) as url:
+        print("  warm-up (not counted: first imports, connections, threads):")
+        asyncio.run(one_pass(url, loaded, params, args.concurrency))
         runs: list[Any] = []
         for conc in (args.concurrency, 1, args.concurrency):  # interleaved: the machine's load drifts
             runs.append(asyncio.run(one_pass(url, loaded, params, conc)))
