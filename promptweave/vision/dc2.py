@@ -2,7 +2,9 @@
 
 Every node's description is issued as soon as its children's descriptions are in (its object
 extraction then runs beside its parent's description), so all leaves go out at once and the
-runtime's concurrency limit is the only brake. Each node gets a description (a leaf:
+runtime's concurrency limit is the only brake; waiting calls take the free slots critical path
+first (:mod:`.schedule`), and patches are cut and encoded once, deepest first, in worker
+threads. Each node gets a description (a leaf:
 the caption prompt; a parent: its patch plus its children's descriptions) and an object list
 extracted from that description. The filter keeps an object at a parent only if the parent's
 list and at least one child's list name it; a kept object carries the boxes (original-image
