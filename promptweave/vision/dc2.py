@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -143,6 +144,11 @@ class MemoryStore:
         return mem, False
 
 
+#: the threads that cut and encode patches, deepest node first, shared by every image being built
+#: (their work is Pillow's, which runs without the GIL; idle threads leave)
+PIXELS = PriorityPool(workers=min(4, max(2, os.cpu_count() or 2)))
+
+
 def _blank(patch: Any) -> bool:
     """A patch of one flat colour (e.g. padding) has nothing to describe: no call. (The
     reference skips all-black patches; any flat colour is as empty.)"""
@@ -161,8 +167,7 @@ class Builder:
         self.captions: dict[str, str] = {}
         # the runtime's slots, handed out critical path first (see .schedule)
         self.gate = PriorityGate(runtime.concurrency)
-        # patches are cut and encoded in these threads, deepest node first
-        self.pool = PriorityPool(workers=2)
+        self.pool = PIXELS
         # replies to extraction prompts by description: equal descriptions (blank-looking
         # patches say the same sentence) are extracted once per image, not once per node or
         # as often as they happen to be in flight together
