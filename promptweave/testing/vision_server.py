@@ -11,8 +11,10 @@ Run it as its own process (it shares the HTTP pieces of :mod:`promptweave.testin
 
     python -m promptweave.testing.vision_server --port 8765 --delay 0.05
 
-``GET /stats`` counts requests; ``GET /log`` lists ``[arrival, sent]`` server-clock seconds per
-request; ``POST /control`` takes ``{"delay": s, "reset": true}``.
+``GET /stats`` counts requests, the most in flight at once and the server's own CPU seconds
+(all threads, so a benchmark can tell the stand-in's cost from the client's); ``GET /log`` lists
+``[arrival, sent]`` server-clock seconds per request; ``POST /control`` takes ``{"delay": s,
+"reset": true}``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import io
 import json
 import re
@@ -101,14 +104,17 @@ def _components(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
 
 def see(img: Any) -> list[dict[str, Any]]:
     """The shapes visible in ``img`` (already at model resolution): colour, shape, place, area."""
-    a = np.asarray(img, dtype=np.int16)
-    h, w = a.shape[:2]
+    # one plane per channel: numpy reduces over a 3-wide last axis slowly, and this runs for
+    # every request (at concurrency 16 and 50 ms a call the stand-in must look at ~300 images/s)
+    r, g, b = (np.ascontiguousarray(c, dtype=np.int16) for c in np.moveaxis(np.asarray(img), 2, 0))
+    h, w = r.shape
     found = []
-    vivid = (a.max(axis=2) - a.min(axis=2)) > 60  # every palette colour is vivid, greys are not
+    # every palette colour is vivid, greys are not
+    vivid = (np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)) > 60
     ys_v, xs_v = np.nonzero(vivid)
-    pix = a[ys_v, xs_v].astype(np.int32)
-    for colour, rgb in PALETTE.items():
-        near = ((pix - np.array(rgb)) ** 2).sum(axis=1) < 60 ** 2
+    pr, pg, pb = (c[ys_v, xs_v].astype(np.int32) for c in (r, g, b))
+    for colour, (cr, cg, cb) in PALETTE.items():
+        near = (pr - cr) ** 2 + (pg - cg) ** 2 + (pb - cb) ** 2 < 60 ** 2
         if int(near.sum()) < MIN_AREA:
             continue
         mask = np.zeros((h, w), dtype=bool)
@@ -212,13 +218,17 @@ class _VisionConnection(_Connection):
         loop = asyncio.get_running_loop()
         start = loop.time()
         job = getattr(plan, "job", None)
-        if job is not None:
-            plan.payload = await loop.run_in_executor(None, job)
-        rest = plan.wait - (loop.time() - start)
-        if rest > 0:
-            await asyncio.sleep(rest)
-        self.pending = None
-        self._send(plan)
+        try:
+            if job is not None:
+                plan.payload = await loop.run_in_executor(None, job)
+            rest = plan.wait - (loop.time() - start)
+            if rest > 0:
+                await asyncio.sleep(rest)
+            self.pending = None
+            self._send(plan)
+        finally:
+            if job is not None:  # answered or abandoned (the client went away): no longer in flight
+                self.app.inflight -= 1
         if self.transport is not None:
             self._process()
 
@@ -230,7 +240,10 @@ class VisionApp:
         self.delay = delay
         self.started = time.monotonic()
         self.log: list[list[float | None]] = []
+        self.digests: list[str] = []  # SHA-256 of each chat request's body, in arrival order
         self.requests = 0
+        self.inflight = self.peak = 0
+        self.cpu_at_reset = time.process_time()
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -240,23 +253,31 @@ class VisionApp:
         if path.endswith("/chat/completions") and method == "POST":
             return self.chat(body, keep_alive)
         if path == "/stats":
-            return _Plan(_json(200, {"requests": self.requests}, keep_alive=keep_alive))
+            return _Plan(_json(200, {"requests": self.requests, "inflight_peak": self.peak,
+                                     "cpu_s": round(time.process_time() - self.cpu_at_reset, 4)},
+                               keep_alive=keep_alive))
         if path == "/log":
-            return _Plan(_json(200, {"log": self.log}, keep_alive=keep_alive))
+            return _Plan(_json(200, {"log": self.log, "digests": self.digests}, keep_alive=keep_alive))
         if path == "/control" and method == "POST":
             req = json.loads(body or b"{}")
             self.delay = float(req.get("delay", self.delay))
             if req.get("reset"):
                 self.log.clear()
+                self.digests.clear()
                 self.requests = 0
+                self.peak = self.inflight
+                self.cpu_at_reset = time.process_time()
             return _Plan(_json(200, {"delay": self.delay}, keep_alive=keep_alive))
         return _Plan(_json(404, {"error": {"message": f"no route {path}"}}, keep_alive=keep_alive))
 
     def chat(self, body: bytes, keep_alive: bool) -> _Plan:
         arrival = self.now()
         self.requests += 1
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
         index = len(self.log)
         self.log.append([arrival, None])
+        self.digests.append(hashlib.sha256(body).hexdigest()[:16])
         # the looking happens in a worker thread during the reply's delay, as a model's
         # inference would: a call takes max(delay, analysis time), and calls overlap
         plan = _Pending(None, wait=max(self.delay, 1e-6), key="vision", index=index)
@@ -287,7 +308,8 @@ class VisionApp:
 
     def sent(self, plan: _Plan) -> None:
         if plan.key == "vision":
-            self.log[plan.index][1] = self.now()
+            if plan.index < len(self.log):  # a reset may have come between arrival and reply
+                self.log[plan.index][1] = self.now()
 
 
 async def serve_forever(host: str, port: int, delay: float, *, watch_stdin: bool = False) -> None:
@@ -351,3 +373,11 @@ def arrivals(base_url: str) -> list[list[float | None]]:
     from . import _call, _root
 
     return _call(_root(base_url) + "/log")["log"]  # type: ignore[no-any-return]
+
+
+def request_digests(base_url: str) -> list[str]:
+    """A hash of every chat request's body since start or reset, in arrival order: two runs made
+    the same calls when these are equal as multisets."""
+    from . import _call, _root
+
+    return _call(_root(base_url) + "/log")["digests"]  # type: ignore[no-any-return]

@@ -7,6 +7,7 @@ Conquer and Combine; Wang et al., AAAI 2025).
 - :mod:`.embed`: patch embedders (``pixel-stats`` default, ``clip`` from a local checkpoint).
 - :mod:`.dc2`: conquer and combine into a visual memory (objects with boxes), the filter,
   the call budget, the memory store.
+- :mod:`.schedule`: which waiting call or patch goes first (the critical path).
 - :mod:`.answer`: retrieval, the "more information ... NONE" crops, the final call.
 - :mod:`.synthetic`: an HR-Bench-format synthetic set; :mod:`.report`: HR-Bench accuracy.
 

@@ -17,7 +17,7 @@ from ..errors import MissingDependency, PromptweaveError
 from ..models.base import Message
 from ..models.runtime import ModelRuntime
 from . import prompts
-from .dc2 import DC2Params, Usage, VisualMemory
+from .dc2 import DC2Params, Usage, VisualMemory, crop_key, whole_key
 from .images import LoadedImage, image_part, text_part
 from .tree import Box, position_words
 
@@ -85,6 +85,23 @@ def _pad(box: Box, size: tuple[int, int], frac: float = 0.1) -> Box:
     return (max(0, box[0] - dx), max(0, box[1] - dy), min(size[0], box[2] + dx), min(size[1], box[3] + dy))
 
 
+async def _pictures(image: LoadedImage, memory: VisualMemory, boxes: list[Box], params: DC2Params
+                    ) -> list[dict[str, Any]]:
+    """The crops of ``boxes`` and, last, the downsampled image, as image_url parts: each encoded
+    once per memory (the memory's build encodes the downsampled image beside the tree)."""
+    keys: list[Any] = [crop_key(b, params.send_side) for b in boxes] + [whole_key(params.image_side)]
+    missing = [k for k in dict.fromkeys(keys) if k not in memory.pictures]
+
+    def encode(key: Any) -> dict[str, Any]:
+        if key[0] == "whole":
+            return image_part(image.image, params.image_side)
+        return image_part(image.image.crop(_pad(key[1], image.size)), params.send_side)
+
+    for key, part in zip(missing, await asyncio.gather(*(asyncio.to_thread(encode, k) for k in missing))):
+        memory.pictures[key] = part
+    return [memory.pictures[k] for k in keys]
+
+
 async def answer(image: LoadedImage, memory: VisualMemory, question: str, runtime: ModelRuntime,
                  params: DC2Params) -> Answer:
     """Retrieve, ask the crops, and make the final call; ``question`` is the full prompt text."""
@@ -95,9 +112,7 @@ async def answer(image: LoadedImage, memory: VisualMemory, question: str, runtim
     else:
         chosen = retrieve(list(memory.objects), question, params.top_k)
     crops: list[tuple[str, Box]] = [(name, b) for name in chosen for b in memory.objects[name]][: params.max_crops]
-    whole_job = asyncio.ensure_future(asyncio.to_thread(image_part, image.image, params.image_side))
-    pictures = await asyncio.to_thread(
-        lambda: [image_part(image.image.crop(_pad(b, image.size)), params.send_side) for _, b in crops])
+    *pictures, whole = await _pictures(image, memory, [b for _, b in crops], params)
     overrides = {"max_tokens": params.max_tokens} if params.max_tokens else {}
     gathered: list[str] = []
     if params.combine in ("text", "both") and pictures:
@@ -116,7 +131,7 @@ async def answer(image: LoadedImage, memory: VisualMemory, question: str, runtim
                                for b in memory.objects[name][:4])
             gathered.append(f"The {name} is in the {places} of the {image.size[0]}x{image.size[1]} image.")
     body = prompts.FINAL.format(info="\n\n".join(gathered), question=question) if gathered else question
-    content: list[dict[str, Any]] = [await whole_job]
+    content: list[dict[str, Any]] = [whole]
     if params.combine in ("crops", "both") and pictures:
         content += pictures
         body = prompts.CROPS.format(question=body)

@@ -2,7 +2,9 @@
 
 Every node's description is issued as soon as its children's descriptions are in (its object
 extraction then runs beside its parent's description), so all leaves go out at once and the
-runtime's concurrency limit is the only brake. Each node gets a description (a leaf:
+runtime's concurrency limit is the only brake; waiting calls take the free slots critical path
+first (:mod:`.schedule`), and patches are cut and encoded once, deepest first, in worker
+threads. Each node gets a description (a leaf:
 the caption prompt; a parent: its patch plus its children's descriptions) and an object list
 extracted from that description. The filter keeps an object at a parent only if the parent's
 list and at least one child's list name it; a kept object carries the boxes (original-image
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -25,6 +28,7 @@ from ..models.runtime import CallResult, ModelRuntime
 from . import prompts
 from .embed import create_embedder
 from .images import LoadedImage, Pyramid, image_part, text_part
+from .schedule import LATER, PriorityGate, PriorityPool, describe_rank, extract_rank
 from .tree import Box, Node, Tree, TreeSpec, divide, translate
 
 
@@ -86,6 +90,9 @@ class VisualMemory:
     parse_failures: list[dict[str, str]] = field(default_factory=list)
     dropped: int = 0
     errors: list[str] = field(default_factory=list)
+    # image_url parts already encoded for answering (the downsampled image, crops by box), so
+    # that no question encodes the same picture twice; not part of the summary
+    pictures: dict[Any, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def summary(self, max_objects: int = 50) -> dict[str, Any]:
         return {"key": self.key[:16], "size": list(self.size), "nodes": self.nodes,
@@ -137,6 +144,11 @@ class MemoryStore:
         return mem, False
 
 
+#: the threads that cut and encode patches, deepest node first, shared by every image being built
+#: (their work is Pillow's, which runs without the GIL; idle threads leave)
+PIXELS = PriorityPool(workers=min(4, max(2, os.cpu_count() or 2)))
+
+
 def _blank(patch: Any) -> bool:
     """A patch of one flat colour (e.g. padding) has nothing to describe: no call. (The
     reference skips all-black patches; any flat colour is as empty.)"""
@@ -153,10 +165,18 @@ class Builder:
         self.errors: list[str] = []
         self.dropped = 0
         self.captions: dict[str, str] = {}
+        # the runtime's slots, handed out critical path first (see .schedule)
+        self.gate = PriorityGate(runtime.concurrency)
+        self.pool = PIXELS
+        # replies to extraction prompts by description: equal descriptions (blank-looking
+        # patches say the same sentence) are extracted once per image, not once per node or
+        # as often as they happen to be in flight together
+        self.extracted: dict[str, asyncio.Future[str | None]] = {}
 
-    async def _chat(self, content: list[dict[str, Any]] | str) -> str | None:
+    async def _chat(self, content: list[dict[str, Any]] | str, rank: tuple[int, int]) -> str | None:
         overrides = {"max_tokens": self.p.max_tokens} if self.p.max_tokens else {}
-        r = await self.rt.chat([Message("user", content)], **overrides)
+        async with self.gate.slot(rank):
+            r = await self.rt.chat([Message("user", content)], **overrides)
         self.usage.add(r)
         if not r.ok:
             self.errors.append(r.error or "call failed")
@@ -166,7 +186,10 @@ class Builder:
     async def _objects(self, node: Node, caption: str) -> list[str]:
         if not caption.strip():
             return []
-        raw = await self._chat(prompts.EXTRACT.format(caption=caption.replace('"', "'")))
+        if caption not in self.extracted:
+            prompt = prompts.EXTRACT.format(caption=caption.replace('"', "'"))
+            self.extracted[caption] = asyncio.ensure_future(self._chat(prompt, extract_rank(node.depth)))
+        raw = await asyncio.shield(self.extracted[caption])
         if raw is None:
             return []
         names, err = prompts.parse_objects(raw)
@@ -179,12 +202,17 @@ class Builder:
         patch = image.crop(box, self.p.send_side)
         return None if _blank(patch) else image_part(patch)
 
-    async def visit(self, image: Pyramid, root: Node, settled: Any = None) -> _Result:
+    async def visit(self, image: Pyramid, root: Node, settled: Any = None,
+                    planned: asyncio.Future[Any] | None = None) -> _Result:
         """Describe and conclude every node under ``root``. A node's description goes out as soon
         as its children's descriptions are in, and its object extraction runs beside its
         parent's description, so the critical path is one description per level plus one
         extraction. ``settled(node)`` (awaitable) says when a node's children are final, while
-        the tree is still being planned; without it the tree is complete."""
+        the tree is still being planned, and ``planned`` ends with the planning; without them
+        the tree is complete."""
+        if planned is None:
+            planned = asyncio.get_running_loop().create_future()
+            planned.set_result(None)
         caps: dict[str, asyncio.Future[str | None]] = {}
         results: dict[str, asyncio.Future[_Result]] = {}
 
@@ -194,33 +222,47 @@ class Builder:
 
         def cap(n: Node) -> asyncio.Future[str | None]:
             if n.id not in caps:
-                caps[n.id] = asyncio.ensure_future(self._describe(image, n, ready, cap))
+                caps[n.id] = asyncio.ensure_future(self._describe(image, n, ready, cap, planned))
+                # the node's conclusion (its extraction first) starts with its description, so
+                # the extraction goes out when the description is in; started from the parent's
+                # conclusion instead, the extractions ran level by level after the root's
+                # description, six rounds of calls on the critical path of an 8K image
+                results[n.id] = asyncio.ensure_future(self._conclude(n, caps[n.id], ready, result))
             return caps[n.id]
 
         def result(n: Node) -> asyncio.Future[_Result]:
-            if n.id not in results:
-                results[n.id] = asyncio.ensure_future(self._conclude(n, cap(n), ready, result))
+            cap(n)
             return results[n.id]
 
         try:
             return await result(root)
         finally:
-            for task in [*caps.values(), *results.values()]:
+            for task in [*caps.values(), *results.values(), *self.extracted.values()]:
                 task.cancel()
 
-    async def _describe(self, image: Pyramid, node: Node, ready: Any, cap: Any) -> str | None:
+    async def _describe(self, image: Pyramid, node: Node, ready: Any, cap: Any, planned: Any) -> str | None:
         """The node's description; None for a blank patch or a failed call."""
-        picture_job = asyncio.ensure_future(asyncio.to_thread(self._picture, image, node.box))
         await ready(node)
-        captions = await asyncio.gather(*(cap(c) for c in node.children))
-        picture = await picture_job
+        rank = describe_rank(node.depth)
+        if node.leaf:
+            captions: list[str | None] = []
+            picture = await self.pool.submit(rank, lambda: self._picture(image, node.box))
+        else:
+            kids = asyncio.gather(*(cap(c) for c in node.children))
+            # an inner node's patch is wanted only when its children are described: it is cut
+            # once the planner is done (or they are), not beside it; cut at once, the inner
+            # patches took CPU from the planner, whose last nodes are the deepest leaves
+            await asyncio.wait([kids, planned], return_when=asyncio.FIRST_COMPLETED)
+            picture_job = self.pool.submit(rank, lambda: self._picture(image, node.box))
+            captions = await kids
+            picture = await picture_job
         if picture is None:
             return None
         if node.leaf:
-            caption = await self._chat([picture, text_part(prompts.CAPTION)])
+            caption = await self._chat([picture, text_part(prompts.CAPTION)], rank)
         else:
             joined = "\n".join(c for c in captions if c)
-            caption = await self._chat([picture, text_part(prompts.REFINE.format(captions=joined))])
+            caption = await self._chat([picture, text_part(prompts.REFINE.format(captions=joined))], rank)
         self.captions[node.id] = caption or ""
         return caption
 
@@ -298,15 +340,38 @@ async def build_memory(image: LoadedImage, runtime: ModelRuntime, params: DC2Par
     root = Node("0", (0, 0, w, h), 0, [(0, 0, w, h)])
     planner = asyncio.ensure_future(asyncio.to_thread(plan, image, params, pyramid, settle, root))
     builder = Builder(runtime, params)
-    visitor = asyncio.ensure_future(builder.visit(pyramid, root, settled))
-    done, _ = await asyncio.wait({planner, visitor}, return_when=asyncio.FIRST_EXCEPTION)
-    if planner in done and planner.exception() is not None:
+    visitor = asyncio.ensure_future(builder.visit(pyramid, root, settled, planner))
+
+    async def downsampled() -> dict[str, Any]:
+        # the image every question's final call sends, encoded once, after the planning (which
+        # the deepest leaves wait for) while the calls are out
+        await asyncio.wait([planner])
+        return await builder.pool.submit(LATER, lambda: image_part(pyramid.fit(params.image_side)))
+
+    whole = asyncio.ensure_future(downsampled())
+    try:
+        done, _ = await asyncio.wait({planner, visitor}, return_when=asyncio.FIRST_EXCEPTION)
+        if planner in done and planner.exception() is not None:
+            raise planner.exception()  # type: ignore[misc]
+        tree = await planner
+        root = await visitor
+        pictures = {whole_key(params.image_side): await whole}
+    except BaseException:
         visitor.cancel()
-        raise planner.exception()  # type: ignore[misc]
-    tree = await planner
-    root = await visitor
+        whole.cancel()
+        raise
     return VisualMemory(key=memory_key(image.sha256, params, runtime.identity), size=image.size,
                         objects=dict(sorted(root.kept.items())), descriptions=builder.captions,
                         nodes=len(tree.nodes()), merged_groups=tree.merged_groups, budget_hit=tree.budget_hit,
                         usage=builder.usage, parse_failures=builder.failures, dropped=builder.dropped,
-                        errors=builder.errors)
+                        errors=builder.errors, pictures=pictures)
+
+
+def whole_key(side: int) -> tuple[str, int]:
+    """:attr:`VisualMemory.pictures` key of the downsampled image at ``side`` px."""
+    return ("whole", side)
+
+
+def crop_key(box: Box, side: int) -> tuple[str, Box, int]:
+    """:attr:`VisualMemory.pictures` key of the crop of ``box`` sent at ``side`` px."""
+    return ("crop", box, side)

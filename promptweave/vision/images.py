@@ -25,6 +25,7 @@ DEFAULT_MAX_PIXELS = 200_000_000  # ~14k x 14k: every HR-Bench 8K image passes, 
 
 
 _OPEN_LOCK = threading.Lock()
+_REDUCING_GAP = 3.0
 
 
 class ImageError(PromptweaveError):
@@ -145,7 +146,7 @@ def fit(img: Any, side: int) -> Any:
         return img
     # reducing_gap: box-reduce by an integer factor first, then resample (~10x faster on 8K images)
     return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), pil().Resampling.BICUBIC,
-                      reducing_gap=3.0)
+                      reducing_gap=_REDUCING_GAP)
 
 
 def encode_png(img: Any) -> bytes:
@@ -186,6 +187,19 @@ class Pyramid:
     @property
     def image(self) -> Any:
         return self.levels[0][1]
+
+    def fit(self, side: int) -> Any:
+        """``fit(self.image, side)``, pixel for pixel, without shrinking the full image again:
+        Pillow's resize first box-reduces by ``int(scale / reducing_gap)``, and when that factor
+        is 2 (an 8K image to 1024 px) its result is this pyramid's first level."""
+        w, h = self.image.size
+        scale = side / max(w, h)
+        if scale >= 1 or len(self.levels) < 2:
+            return fit(self.image, side)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if int(w / size[0] / _REDUCING_GAP) == int(h / size[1] / _REDUCING_GAP) == 2:
+            return self.levels[1][1].resize(size, pil().Resampling.BICUBIC, box=(0, 0, w / 2, h / 2))
+        return fit(self.image, side)
 
     def crop(self, box: tuple[int, int, int, int], side: int | None = None) -> Any:
         """The patch ``box`` (original pixels), its longer side at most ``side`` px."""

@@ -66,3 +66,19 @@ def test_embedding_retriever_needs_a_model_and_says_how_to_install() -> None:
     if importlib.util.find_spec("sentence_transformers") is None:
         with pytest.raises(MissingDependency, match="sentence-transformers is not installed"):
             retrieve_embedding(["tree"], "Is there a tree?", 2, "/nonexistent/model", 0.3)
+
+
+def test_pictures_are_encoded_once_per_memory(monkeypatch) -> None:
+    from promptweave.vision import answer as answer_module
+
+    encoded = []
+    real = answer_module.image_part
+    monkeypatch.setattr(answer_module, "image_part", lambda img, side=None: encoded.append(img.size) or real(img, side))
+    rt = scripted_runtime(RULES, default="B. blue")
+    img = LoadedImage(noise(800, 600), "img", "7" * 64)
+    memory, params = _memory(), DC2Params(top_k=1, image_side=400, send_side=200)
+    first = run(answer(img, memory, "What colour is the umbrella?", rt, params))
+    assert len(encoded) == 3  # the two crops of the red umbrella and the downsampled image
+    again = run(answer(img, memory, "Where is the umbrella?", rt, params))
+    assert len(encoded) == 3 and again.chosen == first.chosen  # the second question encodes nothing
+    assert ("whole", 400) in memory.pictures and ("crop", (0, 0, 100, 100), 200) in memory.pictures

@@ -29,7 +29,8 @@ def test_filter_keeps_what_parent_and_a_child_name_and_maps_boxes() -> None:
     assert set(mem.objects) == {"cat"}
     assert sorted(mem.objects["cat"]) == [(0, 0, 200, 200), (0, 200, 200, 400), (200, 0, 400, 200), (200, 200, 400, 400)]
     assert mem.dropped == 1 and mem.nodes == 5
-    assert mem.usage.calls == 10  # a description and an extraction per node
+    # a description per node; the four children's equal descriptions are extracted once
+    assert mem.usage.calls == 5 + 2 and mem.usage.requests == 7
     assert not mem.parse_failures and not mem.errors
 
 

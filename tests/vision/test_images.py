@@ -100,3 +100,16 @@ def test_rate_limit_estimate_counts_an_image_not_its_base64() -> None:
     msg = Message("user", [part, {"type": "text", "text": "x" * 400}])
     assert msg.approx_tokens() == 1000 + 100
     assert Message("user", "y" * 40).approx_tokens() == 10
+
+
+@pytest.mark.parametrize("w, h, side", [(7680, 4320, 1024), (7681, 4319, 1024), (6000, 3001, 1024),
+                                        (3840, 2160, 1024), (2001, 1999, 300), (300, 200, 1024)])
+def test_pyramid_fit_is_fit_pixel_for_pixel(w: int, h: int, side: int) -> None:
+    import numpy as np
+
+    from promptweave.vision.images import Pyramid, fit
+
+    rng = np.random.default_rng(w + h)
+    img = Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
+    want, got = fit(img, side), Pyramid(img).fit(side)
+    assert got.size == want.size and got.tobytes() == want.tobytes()

@@ -92,3 +92,18 @@ def test_pixel_stats_embedder_is_deterministic() -> None:
     a = EMB.embed([noise(200, 200, seed=1)])
     b = EMB.embed([noise(200, 200, seed=1)])
     assert np.array_equal(a, b) and EMB.distance(a[0], b[0]) == 0.0
+
+
+def test_nodes_refused_for_the_budget_are_not_embedded() -> None:
+    class Counting(PixelStatsEmbedder):
+        patches = 0
+
+        def embed(self, patches):  # type: ignore[no-untyped-def]
+            Counting.patches += len(patches)
+            return super().embed(patches)
+
+    tree = divide(noise(2048, 2048), TreeSpec(min_side=128, max_depth=4, merge_threshold=0, max_nodes=5), Counting())
+    # the root's four children fill the budget: none of them can take even one child, so only the
+    # root's split was embedded, and the tree is the breadth-first one the budget allows
+    assert tree.budget_hit and len(tree.nodes()) == 5
+    assert Counting.patches == 4
