@@ -37,6 +37,7 @@ from .. import secrets
 from ..errors import ConfigError, MissingDependency
 from .base import BackendError, BaseChatModel, Completion, GenParams, Message
 from .spec import ModelConfig
+from .vllm_startup import capture_engine_errors
 
 DEFAULT_MAX_BATCH = 256
 #: engine options that change what the model says for the same prompt; they join the identity
@@ -74,15 +75,18 @@ class _SharedEngine:
                     from .vllm_model import embedded_hf_dir
 
                     model = str(embedded_hf_dir())
-                self._llm = vllm.LLM(model=model, **self.engine_kwargs)
+                with capture_engine_errors() as causes:  # what the engine's own process logs
+                    self._llm = vllm.LLM(model=model, **self.engine_kwargs)
             except Exception as exc:  # noqa: BLE001 - any failure to start is the rows' error
-                self._error = startup_message(self.model, exc, self.engine_kwargs)
+                self._error = startup_message(self.model, exc, self.engine_kwargs, causes)
                 raise EngineStartError(self._error) from None
         return self._llm
 
 
-def startup_message(model: str, exc: BaseException, engine_kwargs: dict[str, Any]) -> str:
-    """One line saying why the engine did not start, with the option to change when one is known."""
+def startup_message(model: str, exc: BaseException, engine_kwargs: dict[str, Any],
+                    causes: list[str] | None = None) -> str:
+    """One line saying why the engine did not start, with the option to change when one is known.
+    ``causes``: exception lines the engine's own processes logged (:mod:`.vllm_startup`)."""
     chain, node = [], exc
     while node is not None and len(chain) < 10:
         chain.append(node)
@@ -92,6 +96,9 @@ def startup_message(model: str, exc: BaseException, engine_kwargs: dict[str, Any
     text = said[-1] if said else type(exc).__name__
     if len(said) > 1 and said[0] != text:
         text = f"{said[0]} ({text})"
+    if causes and "see root cause above" in text.lower():
+        # the child process's exception is the reason; the parent's wrapper only says it failed
+        text = f"{causes[0]} (in the engine process)"
     hint = ""
     lowered = text.lower()
     if "memory" in lowered and "gpu_memory_utilization" not in lowered:

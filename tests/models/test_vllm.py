@@ -248,49 +248,6 @@ def test_cpu_install_plan_leaves_out_the_cuda_torch_family():
         assert torch_pin == "torch==2.13.0+cpu"
 
 
-# ---------------------------------------------------------------- the real engine
-
-
-@pytest.fixture(scope="module")
-def hf_model_dir(embedded_model_path: Path) -> Path:
-    pytest.importorskip("vllm", reason="vllm is not installed (extra 'vllm')")
-    pytest.importorskip("gguf", reason="the GGUF conversion needs the gguf package")
-    from promptweave.models.vllm_model import embedded_hf_dir
-
-    return embedded_hf_dir()  # cached under $PROMPTWEAVE_HOME/models after the first conversion
-
-
-@pytest.mark.vllm
-@pytest.mark.embedded
-@pytest.mark.slow
-async def test_real_engine_batches_rows_through_runtime(hf_model_dir):
-    cfg = ModelConfig(backend="vllm", model=str(hf_model_dir), max_tokens=16, cache=False,
-                      # on CPU "gpu_memory_utilization" is the share of host memory vLLM reserves;
-                      # eager mode skips a torch.compile warm-up that takes minutes on two cores
-                      options={"dtype": "bfloat16", "max_model_len": 1024, "seed": 0,
-                               "gpu_memory_utilization": 0.3, "enforce_eager": True})
-    backend = vllm_engine.create(cfg)
-    sizes: list[int] = []
-    original = backend.complete_batch
-
-    async def spy(batch, params):
-        sizes.append(len(batch))
-        return await original(batch, params)
-
-    backend.complete_batch = spy  # type: ignore[method-assign]
-    runtime = ModelRuntime(cfg, backend)
-    words = ["house", "tree", "water", "bread"]
-    try:
-        results = await asyncio.gather(*[
-            runtime.chat([Message("system", "You are a translator. Answer with the translation only."),
-                          Message("user", f"Translate into German: {w}")]) for w in words])
-        assert all(r.ok and r.text and r.text.strip() for r in results), [r.error for r in results]
-        assert all(r.prompt_tokens > 0 and r.completion_tokens > 0 for r in results)
-        assert sizes == [4]  # the four rows went to the engine as one LLM.chat batch
-    finally:
-        vllm_engine.shutdown_all()
-
-
 def test_install_helper_plans_per_machine(monkeypatch, capsys):
     from promptweave.models import vllm_install
 
