@@ -109,6 +109,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-model-len", type=int, default=1024)
     args = ap.parse_args()
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the table, not the engine's INFO lines
     try:
         import vllm
     except ImportError:
@@ -125,21 +126,24 @@ def main() -> int:
           f"{os.getloadavg()[0]:.1f}; {dist[0]} {dist[1]}; model {args.model}; {rows} prompts, max_tokens "
           f"{args.max_tokens}, best of {args.repeats}", flush=True)
 
-    # warm-up: start the engine and record what our backend sends to LLM.chat
+    # the warm-up records what our backend sends to LLM.chat; every pipeline run, how long the
+    # engine call took (two perf_counter calls: what is left of a run is promptweave's share)
     sent: list[tuple[list[Any], Any]] = []
+    in_engine: list[float] = []
     original = VLLMChatModel._chat
 
     def spy(self: VLLMChatModel, conversations: list[Any], params: Any) -> list[Any]:
         sent.append((conversations, params))
-        return original(self, conversations, params)
+        t = time.perf_counter()
+        try:
+            return original(self, conversations, params)
+        finally:
+            in_engine.append(time.perf_counter() - t)
 
+    VLLMChatModel._chat = spy  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="pw-vllm-") as tmpdir:
         t0 = time.perf_counter()
-        VLLMChatModel._chat = spy  # type: ignore[method-assign]
-        try:
-            pipeline_run(Path(tmpdir) / "warmup", args.model, options, rows, args.max_tokens)
-        finally:
-            VLLMChatModel._chat = original  # type: ignore[method-assign]
+        pipeline_run(Path(tmpdir) / "warmup", args.model, options, rows, args.max_tokens)
         print(f"warm-up (engine start included): {time.perf_counter() - t0:.1f}s; the pipeline's LLM.chat "
               f"batches: {[len(c) for c, _ in sent]}", flush=True)
         (shared,) = vllm_engine._shared.values()  # one engine in this process
@@ -150,6 +154,8 @@ def main() -> int:
                                key=lambda conv: next(i for i, s in enumerate(srcs)
                                                      if str(conv[-1]["content"]).endswith(s)))
         sampling = vllm.SamplingParams(**sent[0][1].sampling_kwargs())
+        warmup_batches = len(sent)
+        outside: list[float] = []  # per pipeline run: wall time less the time inside LLM.chat
 
         times: dict[str, list[float]] = {"raw": [], "pipeline": []}
         tokens: dict[str, int] = {}
@@ -161,12 +167,17 @@ def main() -> int:
                 if name == "raw":
                     outputs[name], tokens[name] = raw_run(llm, conversations, sampling)
                 else:
+                    del in_engine[:]
                     outputs[name], tokens[name] = pipeline_run(Path(tmpdir) / f"run{rep}", args.model, options,
                                                                rows, args.max_tokens)
                 times[name].append(time.perf_counter() - t0)
+                if name == "pipeline":
+                    outside.append(times[name][-1] - sum(in_engine))
             print(f"  round {rep + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
                   + f" (load {os.getloadavg()[0]:.1f})", flush=True)
         engines = len(vllm_engine._shared)
+        batches = [len(c) for c, _ in sent[warmup_batches:]]
+    VLLMChatModel._chat = original  # type: ignore[method-assign]
     vllm_engine.shutdown_all()
     same = outputs["raw"] == outputs["pipeline"]
     print()
@@ -178,6 +189,8 @@ def main() -> int:
     best = (tokens["pipeline"] / min(times["pipeline"])) / (tokens["raw"] / min(times["raw"]))
     median = ((tokens["pipeline"] / statistics.median(times["pipeline"]))
               / (tokens["raw"] / statistics.median(times["raw"])))
+    print(f"\npipeline runs: LLM.chat batches {batches}; outside LLM.chat (config, data, prompts, batching, "
+          f"results, report): best {min(outside):.2f}s, median {statistics.median(outside):.2f}s")
     print()
     print(f"RESULT pipeline/raw = {best:.3f}x tokens/s (best), {median:.3f}x (median) (P4 target >= 0.95); "
           f"identical outputs: {same}; engines in the process: {engines}; load average {os.getloadavg()[0]:.1f}")
