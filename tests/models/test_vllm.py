@@ -170,15 +170,19 @@ def _frames(frame: Any) -> list[Any]:
 
 
 async def test_time_waiting_behind_another_batch_does_not_count(fake_vllm):
-    cfg = ModelConfig(backend="vllm", model="fake-f", cache=False, timeout=0.2, max_retries=0,
+    cfg = ModelConfig(backend="vllm", model="fake-f", cache=False, timeout=0.75, max_retries=0,
                       options={"max_batch": 2})
-    runtime = ModelRuntime(cfg, vllm_engine.create(cfg))
-    # two batches of 2 (0.4 s each allowed), each 0.3 s on the one engine thread: the second waits
-    # 0.3 s first, which must not count against it
-    results = await asyncio.gather(*[runtime.chat([Message("user", r)]) for r in
-                                     ["SLOW 0.3", "x", "SLOW 0.3 again", "y"]])
+    # two runtimes on the one shared engine, a batch of 2 each at the same moment (1.5 s allowed
+    # per batch), each batch 1 s on the engine's single thread: one waits 1 s behind the other,
+    # which must not count against it (0.5 s of slack either way for a loaded machine)
+    first, second = (ModelRuntime(cfg, vllm_engine.create(cfg)) for _ in range(2))
+    results = await asyncio.gather(*[rt.chat([Message("user", r)]) for rt, r in
+                                     [(first, "SLOW 1.0"), (first, "x"), (second, "SLOW 1.0 again"), (second, "y")]])
     assert all(r.ok for r in results), [r.error for r in results]
-    await runtime.aclose()
+    (llm,) = fake_vllm.instances
+    assert [len(c[0]) for c in llm.calls] == [2, 2]
+    await first.aclose()
+    await second.aclose()
 
 
 async def test_engine_that_cannot_start_fails_every_row_once_with_its_reason(monkeypatch):
