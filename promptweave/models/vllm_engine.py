@@ -1,6 +1,7 @@
 """vLLM in-process: whole batches through ``vllm.LLM.chat``.
 
-``model`` is a Hugging Face model id or a local model directory. ``options``: ``max_batch``
+``model`` is a Hugging Face model id, a local model directory, or ``default``: the embedded
+model, converted once into a folder vLLM loads (:mod:`promptweave.models.vllm_model`). ``options``: ``max_batch``
 (default 256: how many concurrent requests the runtime groups into one ``LLM.chat`` call; also
 the default of ``model.max_concurrency`` for this backend, so that every row in flight joins one
 batch), ``chat_template`` (overrides the tokenizer's), ``chat_template_kwargs``; everything else
@@ -36,6 +37,7 @@ from .. import secrets
 from ..errors import ConfigError, MissingDependency
 from .base import BackendError, BaseChatModel, Completion, GenParams, Message
 from .spec import ModelConfig
+from .vllm_startup import capture_engine_errors
 
 DEFAULT_MAX_BATCH = 256
 #: engine options that change what the model says for the same prompt; they join the identity
@@ -68,15 +70,23 @@ class _SharedEngine:
             import vllm
 
             try:
-                self._llm = vllm.LLM(model=self.model, **self.engine_kwargs)
+                model = self.model
+                if model == "default":  # the embedded model, converted for vLLM once per machine
+                    from .vllm_model import embedded_hf_dir
+
+                    model = str(embedded_hf_dir())
+                with capture_engine_errors() as causes:  # what the engine's own process logs
+                    self._llm = vllm.LLM(model=model, **self.engine_kwargs)
             except Exception as exc:  # noqa: BLE001 - any failure to start is the rows' error
-                self._error = startup_message(self.model, exc, self.engine_kwargs)
+                self._error = startup_message(self.model, exc, self.engine_kwargs, causes)
                 raise EngineStartError(self._error) from None
         return self._llm
 
 
-def startup_message(model: str, exc: BaseException, engine_kwargs: dict[str, Any]) -> str:
-    """One line saying why the engine did not start, with the option to change when one is known."""
+def startup_message(model: str, exc: BaseException, engine_kwargs: dict[str, Any],
+                    causes: list[str] | None = None) -> str:
+    """One line saying why the engine did not start, with the option to change when one is known.
+    ``causes``: exception lines the engine's own processes logged (:mod:`.vllm_startup`)."""
     chain, node = [], exc
     while node is not None and len(chain) < 10:
         chain.append(node)
@@ -86,6 +96,9 @@ def startup_message(model: str, exc: BaseException, engine_kwargs: dict[str, Any
     text = said[-1] if said else type(exc).__name__
     if len(said) > 1 and said[0] != text:
         text = f"{said[0]} ({text})"
+    if causes and "see root cause above" in text.lower():
+        # the child process's exception is the reason; the parent's wrapper only says it failed
+        text = f"{causes[0]} (in the engine process)"
     hint = ""
     lowered = text.lower()
     if "memory" in lowered and "gpu_memory_utilization" not in lowered:
@@ -164,10 +177,17 @@ _shared_lock = threading.Lock()
 
 
 def _get_shared(model: str, engine_kwargs: dict[str, Any]) -> _SharedEngine:
+    """The engine for ``model`` and the options the file gave. The CPU defaults join the engine's
+    options once, when it is made, and not its key: the free memory they are computed from drops
+    as soon as the first engine starts, and a second create() must find that engine, not start
+    another one."""
     key = repr((model, sorted(engine_kwargs.items())))
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = _SharedEngine(model, engine_kwargs)
+            kwargs = dict(engine_kwargs)
+            if not has_gpu():  # neither option changes what the model says: not in the identity
+                kwargs.update(cpu_defaults(engine_kwargs))
+            _shared[key] = _SharedEngine(model, kwargs)
         return _shared[key]
 
 
@@ -286,6 +306,10 @@ def create(cfg: ModelConfig) -> VLLMChatModel:
         if nvidia_present():
             raise MissingDependency("vllm", "vllm", exc) from None
         raise _MissingCPUBuild() from None
+    if cfg.model == "default":
+        from .vllm_model import check_available
+
+        check_available()  # the install line now, not a failure of every row later
     engine_kwargs = dict(cfg.options)
     try:
         max_batch = int(engine_kwargs.pop("max_batch", DEFAULT_MAX_BATCH))
@@ -298,7 +322,5 @@ def create(cfg: ModelConfig) -> VLLMChatModel:
     identity: dict[str, Any] = {"backend": "vllm", "model": cfg.model}
     identity.update({k: engine_kwargs[k] for k in _OUTPUT_OPTIONS if k in engine_kwargs})
     identity.update(chat_kwargs)
-    if not has_gpu():  # neither option changes what the model says: not in the identity
-        engine_kwargs.update(cpu_defaults(engine_kwargs))
     return VLLMChatModel(cfg.model, _get_shared(cfg.model, engine_kwargs), max_batch,
                          chat_kwargs, identity, timeout=cfg.timeout)

