@@ -1,0 +1,374 @@
+"""Fast, exact per-segment sufficient statistics for sacreBLEU's BLEU and chrF/chrF++.
+
+sacreBLEU counts n-grams with a Python loop per n-gram and tokenizes with four regular expressions
+per line; at a million segments that is most of a run's finish. This module computes the *same*
+statistics (same list layout, same ``int`` values) and the same sentence-level scores (the same
+float operations in the same order) with C-level work instead:
+
+* n-grams of order ``n`` are built from those of order ``n - 1`` with one ``map`` (string
+  concatenation), counted by ``Counter`` and matched through a key-set intersection, so no Python
+  loop runs per n-gram; hypothesis and reference totals follow from the lengths;
+* the ``13a`` and ``zh`` tokenizers are re-implemented: sacreBLEU's regular expressions are applied
+  where they are cheap, and the two ``[.,]`` rules, whose regexes try a match at every character,
+  by visiting only the ``.`` and ``,`` positions with the regex's own leftmost, non-overlapping
+  rule (see :func:`_split_dot_comma`). Every other tokenizer is sacreBLEU's own object, called.
+
+:func:`fast_stats_for` returns ``None`` for anything not covered (TER, a subclassed metric,
+unknown attributes), and callers then use sacreBLEU itself. Equality with sacreBLEU is asserted by
+``tests/evaluators/test_faststats.py`` on real WMT22 data and on generated text.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from operator import add
+from typing import Any
+
+sacrelogger = logging.getLogger("sacrebleu")
+
+_DIGITS = frozenset("0123456789")
+_DOT_COMMA = re.compile(r"[.,]")
+# sacreBLEU's first 13a rule pads every char of this class with spaces; it includes the space
+# itself, which only lengthens runs of spaces, which no later rule can tell apart (each of them
+# matches two adjacent characters, and a space is never the shared character of two overlapping
+# matches) and the final split() removes. Leaving the space out makes the rule ~10x cheaper.
+_PAD = re.compile(r"[\{-\~\[-\`!-\&\(-\+\:-\@\/]")
+_DIGIT_DASH = re.compile(r"([0-9])(-)")
+
+
+def _pad(m: re.Match[str]) -> str:
+    return f" {m.group()} "
+
+
+def _split_dot_comma(line: str) -> str:
+    """sacreBLEU's ``([^0-9])([\\.,]) -> '\\1 \\2 '`` then ``([\\.,])([^0-9]) -> ' \\1 \\2'``.
+
+    A match of either rule is two adjacent characters, one of them ``.`` or ``,``, so the
+    candidates are found from those positions only; ``re.sub`` takes the leftmost match, then
+    searches again after its end, which is what ``nxt`` enforces here."""
+    pos = [m.start() for m in _DOT_COMMA.finditer(line)]
+    if not pos:
+        return line
+    # rule 2: a non-digit, then . or ,
+    out: list[str] = []
+    last = nxt = 0
+    for j in pos:
+        i = j - 1
+        if i < nxt or line[i] in _DIGITS:
+            continue
+        out += (line[last:i], line[i], " ", line[j], " ")
+        last = nxt = j + 1
+    if out:
+        out.append(line[last:])
+        line = "".join(out)
+        pos = [m.start() for m in _DOT_COMMA.finditer(line)]
+    # rule 3: . or , then a non-digit
+    out = []
+    last = nxt = 0
+    end = len(line) - 1
+    for j in pos:
+        if j < nxt or j >= end or line[j + 1] in _DIGITS:
+            continue
+        out += (line[last:j], " ", line[j], " ", line[j + 1])
+        last = nxt = j + 2
+    if out:
+        out.append(line[last:])
+        line = "".join(out)
+    return line
+
+
+def _regexp_tokens(line: str) -> list[str]:
+    """The tokens of sacreBLEU's ``TokenizerRegexp`` (the part shared by 13a and zh)."""
+    line = _PAD.sub(_pad, line)
+    if "." in line or "," in line:
+        line = _split_dot_comma(line)
+    if "-" in line:
+        line = _DIGIT_DASH.sub(r"\1 \2 ", line)
+    return line.split()
+
+
+def tokens_13a(line: str) -> list[str]:
+    """The tokens of sacreBLEU's ``Tokenizer13a`` (mteval-v13a) for ``line``."""
+    line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    if "&" in line:
+        line = line.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    return _regexp_tokens(f" {line} ")
+
+
+_ZH: re.Pattern[str] | None = None
+
+
+def _code_points(bounds: tuple[str, str]) -> tuple[int, int]:
+    """The code points ``c`` with ``start <= c <= end`` as *string* comparisons, which is how
+    ``_is_chinese_char`` tests them: two of sacreBLEU's bounds are two characters long
+    (``u'\\u20000'`` is U+2000 then ``0``), and a single character equal to a longer bound's
+    first one sorts before it."""
+    start, end = bounds
+    lo = ord(start[0]) + (len(start) > 1) if start else 0
+    return lo, ord(end[0])
+
+
+def tokens_zh(line: str) -> list[str]:
+    """The tokens of sacreBLEU's ``TokenizerZh``: each Chinese character stands alone, the rest
+    is tokenized as by 13a's regular expressions (without 13a's line clean-up)."""
+    global _ZH
+    if _ZH is None:
+        from sacrebleu.tokenizers.tokenizer_zh import _UCODE_RANGES
+
+        _ZH = re.compile("[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
+                                       for lo, hi in map(_code_points, _UCODE_RANGES)) + "]")
+    return _regexp_tokens(_ZH.sub(_pad, line.strip()))
+
+
+class _Grams:
+    """The n-grams of one text, order by order, each order built from the one below with a single
+    C-level ``map``: ``g[n][i] = g[n-1][i] + unit[i+n]`` (a char, or a space and a word), and only
+    up to the highest order asked for (no match at order ``n`` means none above it)."""
+
+    __slots__ = ("units", "orders", "sep")
+
+    def __init__(self, units: str | list[str], words: bool) -> None:
+        self.units = units
+        self.orders: list[Any] = [units]
+        # word n-grams are joined with a space: tokens never contain whitespace, so distinct
+        # n-grams stay distinct (sacreBLEU keys them by tuple or by the same ' '.join)
+        self.sep = words
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def get(self, n: int) -> Any:
+        """The n-grams of order ``n + 1``, in text order."""
+        orders, units = self.orders, self.units
+        while len(orders) <= n:
+            k, prev = len(orders), orders[-1]
+            if self.sep:
+                prev = map(add, prev, [" "] * (len(units) - k))
+            orders.append(list(map(add, prev, units[k:])))
+        return orders[n]
+
+
+def _clipped(hyp: Any, ref: Any, dups_likely: bool) -> int:
+    """``sum(min(hyp.count(g), ref.count(g)))`` over the n-grams ``g`` both sequences have.
+
+    Sets first where repeats are rare (orders >= 3): when either side repeats nothing, each
+    shared n-gram adds ``min(count, 1) = 1``; only when both repeat something are they counted."""
+    if not dups_likely:
+        hs, rs = set(hyp), set(ref)
+        common = hs & rs
+        if not common or len(hs) == len(hyp) or len(rs) == len(ref):
+            return len(common)
+    hc, rc = Counter(hyp), Counter(ref)
+    shared = hc.keys() & rc.keys()
+    return sum(map(min, map(hc.__getitem__, shared), map(rc.__getitem__, shared))) if shared else 0
+
+
+def _order_stats(h: _Grams, r: _Grams, orders: int, st: list[int]) -> None:
+    """Append chrF's ``[hyp count, ref count, matches]`` for n-gram orders ``1..orders``.
+    The counts follow from the lengths; sacreBLEU counts no hypothesis n-grams of an order
+    for which the reference has none."""
+    lh, lr = len(h), len(r)
+    matching = True
+    for n in range(orders):
+        rn = lr - n if lr > n else 0
+        hn = lh - n if lh > n and rn else 0
+        m = 0
+        if hn and matching:
+            m = _clipped(h.get(n), r.get(n), n < 2)
+            matching = m > 0  # no n-gram of this order matched: no longer one can (it contains one)
+        st += (hn, rn, m)
+
+
+def _max_counts(refs: list[Any]) -> Counter[Any]:
+    """N-gram counts over several references, each n-gram at its largest count (sacreBLEU's merge)."""
+    merged: Counter[Any] = Counter()
+    for grams in refs:
+        merged |= Counter(grams)
+    return merged
+
+
+def _tokenizer(tok: Any) -> Callable[[str], list[str]]:
+    """Our exact re-implementation for 13a and zh; any other tokenizer is sacreBLEU's object."""
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    from sacrebleu.tokenizers.tokenizer_zh import TokenizerZh
+
+    if type(tok) is Tokenizer13a:
+        return tokens_13a
+    if type(tok) is TokenizerZh:
+        return tokens_zh
+    return lambda line: tok(line).split()
+
+
+def _ref_rows(hyps: Sequence[str], streams: Sequence[Sequence[str | None]]) -> Any:
+    """``(hyp, [refs without None])`` pairs; ``zip`` truncates as sacreBLEU's own zips do."""
+    for hyp, *refs in zip(hyps, *streams):
+        yield hyp, [r for r in refs if r is not None]
+
+
+class FastBLEU:
+    """sacreBLEU BLEU statistics ``[hyp_len, ref_len, correct_1..N, total_1..N]`` and sentence
+    BLEU (the sentence metric's smoothing and effective order) computed from them."""
+
+    def __init__(self, corpus_m: Any, sentence_m: Any) -> None:
+        self.order: int = corpus_m.max_ngram_order
+        self.lowercase: bool = corpus_m.lowercase
+        self.force: bool = corpus_m._force
+        self.tokens = _tokenizer(corpus_m.tokenizer)
+        self.smooth_method: str = sentence_m.smooth_method
+        value = sentence_m.smooth_value
+        self.smooth_value = type(sentence_m).SMOOTH_DEFAULTS[self.smooth_method] if value is None else value
+        self.effective_order: bool = sentence_m.effective_order
+
+    def _prep(self, sent: str) -> list[str]:
+        # BLEU._preprocess_segment: lowercase, then tokenize the right-stripped line
+        if self.lowercase:
+            sent = sent.lower()
+        return self.tokens(sent.rstrip())
+
+    def stats(self, hyps: Sequence[str], streams: Sequence[Sequence[str | None]]) -> list[list[int]]:
+        order, out, tok_count = self.order, [], 0
+        for hyp, refs in _ref_rows(hyps, streams):
+            if not self.force and hyp.endswith(" ."):
+                tok_count += 1
+            out.append(self._segment(self._prep(hyp), [self._prep(r) for r in refs], order))
+        if tok_count >= 100:  # the same warnings as sacreBLEU's _extract_corpus_statistics
+            sacrelogger.warning("That's 100 lines that end in a tokenized period ('.')")
+            sacrelogger.warning("It looks like you forgot to detokenize your test data, which may hurt your score.")
+            sacrelogger.warning("If you insist your data is detokenized, or don't care, you can suppress this "
+                                "message with the `force` parameter.")
+        return out
+
+    @staticmethod
+    def _segment(hyp: list[str], refs: list[list[str]], order: int) -> list[int]:
+        hyp_len = len(hyp)
+        # BLEU._get_closest_ref_len: the nearest length, the shorter one on a tie
+        ref_len = min((abs(hyp_len - len(r)), len(r)) for r in refs)[1]
+        total = [hyp_len - n if hyp_len > n else 0 for n in range(order)]
+        correct = [0] * order
+        h = _Grams(hyp, True)
+        rs = [_Grams(r, True) for r in refs]
+        for n in range(min(hyp_len, order)):
+            rg = [r.get(n) for r in rs if len(r) > n]
+            if not rg:
+                break
+            if len(rg) == 1:
+                m = _clipped(h.get(n), rg[0], n == 0)
+            else:  # clipped by the largest count over the references
+                hc, rc = Counter(h.get(n)), _max_counts(rg)
+                m = sum(min(c, rc[g]) for g, c in hc.items() if g in rc)
+            correct[n] = m
+            if not m:  # no n-gram of this order matched: no longer one can (it contains one)
+                break
+        return [hyp_len, ref_len, *correct, *total]
+
+    def segment_score(self, st: Sequence[int]) -> float:
+        """``BLEU.compute_bleu`` for one segment's statistics, the same float operations in order."""
+        mo = self.order
+        correct, total = list(st[2:2 + mo]), list(st[2 + mo:])
+        sys_len, ref_len = int(st[0]), int(st[1])
+        bp = 1.0
+        if sys_len < ref_len:
+            bp = math.exp(1 - ref_len / sys_len) if sys_len > 0 else 0.0
+        if not any(correct):
+            return 0.0
+        method, value = self.smooth_method, self.smooth_value
+        precisions = [0.0] * mo
+        smooth_mteval = 1.0
+        eff_order = mo
+        for n in range(1, mo + 1):
+            if method == "add-k" and n > 1:
+                correct[n - 1] += value
+                total[n - 1] += value
+            if total[n - 1] == 0:
+                break
+            if self.effective_order:
+                eff_order = n
+            if correct[n - 1] == 0:
+                if method == "exp":
+                    smooth_mteval *= 2
+                    precisions[n - 1] = 100. / (smooth_mteval * total[n - 1])
+                elif method == "floor":
+                    precisions[n - 1] = 100. * value / total[n - 1]
+            else:
+                precisions[n - 1] = 100. * correct[n - 1] / total[n - 1]
+        # sacrebleu.utils.my_log floors log(0) at -9999999999 (an int, kept as such for sum())
+        logs = [math.log(p) if p != 0.0 else -9999999999 for p in precisions[:eff_order]]
+        return float(bp * math.exp(sum(logs) / eff_order))
+
+
+class FastCHRF:
+    """sacreBLEU chrF/chrF++ statistics (``[hyp, ref, match]`` per char order, then per word
+    order) against the best reference, and the sentence score computed from them."""
+
+    def __init__(self, corpus_m: Any, sentence_m: Any) -> None:
+        self.m = corpus_m
+        self.char_order: int = corpus_m.char_order
+        self.word_order: int = corpus_m.word_order
+        self.lowercase: bool = corpus_m.lowercase
+        self.whitespace: bool = corpus_m.whitespace
+        # sacreBLEU's own f-score: cheap (no object built), and exact by definition
+        self.f_select = corpus_m._compute_f_score
+        self.f_score = sentence_m._compute_f_score
+
+    def _prep(self, sent: str) -> tuple[_Grams, _Grams | None]:
+        if self.lowercase:
+            sent = sent.lower()
+        chars = _Grams(sent if self.whitespace else "".join(sent.split()), False)
+        return chars, _Grams(self.m._remove_punctuation(sent), True) if self.word_order else None
+
+    def _against(self, h: tuple[_Grams, _Grams | None], r: tuple[_Grams, _Grams | None]) -> list[int]:
+        st: list[int] = []
+        _order_stats(h[0], r[0], self.char_order, st)
+        if self.word_order:
+            _order_stats(h[1], r[1], self.word_order, st)  # type: ignore[arg-type]
+        return st
+
+    def stats(self, hyps: Sequence[str], streams: Sequence[Sequence[str | None]]) -> list[list[int]]:
+        out = []
+        for hyp, refs in _ref_rows(hyps, streams):
+            h = self._prep(hyp)
+            if len(refs) == 1:
+                out.append(self._against(h, self._prep(refs[0])))
+                continue
+            best: list[int] = []
+            best_f = -1.0
+            for ref in refs:  # the first reference with the strictly highest f-score wins
+                st = self._against(h, self._prep(ref))
+                f = self.f_select(st)
+                if f > best_f:
+                    best_f, best = f, st
+            out.append(best)
+        return out
+
+    def segment_score(self, st: list[int]) -> float:
+        return float(self.f_score(st))
+
+
+def fast_stats_for(corpus_m: Any, sentence_m: Any) -> FastBLEU | FastCHRF | None:
+    """The fast twin of a sacreBLEU metric pair, or ``None`` when its configuration is not one
+    this module reproduces exactly (then sacreBLEU computes the statistics itself)."""
+    try:
+        from sacrebleu.metrics import BLEU, CHRF
+    except ImportError:  # pragma: no cover - sacrebleu is a dependency of these metrics
+        return None
+    try:
+        if type(corpus_m) is BLEU and type(sentence_m) is BLEU:
+            if (sentence_m.max_ngram_order != corpus_m.max_ngram_order
+                    or corpus_m.smooth_method not in BLEU.SMOOTH_DEFAULTS
+                    or sentence_m.smooth_method not in BLEU.SMOOTH_DEFAULTS
+                    or not isinstance(corpus_m.max_ngram_order, int) or corpus_m.max_ngram_order < 1):
+                return None
+            return FastBLEU(corpus_m, sentence_m)
+        if type(corpus_m) is CHRF and type(sentence_m) is CHRF:
+            if (not isinstance(corpus_m.char_order, int) or not isinstance(corpus_m.word_order, int)
+                    or corpus_m.char_order < 0 or corpus_m.word_order < 0
+                    or corpus_m.char_order + corpus_m.word_order < 1):
+                return None
+            return FastCHRF(corpus_m, sentence_m)
+    except AttributeError:  # a sacreBLEU version with other internals: use its own code
+        return None
+    return None
