@@ -25,10 +25,23 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import chain, count
 from operator import add
 from typing import Any
 
+try:  # the C counting loop behind Counter(), without Counter's per-call Python overhead
+    from _collections import _count_elements
+except ImportError:  # pragma: no cover - other interpreters
+    def _count_elements(mapping: dict[Any, int], iterable: Any) -> None:
+        get = mapping.get
+        for elem in iterable:
+            mapping[elem] = get(elem, 0) + 1
+
 sacrelogger = logging.getLogger("sacrebleu")
+
+#: chunks of at least this many single-reference segments have their n-grams matched all at
+#: once in numpy (:mod:`.ngramcount`), whose fixed cost per call is then shared
+BATCH_MIN = 32
 
 _DIGITS = frozenset("0123456789")
 _DOT_COMMA = re.compile(r"[.,]")
@@ -124,53 +137,61 @@ def tokens_zh(line: str) -> list[str]:
     return _regexp_tokens(_ZH.sub(_pad, line.strip()))
 
 
-class _Grams:
-    """The n-grams of one text, order by order, each order built from the one below with a single
-    C-level ``map``: ``g[n][i] = g[n-1][i] + unit[i+n]`` (a char, or a space and a word), and only
-    up to the highest order asked for (no match at order ``n`` means none above it)."""
-
-    __slots__ = ("units", "orders", "sep")
-
-    def __init__(self, units: str | list[str], words: bool) -> None:
-        self.units = units
-        self.orders: list[Any] = [units]
-        # word n-grams are joined with a space: tokens never contain whitespace, so distinct
-        # n-grams stay distinct (sacreBLEU keys them by tuple or by the same ' '.join)
-        self.sep = words
-
-    def __len__(self) -> int:
-        return len(self.units)
-
-    def get(self, n: int) -> Any:
-        """The n-grams of order ``n + 1``, in text order."""
-        orders, units = self.orders, self.units
-        while len(orders) <= n:
-            k, prev = len(orders), orders[-1]
-            if self.sep:
-                prev = map(add, prev, [" "] * (len(units) - k))
-            orders.append(list(map(add, prev, units[k:])))
-        return orders[n]
+def _word_grams(words: Sequence[str], n: int) -> Sequence[Any]:
+    """Word n-grams of order ``n + 1`` as tuples (sacreBLEU's BLEU keys; for chrF++ its
+    ``' '.join`` keys are equal exactly when the tuples are, as tokens hold no whitespace)."""
+    return words if n == 0 else list(zip(*[words[k:] for k in range(n + 1)]))
 
 
-def _clipped(hyp: Any, ref: Any, dups_likely: bool) -> int:
+def _clipped(hyp: Sequence[Any], ref: Sequence[Any], dups_likely: bool) -> int:
     """``sum(min(hyp.count(g), ref.count(g)))`` over the n-grams ``g`` both sequences have.
 
     Sets first where repeats are rare (orders >= 3): when either side repeats nothing, each
-    shared n-gram adds ``min(count, 1) = 1``; only when both repeat something are they counted."""
-    if not dups_likely:
-        hs, rs = set(hyp), set(ref)
-        common = hs & rs
-        if not common or len(hs) == len(hyp) or len(rs) == len(ref):
-            return len(common)
-    hc, rc = Counter(hyp), Counter(ref)
-    shared = hc.keys() & rc.keys()
+    shared n-gram adds ``min(count, 1) = 1``; only when both repeat something are they counted
+    (into plain dicts: ``Counter()`` itself costs a microsecond of Python per call)."""
+    hc: dict[Any, int] = {}
+    rc: dict[Any, int] = {}
+    if dups_likely:
+        _count_elements(hc, hyp)
+        _count_elements(rc, ref)
+        shared = hc.keys() & rc.keys()
+    else:
+        hs = set(hyp)
+        shared = hs.intersection(ref)  # probes the reference's n-grams without storing them
+        if not shared or len(hs) == len(hyp) or len(set(ref)) == len(ref):
+            return len(shared)
+        # both sides repeat something: count just the shared n-grams (hashes are cached by now)
+        _count_elements(hc, filter(shared.__contains__, hyp))
+        _count_elements(rc, filter(shared.__contains__, ref))
     return sum(map(min, map(hc.__getitem__, shared), map(rc.__getitem__, shared))) if shared else 0
 
 
-def _order_stats(h: _Grams, r: _Grams, orders: int, st: list[int]) -> None:
-    """Append chrF's ``[hyp count, ref count, matches]`` for n-gram orders ``1..orders``.
-    The counts follow from the lengths; sacreBLEU counts no hypothesis n-grams of an order
-    for which the reference has none."""
+def _char_stats(h: str, r: str, orders: int, st: list[int]) -> None:
+    """Append chrF's ``[hyp count, ref count, matches]`` for char n-gram orders ``1..orders``.
+
+    Order ``n`` n-grams are built from order ``n - 1`` with one C-level ``map``
+    (``s[i:i+n] == s[i:i+n-1] + s[i+n-1]``); the counts follow from the lengths (sacreBLEU counts
+    no hypothesis n-grams of an order for which the reference has none); and no match at order
+    ``n`` means none at any higher order (each contains one), so those are not built at all."""
+    lh, lr = len(h), len(r)
+    hg: Any = h
+    rg: Any = r
+    matching = True
+    for n in range(orders):
+        rn = lr - n if lr > n else 0
+        hn = lh - n if lh > n and rn else 0
+        m = 0
+        if hn and matching:
+            if n:
+                hg = list(map(add, hg, h[n:]))
+                rg = list(map(add, rg, r[n:]))
+            m = _clipped(hg, rg, n < 2)
+            matching = m > 0
+        st += (hn, rn, m)
+
+
+def _word_stats(h: list[str], r: list[str], orders: int, st: list[int]) -> None:
+    """:func:`_char_stats` for chrF++'s word n-grams."""
     lh, lr = len(h), len(r)
     matching = True
     for n in range(orders):
@@ -178,16 +199,20 @@ def _order_stats(h: _Grams, r: _Grams, orders: int, st: list[int]) -> None:
         hn = lh - n if lh > n and rn else 0
         m = 0
         if hn and matching:
-            m = _clipped(h.get(n), r.get(n), n < 2)
-            matching = m > 0  # no n-gram of this order matched: no longer one can (it contains one)
+            m = _clipped(_word_grams(h, n), _word_grams(r, n), n == 0)
+            matching = m > 0
         st += (hn, rn, m)
 
 
-def _max_counts(refs: list[Any]) -> Counter[Any]:
+def _max_counts(refs: list[Sequence[Any]]) -> dict[Any, int]:
     """N-gram counts over several references, each n-gram at its largest count (sacreBLEU's merge)."""
-    merged: Counter[Any] = Counter()
+    merged: dict[Any, int] = {}
     for grams in refs:
-        merged |= Counter(grams)
+        c: dict[Any, int] = {}
+        _count_elements(c, grams)
+        for g, k in c.items():
+            if k > merged.get(g, 0):
+                merged[g] = k
     return merged
 
 
@@ -230,17 +255,35 @@ class FastBLEU:
         return self.tokens(sent.rstrip())
 
     def stats(self, hyps: Sequence[str], streams: Sequence[Sequence[str | None]]) -> list[list[int]]:
-        order, out, tok_count = self.order, [], 0
-        for hyp, refs in _ref_rows(hyps, streams):
-            if not self.force and hyp.endswith(" ."):
-                tok_count += 1
-            out.append(self._segment(self._prep(hyp), [self._prep(r) for r in refs], order))
+        order, prep, tok_count = self.order, self._prep, 0
+        rows = list(_ref_rows(hyps, streams))
+        if not self.force:
+            tok_count = sum(1 for hyp, _ in rows if hyp.endswith(" ."))
+        if len(rows) >= BATCH_MIN and all(len(refs) == 1 for _, refs in rows):
+            out = self._batch([prep(h) for h, _ in rows], [prep(refs[0]) for _, refs in rows])
+        else:
+            out = [self._segment(prep(hyp), [prep(r) for r in refs], order) for hyp, refs in rows]
         if tok_count >= 100:  # the same warnings as sacreBLEU's _extract_corpus_statistics
             sacrelogger.warning("That's 100 lines that end in a tokenized period ('.')")
             sacrelogger.warning("It looks like you forgot to detokenize your test data, which may hurt your score.")
             sacrelogger.warning("If you insist your data is detokenized, or don't care, you can suppress this "
                                 "message with the `force` parameter.")
         return out
+
+    def _batch(self, hyps: list[list[str]], refs: list[list[str]]) -> list[list[int]]:
+        """Single-reference rows: the word n-gram matches of all rows at once (:mod:`.ngramcount`),
+        each distinct token numbered through one dict."""
+        from .ngramcount import clipped_matches, np
+
+        vocab: dict[str, int] = {}
+        ids = count(1)  # a new token takes the next number, a known one keeps its own
+        hid = np.fromiter(map(vocab.setdefault, chain.from_iterable(hyps), ids), dtype=np.int64)
+        rid = np.fromiter(map(vocab.setdefault, chain.from_iterable(refs), ids), dtype=np.int64)
+        hl, rl = list(map(len, hyps)), list(map(len, refs))
+        matches = clipped_matches(hid, hl, rid, rl, self.order)
+        rng = range(self.order)
+        return [[lh, lr, *(m[j] for m in matches), *(lh - n if lh > n else 0 for n in rng)]
+                for j, (lh, lr) in enumerate(zip(hl, rl))]
 
     @staticmethod
     def _segment(hyp: list[str], refs: list[list[str]], order: int) -> list[int]:
@@ -249,17 +292,19 @@ class FastBLEU:
         ref_len = min((abs(hyp_len - len(r)), len(r)) for r in refs)[1]
         total = [hyp_len - n if hyp_len > n else 0 for n in range(order)]
         correct = [0] * order
-        h = _Grams(hyp, True)
-        rs = [_Grams(r, True) for r in refs]
         for n in range(min(hyp_len, order)):
-            rg = [r.get(n) for r in rs if len(r) > n]
+            rg = [_word_grams(r, n) for r in refs if len(r) > n]
             if not rg:
                 break
+            hg = _word_grams(hyp, n)
             if len(rg) == 1:
-                m = _clipped(h.get(n), rg[0], n == 0)
+                m = _clipped(hg, rg[0], n == 0)
             else:  # clipped by the largest count over the references
-                hc, rc = Counter(h.get(n)), _max_counts(rg)
-                m = sum(min(c, rc[g]) for g, c in hc.items() if g in rc)
+                hc: dict[Any, int] = {}
+                _count_elements(hc, hg)
+                rc = _max_counts(rg)
+                shared = hc.keys() & rc.keys()
+                m = sum(map(min, map(hc.__getitem__, shared), map(rc.__getitem__, shared))) if shared else 0
             correct[n] = m
             if not m:  # no n-gram of this order matched: no longer one can (it contains one)
                 break
@@ -314,22 +359,25 @@ class FastCHRF:
         self.f_select = corpus_m._compute_f_score
         self.f_score = sentence_m._compute_f_score
 
-    def _prep(self, sent: str) -> tuple[_Grams, _Grams | None]:
+    def _prep(self, sent: str) -> tuple[str, list[str]]:
         if self.lowercase:
             sent = sent.lower()
-        chars = _Grams(sent if self.whitespace else "".join(sent.split()), False)
-        return chars, _Grams(self.m._remove_punctuation(sent), True) if self.word_order else None
+        chars = sent if self.whitespace else "".join(sent.split())
+        return chars, self.m._remove_punctuation(sent) if self.word_order else []
 
-    def _against(self, h: tuple[_Grams, _Grams | None], r: tuple[_Grams, _Grams | None]) -> list[int]:
+    def _against(self, h: tuple[str, list[str]], r: tuple[str, list[str]]) -> list[int]:
         st: list[int] = []
-        _order_stats(h[0], r[0], self.char_order, st)
+        _char_stats(h[0], r[0], self.char_order, st)
         if self.word_order:
-            _order_stats(h[1], r[1], self.word_order, st)  # type: ignore[arg-type]
+            _word_stats(h[1], r[1], self.word_order, st)
         return st
 
     def stats(self, hyps: Sequence[str], streams: Sequence[Sequence[str | None]]) -> list[list[int]]:
+        rows = list(_ref_rows(hyps, streams))
+        if len(rows) >= BATCH_MIN and self.char_order and all(len(refs) == 1 for _, refs in rows):
+            return self._batch(rows)
         out = []
-        for hyp, refs in _ref_rows(hyps, streams):
+        for hyp, refs in rows:
             h = self._prep(hyp)
             if len(refs) == 1:
                 out.append(self._against(h, self._prep(refs[0])))
@@ -342,6 +390,28 @@ class FastCHRF:
                 if f > best_f:
                     best_f, best = f, st
             out.append(best)
+        return out
+
+    def _batch(self, rows: list[tuple[str, list[str]]]) -> list[list[int]]:
+        """Single-reference rows: the char n-gram matches of all rows at once (:mod:`.ngramcount`);
+        the n-gram counts from the lengths; chrF++'s word n-grams row by row."""
+        from .ngramcount import char_ids, clipped_matches
+
+        hp = [self._prep(h) for h, _ in rows]
+        rp = [self._prep(refs[0]) for _, refs in rows]
+        hs, rs = [h[0] for h in hp], [r[0] for r in rp]
+        hl, rl = list(map(len, hs)), list(map(len, rs))
+        hid, rid = char_ids(hs, rs)
+        matches = clipped_matches(hid, hl, rid, rl, self.char_order)
+        out = []
+        for j, (lh, lr) in enumerate(zip(hl, rl)):
+            st: list[int] = []
+            for n in range(self.char_order):
+                rn = lr - n if lr > n else 0
+                st += (lh - n if lh > n and rn else 0, rn, matches[n][j])
+            if self.word_order:
+                _word_stats(hp[j][1], rp[j][1], self.word_order, st)
+            out.append(st)
         return out
 
     def segment_score(self, st: list[int]) -> float:

@@ -18,7 +18,7 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from sacrebleu.tokenizers.tokenizer_zh import TokenizerZh
 
-from promptweave.evaluators import create_metric, segstats
+from promptweave.evaluators import create_metric, faststats, ngramcount, segstats
 from promptweave.evaluators.faststats import FastBLEU, FastCHRF, fast_stats_for, tokens_13a, tokens_zh
 
 WMT22 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "wmt22"
@@ -114,6 +114,10 @@ def to_streams(rows: list[tuple[str, list[str | None]]]) -> tuple[list[str], lis
 def test_bleu_generated(rows: list, tokenize: str, lowercase: bool) -> None:
     hyps, streams = to_streams(rows)
     assert_same(*bleu_pair(tokenize=tokenize, lowercase=lowercase), hyps, streams)
+    single = [[r for r in refs if r is not None][0] for _, refs in rows]
+    for limit in (None, 2 ** 10):
+        with batched(limit):
+            assert_same(*bleu_pair(tokenize=tokenize, lowercase=lowercase), hyps, [single])
 
 
 @SETTINGS
@@ -123,6 +127,8 @@ def test_bleu_smoothing_and_orders_generated(rows: list, method: str, value: Any
     hyps, streams = to_streams(rows)
     m = BLEU(smooth_method=method, smooth_value=value, max_ngram_order=order, effective_order=eff)
     assert_same(m, m, hyps, streams)
+    with batched():
+        assert_same(m, m, hyps, [[[r for r in refs if r is not None][-1] for _, refs in rows]])
 
 
 @SETTINGS
@@ -135,6 +141,49 @@ def test_chrf_generated(rows: list, char_order: int, word_order: int, beta: int,
     m = CHRF(char_order=char_order, word_order=word_order, beta=beta, lowercase=lowercase,
              whitespace=whitespace, eps_smoothing=eps)
     assert_same(m, m, hyps, streams)
+
+
+SINGLE = st.lists(st.tuples(TEXT, TEXT.map(lambda r: [r])), min_size=1, max_size=40)
+
+
+class batched:
+    """Batch (numpy) matching for chunks of any size; ``limit`` forces the dense re-ranking of
+    keys at every order, the path a large alphabet takes."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+
+    def __enter__(self) -> None:
+        self.saved = faststats.BATCH_MIN, ngramcount._LIMIT
+        faststats.BATCH_MIN = 1
+        if self.limit:
+            ngramcount._LIMIT = self.limit
+
+    def __exit__(self, *exc: object) -> None:
+        faststats.BATCH_MIN, ngramcount._LIMIT = self.saved
+
+
+@SETTINGS
+@given(SINGLE, st.integers(1, 7), st.integers(0, 2), st.booleans(), st.booleans(), st.sampled_from([None, 2 ** 12]))
+def test_chrf_batched_generated(rows: list, char_order: int, word_order: int, lowercase: bool, whitespace: bool,
+                                limit: int | None) -> None:
+    hyps, streams = to_streams(rows)
+    m = CHRF(char_order=char_order, word_order=word_order, lowercase=lowercase, whitespace=whitespace)
+    with batched(limit):
+        assert_same(m, m, hyps, streams)
+
+
+@pytest.mark.parametrize("limit", [None, 2 ** 16])
+def test_batched_wmt22_with_and_without_reranking(limit: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    hyps, refs = wmt22("jdexplore_wmt22.en-ja.jsonl")
+    ranked = []
+    dense = ngramcount._dense
+    monkeypatch.setattr(ngramcount, "_dense", lambda a, b: ranked.append(1) or dense(a, b))
+    with batched(limit):
+        for m in (CHRF(), CHRF(word_order=2, whitespace=True)):
+            assert_same(m, m, hyps[:600], [refs[:600]])
+        assert_same(*bleu_pair(tokenize="char"), hyps[:600], [refs[:600]])
+    assert ranked or not limit  # the small limit really took the re-ranking path
 
 
 def test_long_repetitive_and_degenerate_segments() -> None:
@@ -150,6 +199,9 @@ def test_long_repetitive_and_degenerate_segments() -> None:
         for wo in (0, 2):
             m = CHRF(word_order=wo)
             assert_same(m, m, hyps, streams)
+            with batched(2 ** 14):
+                assert_same(m, m, hyps, streams)
+                assert_same(*bleu_pair(), hyps, streams)
 
 
 def test_multi_reference_ties_and_missing_references() -> None:
