@@ -5,29 +5,31 @@ per line; at a million segments that is most of a run's finish. This module comp
 statistics (same list layout, same ``int`` values) and the same sentence-level scores (the same
 float operations in the same order) with C-level work instead:
 
-* n-grams of order ``n`` are built from those of order ``n - 1`` with one ``map`` (string
-  concatenation), counted by ``Counter`` and matched through a key-set intersection, so no Python
-  loop runs per n-gram; hypothesis and reference totals follow from the lengths;
-* the ``13a`` and ``zh`` tokenizers are re-implemented: sacreBLEU's regular expressions are applied
-  where they are cheap, and the two ``[.,]`` rules, whose regexes try a match at every character,
-  by visiting only the ``.`` and ``,`` positions with the regex's own leftmost, non-overlapping
-  rule (see :func:`_split_dot_comma`). Every other tokenizer is sacreBLEU's own object, called.
+* a chunk of single-reference segments has its n-gram matches counted all at once in numpy, with
+  exact integer keys (:mod:`.ngramcount`); hypothesis and reference n-gram totals follow from
+  the lengths;
+* otherwise (several references, small chunks) each order's n-grams are built from the order below
+  with one ``map``, and matched through set intersections (``Counter``-style counting only where
+  both sides repeat an n-gram), so no Python loop runs per n-gram;
+* the ``13a`` and ``zh`` tokenizers are re-implemented (:mod:`.fasttok`); every other tokenizer is
+  sacreBLEU's own object, called.
 
-:func:`fast_stats_for` returns ``None`` for anything not covered (TER, a subclassed metric,
-unknown attributes), and callers then use sacreBLEU itself. Equality with sacreBLEU is asserted by
-``tests/evaluators/test_faststats.py`` on real WMT22 data and on generated text.
+:func:`fast_stats_for` returns ``None`` for anything not covered (TER, a subclassed metric, a
+sacreBLEU version these rules were not checked against), and callers then use sacreBLEU itself.
+Equality with sacreBLEU is asserted by ``tests/evaluators/test_faststats.py`` on real WMT22 data
+and on generated text.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import chain, count
 from operator import add
 from typing import Any
+
+from .fasttok import tokens_13a, tokens_zh
 
 try:  # the C counting loop behind Counter(), without Counter's per-call Python overhead
     from _collections import _count_elements
@@ -39,106 +41,16 @@ except ImportError:  # pragma: no cover - other interpreters
 
 sacrelogger = logging.getLogger("sacrebleu")
 
+#: sacreBLEU versions whose BLEU/chrF/tokenizer sources these rules reproduce (read and tested);
+#: any other version is scored by sacreBLEU itself until the tests pass against it and it is added
+CHECKED_VERSIONS = frozenset({"2.6.0"})
+
 #: chunks of at least this many single-reference segments have their n-grams matched all at
 #: once in numpy (:mod:`.ngramcount`), whose fixed cost per call is then shared
 BATCH_MIN = 32
 #: ... and at most this many: the arrays of a few hundred rows stay in the CPU caches (measured:
 #: per row, 256-row batches cost about two thirds of 5,000-row ones)
 BATCH_MAX = 256
-
-_DIGITS = frozenset("0123456789")
-_DOT_COMMA = re.compile(r"[.,]")
-# sacreBLEU's first 13a rule pads every char of this class with spaces; it includes the space
-# itself, which only lengthens runs of spaces, which no later rule can tell apart (each of them
-# matches two adjacent characters, and a space is never the shared character of two overlapping
-# matches) and the final split() removes. Leaving the space out makes the rule ~10x cheaper.
-_PAD = re.compile(r"[\{-\~\[-\`!-\&\(-\+\:-\@\/]")
-_DIGIT_DASH = re.compile(r"([0-9])(-)")
-
-
-def _pad(m: re.Match[str]) -> str:
-    return f" {m.group()} "
-
-
-def _split_dot_comma(line: str) -> str:
-    """sacreBLEU's ``([^0-9])([\\.,]) -> '\\1 \\2 '`` then ``([\\.,])([^0-9]) -> ' \\1 \\2'``.
-
-    A match of either rule is two adjacent characters, one of them ``.`` or ``,``, so the
-    candidates are found from those positions only; ``re.sub`` takes the leftmost match, then
-    searches again after its end, which is what ``nxt`` enforces here."""
-    pos = [m.start() for m in _DOT_COMMA.finditer(line)]
-    if not pos:
-        return line
-    # rule 2: a non-digit, then . or ,
-    out: list[str] = []
-    last = nxt = 0
-    for j in pos:
-        i = j - 1
-        if i < nxt or line[i] in _DIGITS:
-            continue
-        out += (line[last:i], line[i], " ", line[j], " ")
-        last = nxt = j + 1
-    if out:
-        out.append(line[last:])
-        line = "".join(out)
-        pos = [m.start() for m in _DOT_COMMA.finditer(line)]
-    # rule 3: . or , then a non-digit
-    out = []
-    last = nxt = 0
-    end = len(line) - 1
-    for j in pos:
-        if j < nxt or j >= end or line[j + 1] in _DIGITS:
-            continue
-        out += (line[last:j], " ", line[j], " ", line[j + 1])
-        last = nxt = j + 2
-    if out:
-        out.append(line[last:])
-        line = "".join(out)
-    return line
-
-
-def _regexp_tokens(line: str) -> list[str]:
-    """The tokens of sacreBLEU's ``TokenizerRegexp`` (the part shared by 13a and zh)."""
-    line = _PAD.sub(_pad, line)
-    if "." in line or "," in line:
-        line = _split_dot_comma(line)
-    if "-" in line:
-        line = _DIGIT_DASH.sub(r"\1 \2 ", line)
-    return line.split()
-
-
-def tokens_13a(line: str) -> list[str]:
-    """The tokens of sacreBLEU's ``Tokenizer13a`` (mteval-v13a) for ``line``."""
-    line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
-    if "&" in line:
-        line = line.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
-    return _regexp_tokens(f" {line} ")
-
-
-_ZH: re.Pattern[str] | None = None
-
-
-def _code_points(bounds: tuple[str, str]) -> tuple[int, int]:
-    """The code points ``c`` with ``start <= c <= end`` as *string* comparisons, which is how
-    ``_is_chinese_char`` tests them: two of sacreBLEU's bounds are two characters long
-    (``u'\\u20000'`` is U+2000 then ``0``), and a single character equal to a longer bound's
-    first one sorts before it."""
-    start, end = bounds
-    lo = ord(start[0]) + (len(start) > 1) if start else 0
-    return lo, ord(end[0])
-
-
-def tokens_zh(line: str) -> list[str]:
-    """The tokens of sacreBLEU's ``TokenizerZh``: each Chinese character stands alone, the rest
-    is tokenized as by 13a's regular expressions (without 13a's line clean-up)."""
-    global _ZH
-    if _ZH is None:
-        from sacrebleu.tokenizers.tokenizer_zh import _UCODE_RANGES
-
-        _ZH = re.compile("[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
-                                       for lo, hi in map(_code_points, _UCODE_RANGES)) + "]")
-    return _regexp_tokens(_ZH.sub(_pad, line.strip()))
-
 
 def _word_grams(words: Sequence[str], n: int) -> Sequence[Any]:
     """Word n-grams of order ``n + 1`` as tuples (sacreBLEU's BLEU keys; for chrF++ its
@@ -428,8 +340,11 @@ def fast_stats_for(corpus_m: Any, sentence_m: Any) -> FastBLEU | FastCHRF | None
     """The fast twin of a sacreBLEU metric pair, or ``None`` when its configuration is not one
     this module reproduces exactly (then sacreBLEU computes the statistics itself)."""
     try:
+        import sacrebleu
         from sacrebleu.metrics import BLEU, CHRF
     except ImportError:  # pragma: no cover - sacrebleu is a dependency of these metrics
+        return None
+    if sacrebleu.__version__ not in CHECKED_VERSIONS:
         return None
     try:
         if type(corpus_m) is BLEU and type(sentence_m) is BLEU:

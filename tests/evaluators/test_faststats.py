@@ -19,7 +19,8 @@ from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 from sacrebleu.tokenizers.tokenizer_zh import TokenizerZh
 
 from promptweave.evaluators import create_metric, faststats, ngramcount, segstats
-from promptweave.evaluators.faststats import FastBLEU, FastCHRF, fast_stats_for, tokens_13a, tokens_zh
+from promptweave.evaluators.faststats import FastBLEU, FastCHRF, fast_stats_for
+from promptweave.evaluators.fasttok import tokens_13a, tokens_zh
 
 WMT22 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "wmt22"
 TOKENIZERS = ["13a", "intl", "zh", "char", "none"]
@@ -68,10 +69,10 @@ def test_zh_character_class_matches_sacrebleu_on_every_bmp_code_point() -> None:
     # sacreBLEU tests each char against its ranges by string comparison; two bounds are two
     # characters long ('\u20000'), which our code-point class must reproduce
     is_zh = TokenizerZh._is_chinese_char.__wrapped__  # the uncached test
-    from promptweave.evaluators import faststats
+    from promptweave.evaluators import fasttok
 
     tokens_zh("x")
-    pattern = faststats._ZH
+    pattern = fasttok._ZH
     assert pattern is not None
     odd = [c for c in map(chr, range(0x10000)) if (pattern.fullmatch(c) is not None) != is_zh(c)]
     assert odd == []
@@ -266,6 +267,12 @@ def test_fast_path_covers_bleu_and_chrf_and_not_ter() -> None:
         pass
 
     assert fast_stats_for(MyBLEU(), MyBLEU()) is None
+
+
+def test_unchecked_sacrebleu_version_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = CHRF()
+    monkeypatch.setattr(sacrebleu, "__version__", "9.0.0")
+    assert fast_stats_for(m, m) is None
 
 
 @pytest.mark.parametrize(("name", "options"), [("bleu", {}), ("bleu", {"tokenize": "intl", "lowercase": True}),
