@@ -47,7 +47,9 @@ def _metric(spec: Spec) -> Metric:
 def chunk_stats(spec: Spec, hyps: Sequence[str], streams: list[list[str | None]],
                 with_segments: bool = True) -> tuple[list[list[Any]], list[float], set[int]]:
     """Per-segment statistics, segment scores and the reference counts seen, for one chunk.
-    Runs in a worker process (or inline); the metric is built once per process."""
+    Runs in a worker process (or inline); the metric is built once per process. BLEU and chrF
+    are computed by :mod:`.faststats` (identical results, several times faster; chunks of 32+ rows
+    are fastest), anything else by sacreBLEU."""
     metric = _metric(spec)
     corpus_m, sentence_m = metric._corpus_metric, metric._sentence_metric  # type: ignore[attr-defined]
     corpus_m._check_corpus_score_args(hyps, streams)

@@ -148,15 +148,15 @@ SINGLE = st.lists(st.tuples(TEXT, TEXT.map(lambda r: [r])), min_size=1, max_size
 
 
 class batched:
-    """Batch (numpy) matching for chunks of any size; ``limit`` forces the dense re-ranking of
-    keys at every order, the path a large alphabet takes."""
+    """Batch (numpy) matching for chunks of ``minimum`` rows and up (1: any; a huge number: never);
+    ``limit`` forces the dense re-ranking of keys at every order, the path a large alphabet takes."""
 
-    def __init__(self, limit: int | None = None) -> None:
-        self.limit = limit
+    def __init__(self, limit: int | None = None, minimum: int = 1) -> None:
+        self.limit, self.minimum = limit, minimum
 
     def __enter__(self) -> None:
         self.saved = faststats.BATCH_MIN, ngramcount._LIMIT
-        faststats.BATCH_MIN = 1
+        faststats.BATCH_MIN = self.minimum
         if self.limit:
             ngramcount._LIMIT = self.limit
 
@@ -203,6 +203,17 @@ def test_long_repetitive_and_degenerate_segments() -> None:
             with batched(2 ** 14):
                 assert_same(m, m, hyps, streams)
                 assert_same(*bleu_pair(), hyps, streams)
+
+
+def test_lone_surrogates_and_astral_characters() -> None:
+    hyps = ["a\ud800b \udfff x", "\U0010ffff\ud800 😀", "", "\U0001f600\U0001f600 ok"] * 3
+    refs = ["a\ud800b", "\U0010ffff \ud800\ud800 😀", "x", "\U0001f600 ok ok"] * 3
+    for minimum in (1, 10 ** 9):  # numpy batches, then strings row by row
+        with batched(minimum=minimum):
+            for m in (CHRF(), CHRF(word_order=2, whitespace=True)):
+                assert_same(m, m, hyps, [refs])
+            assert_same(*bleu_pair(), hyps, [refs])
+            assert_same(*bleu_pair(tokenize="char"), hyps, [refs])
 
 
 def test_multi_reference_ties_and_missing_references() -> None:
