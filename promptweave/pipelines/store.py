@@ -5,8 +5,9 @@ most the rows in flight. A key written twice keeps its last record; :meth:`RunSt
 rewrites the file atomically with one line per current row, in data order.
 
 The store holds an **index**, not the records: per key the byte range of its last record, its
-status, fingerprint and row index (about 150 bytes a row, kept column-wise by :class:`_Index`). Records are read back from the file
-when asked for (:meth:`get`, iteration), so memory does not grow with what the rows hold.
+status, fingerprint and row index (about 150 bytes a row, kept column-wise by :class:`_Index`).
+Records are read back from the file when asked for (:meth:`get`, iteration), so memory does not
+grow with what the rows hold.
 
 Recovery (:mod:`.recovery`): :meth:`RunStore.open` keeps every readable record wherever the
 damage is. What it drops is appended byte for byte to ``results.jsonl.corrupt``, the skipped
