@@ -61,6 +61,10 @@ def check_options(cfg: ModelConfig) -> None:
         raise ConfigError(f"scripted: 'fail_first' is a count of calls (0 or more), got {fail_first!r}")
 
 
+#: requests a scripted model keeps (``calls``); ``n_calls`` counts them all
+KEPT_CALLS = 10_000
+
+
 class ScriptedModel(BaseChatModel):
     def __init__(self, rules: list[dict[str, str]] | None = None, default: str = "{echo}",
                  delay: float = 0.0, fail_first: int = 0, name: str = "scripted") -> None:
@@ -68,15 +72,18 @@ class ScriptedModel(BaseChatModel):
         self.default = default
         self.delay = delay
         self.fail_first = fail_first
-        self.calls: list[list[Message]] = []
+        self.calls: list[list[Message]] = []  # the first KEPT_CALLS requests, for tests to inspect
+        self.n_calls = 0
         self.identity = {"backend": "scripted", "model": name,
                          "rules": [(p.pattern, r) for p, r in self.rules], "default": default}
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
-        self.calls.append(messages)
+        self.n_calls += 1
+        if len(self.calls) < KEPT_CALLS:  # a million-row benchmark must not keep every prompt
+            self.calls.append(messages)
         if self.delay:
             await asyncio.sleep(self.delay)
-        if len(self.calls) <= self.fail_first:
+        if self.n_calls <= self.fail_first:
             raise BackendError("scripted failure", retryable=True, status=503)
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
         text = last if isinstance(last, str) else " ".join(

@@ -237,6 +237,7 @@ class Engine:
                 raise DataError(f"the data changed while the run read it (row {i + 1} is now '{key}'); "
                                 "run the same command again: finished rows are kept")
             if todo[i]:
+                key = keys[i]  # the first pass's string: the store and the scores keep it, not a copy
                 in_flight[key] = f"{fps[i]:016x}"
                 yield Row(index=i, key=key, fields=fields)
 
