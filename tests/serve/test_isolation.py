@@ -129,7 +129,7 @@ def test_delete_forgets_turns_and_every_version(server: Served) -> None:
 
 
 def test_binds_loopback_and_refuses_an_open_unauthenticated_bind(tmp_path: Path) -> None:
-    from promptweave.serve.app import Auth
+    from promptweave.serve.auth import Auth
 
     loaded = load_serve_config(serve_config(tmp_path))
     assert load_serve_config(serve_config(tmp_path)).config.server.host == "127.0.0.1"
