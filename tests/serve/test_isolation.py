@@ -156,3 +156,9 @@ def test_rollback_restores_an_old_memory_as_a_new_version(server: Served) -> Non
     _error(httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": 9}, headers=A), 404)
     _error(httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": "1"}, headers=A), 400)
     _error(httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": 1}, headers=B), 404)
+
+
+def test_wrong_method_and_unknown_paths_are_json_errors(server: Served) -> None:
+    assert _error(httpx.get(f"{server.root}/v1/chat/completions", headers=A), 405)["code"] == "method_not_allowed"
+    assert _error(httpx.post(f"{server.root}/v1/chat/completion", headers=A, json={}), 404)["message"] == \
+        "no such endpoint"
