@@ -182,8 +182,8 @@ class SQLStore(ABC):
         only those the memory does not cover)."""
         now = time.time() if now is None else now
         with self._tx() as ex:
-            r = ex("SELECT dialogue_no, session_start, last_seq, last_activity FROM pw_sessions WHERE ns = ? AND sid = ?",
-                   (ns, sid)).fetchone()
+            r = ex("SELECT dialogue_no, session_start, last_seq, last_activity FROM pw_sessions "
+                   "WHERE ns = ? AND sid = ?", (ns, sid)).fetchone()
             ended = False
             start = 0
             if r is not None:
