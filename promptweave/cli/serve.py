@@ -51,8 +51,10 @@ def serve(
             if not self.should_exit:
                 typer.echo(f"READY http://{shown}:{bound}/v1", err=False)
 
+    # proxy_headers off: nothing reads the client address, and trusting X-Forwarded-* by default
+    # would only cost a middleware layer per request
     server = _Server(uvicorn.Config(application, log_level="warning", access_log=False, lifespan="on",
-                                   timeout_graceful_shutdown=15))
+                                   proxy_headers=False, timeout_graceful_shutdown=15))
     server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(1)

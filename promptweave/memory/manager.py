@@ -25,7 +25,7 @@ from .budget import Budget, approx_tokens
 from .config import MemoryConfig
 from .dedup import new_turns
 from .prompts import clean_reply, fit_context, render_respond
-from .store import MemoryVersion, SessionState, SQLStore, Turn, VersionConflict
+from .store import MemoryVersion, SQLStore, Turn, VersionConflict
 from .updater import Summarizer, UpdateFailure
 
 log = logging.getLogger("promptweave.memory")
@@ -80,36 +80,26 @@ class MemoryManager:
         memory and the current session's context, append the answer. ``overrides``:
         temperature, max_tokens."""
         async with self.lock(ns, sid):
-            state = self._end_if_idle(ns, sid, self.store.session(ns, sid))
-            if dedup and sent and state is not None:
-                recent = self.store.turns(ns, sid, after=max(0, state.last_seq - len(sent)))
-                sent = new_turns(recent, sent)
-            added = self.store.append_turns(ns, sid, sent) if sent else []
-            if state is None and not added:
+            idle_before = None
+            if self.cfg.policy == "session_end" and self.cfg.idle_timeout is not None:
+                idle_before = time.time() - self.cfg.idle_timeout  # idle this long: the session ended
+            view = self.store.begin_reply(ns, sid, sent, select_new=new_turns if dedup else None,
+                                          idle_before=idle_before, after_memory=self.cfg.policy == "token_budget")
+            if view.ended_idle:
+                self.schedule(ns, sid)
+            if not view.existed and not view.added:
                 raise ReplyError("the conversation has no turns to answer")
-            memory = self.store.latest_memory(ns, sid)
-            after = state.session_start if state is not None else 0
-            if self.cfg.policy == "token_budget" and memory is not None:
-                after = max(after, memory.turn_to)  # folded turns live in the memory now
-            context = fit_context(self.store.turns(ns, sid, after=after), self.cfg.context_tokens)
+            memory = view.memory
+            context = fit_context(view.context, self.cfg.context_tokens)
             messages = render_respond(self.respond_tpl, memory.text if memory else None, context)
             res = await self.runtimes["default"].chat(messages, **overrides)
             if not res.ok or res.text is None:
                 raise ReplyError(f"the model failed: {res.error}")
             text = clean_reply(res.text, self.respond_tpl.meta.get("reply_marker"))
-            added += self.store.append_turns(ns, sid, [("assistant", text)])
+            added = view.added + self.store.append_turns(ns, sid, [("assistant", text)])
             self._apply_policy(ns, sid)
             return Reply(text, added, memory.version if memory else 0, res.prompt_tokens, res.completion_tokens,
                          res.finish_reason, messages)
-
-    def _end_if_idle(self, ns: str, sid: str, state: SessionState | None) -> SessionState | None:
-        """End a session idle past the timeout before its next turn; the state to use after."""
-        if self.cfg.policy != "session_end" or self.cfg.idle_timeout is None or state is None:
-            return state
-        if state.last_seq > state.session_start and time.time() - state.last_activity > self.cfg.idle_timeout:
-            self.end_session(ns, sid)
-            return self.store.session(ns, sid)
-        return state
 
     def _apply_policy(self, ns: str, sid: str) -> None:
         if self.cfg.policy == "session_end":

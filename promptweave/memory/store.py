@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -53,6 +53,17 @@ class MemoryVersion:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReplyView:
+    """What :meth:`SQLStore.begin_reply` did and read."""
+
+    existed: bool  # the conversation had a row before this request
+    ended_idle: bool  # its dialogue session was ended for idleness (a memory update is due)
+    added: list[Turn]
+    memory: MemoryVersion | None
+    context: list[Turn]
 
 
 @dataclass(frozen=True)
@@ -140,25 +151,68 @@ class SQLStore(ABC):
         """Append turns at the end of the transcript (creating the conversation on first use)."""
         now = time.time() if now is None else now
         with self._tx() as ex:
-            ex("INSERT INTO pw_sessions (ns, sid, last_activity, created) VALUES (?, ?, ?, ?) "
-               "ON CONFLICT (ns, sid) DO NOTHING", (ns, sid, now, now))
-            row = ex("UPDATE pw_sessions SET last_seq = last_seq + ?, last_activity = ? WHERE ns = ? AND sid = ? "
-                     "RETURNING last_seq, dialogue_no", (len(turns), now, ns, sid)).fetchone()
-            last, dialogue_no = int(row[0]), int(row[1])
-            out = []
-            for i, (role, content) in enumerate(turns):
-                seq = last - len(turns) + 1 + i
-                ex("INSERT INTO pw_turns (ns, sid, seq, dialogue_no, role, content, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (ns, sid, seq, dialogue_no, role, content, now))
-                out.append(Turn(seq, role, content, dialogue_no, now))
-            return out
+            return self._append(ex, ns, sid, turns, now)
+
+    @staticmethod
+    def _append(ex: Any, ns: str, sid: str, turns: list[tuple[str, str]], now: float) -> list[Turn]:
+        """Inside a write transaction: advance ``last_seq`` and insert the turns after it."""
+        row = ex("UPDATE pw_sessions SET last_seq = last_seq + ?, last_activity = ? WHERE ns = ? AND sid = ? "
+                 "RETURNING last_seq, dialogue_no", (len(turns), now, ns, sid)).fetchone()
+        if row is None:  # the first turn of a conversation: its row
+            ex("INSERT INTO pw_sessions (ns, sid, last_seq, last_activity, created) VALUES (?, ?, ?, ?, ?)",
+               (ns, sid, len(turns), now, now))
+            row = (len(turns), 1)
+        last, dialogue_no = int(row[0]), int(row[1])
+        out = []
+        for i, (role, content) in enumerate(turns):
+            seq = last - len(turns) + 1 + i
+            ex("INSERT INTO pw_turns (ns, sid, seq, dialogue_no, role, content, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (ns, sid, seq, dialogue_no, role, content, now))
+            out.append(Turn(seq, role, content, dialogue_no, now))
+        return out
+
+    def begin_reply(self, ns: str, sid: str, sent: list[tuple[str, str]], *,
+                    select_new: Callable[[list[Turn], list[tuple[str, str]]], list[tuple[str, str]]] | None = None,
+                    idle_before: float | None = None, after_memory: bool = False,
+                    now: float | None = None) -> ReplyView:
+        """Everything a reply does before its model call, in one transaction: end the dialogue
+        session if it has been idle since before ``idle_before``; keep the ``sent`` turns that
+        ``select_new(recent stored turns, sent)`` says are new; append them; read the latest
+        memory and the prompt's turns (the current dialogue session's; with ``after_memory``,
+        only those the memory does not cover)."""
+        now = time.time() if now is None else now
+        with self._tx() as ex:
+            r = ex("SELECT dialogue_no, session_start, last_seq, last_activity FROM pw_sessions "
+                   "WHERE ns = ? AND sid = ?", (ns, sid)).fetchone()
+            ended = False
+            start = 0
+            if r is not None:
+                start, last_seq = int(r[1]), int(r[2])
+                if idle_before is not None and last_seq > start and float(r[3]) < idle_before:
+                    ex("UPDATE pw_sessions SET dialogue_no = dialogue_no + 1, session_start = last_seq, "
+                       "pending_upto = last_seq WHERE ns = ? AND sid = ?", (ns, sid))
+                    ended, start = True, last_seq
+                if select_new is not None and sent:
+                    sent = select_new(self._turn_rows(ex, ns, sid, max(0, last_seq - len(sent))), sent)
+            added = self._append(ex, ns, sid, sent, now) if sent else []
+            m = ex(f"SELECT {_MEM_COLS} FROM pw_memory WHERE ns = ? AND sid = ? ORDER BY version DESC LIMIT 1",
+                   (ns, sid)).fetchone()
+            memory = _memory(m) if m else None
+            if after_memory and memory is not None:
+                start = max(start, memory.turn_to)  # folded turns live in the memory now
+            context = self._turn_rows(ex, ns, sid, start) if (r is not None or added) else []
+        return ReplyView(r is not None, ended, added, memory, context)
 
     def turns(self, ns: str, sid: str, after: int = 0, upto: int | None = None) -> list[Turn]:
         """Turns with ``after < seq <= upto``, in order."""
         with self._read() as ex:
-            rows = ex("SELECT seq, role, content, dialogue_no, created FROM pw_turns WHERE ns = ? AND sid = ? "
-                      "AND seq > ? AND seq <= ? ORDER BY seq", (ns, sid, after, upto if upto is not None else 2**31 - 1)
-                      ).fetchall()
+            return self._turn_rows(ex, ns, sid, after, upto)
+
+    @staticmethod
+    def _turn_rows(ex: Any, ns: str, sid: str, after: int, upto: int | None = None) -> list[Turn]:
+        rows = ex("SELECT seq, role, content, dialogue_no, created FROM pw_turns WHERE ns = ? AND sid = ? "
+                  "AND seq > ? AND seq <= ? ORDER BY seq", (ns, sid, after, upto if upto is not None else 2**31 - 1)
+                  ).fetchall()
         return [Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows]
 
     def session(self, ns: str, sid: str) -> SessionState | None:

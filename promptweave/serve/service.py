@@ -43,7 +43,11 @@ class ChatService:
                 self.cache = CompletionCache(self.loaded.base_dir / self.cfg.cache)
             except (OSError, sqlite3.Error) as exc:
                 raise self.loaded.error_at(("cache",), f"cannot open the cache: {exc}; fix the path or set cache: off") from None
-        configs = {"default": self.cfg.model, **self.cfg.models}
+        # no circuit breaker: it stops a pipeline run for good after a few refused connections,
+        # which would leave a long-running server answering 502 after the backend's first restart;
+        # each request fails on its own (after its retries) and the next one tries again
+        configs = {name: mc.model_copy(update={"circuit_breaker": 0})
+                   for name, mc in {"default": self.cfg.model, **self.cfg.models}.items()}
         runtimes = {name: ModelRuntime(mc, create_backend(mc), self.cache) for name, mc in configs.items()}
         try:
             self.store = open_store(self._store_url())

@@ -20,6 +20,9 @@ pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 def test_embedded_model_keeps_the_fact(tmp_path: Path, embedded_model_path: Path) -> None:
     cfg = yaml.safe_load((REPO / "configs" / "serve.yaml").read_text())
     cfg["model"].update(temperature=0, max_tokens=96)
+    # one thread: on a shared, loaded 2-core machine llama.cpp's two threads wait on each other at
+    # every step (an update took > 120 s per try and timed out; with one thread the test takes ~80 s)
+    cfg["model"].setdefault("options", {})["n_threads"] = 1
     cfg["memory"]["max_sentences"] = 8
     cfg["store"] = f"sqlite:///{tmp_path / 'memory.db'}"
     path = tmp_path / "serve.yaml"

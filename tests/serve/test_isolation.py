@@ -129,7 +129,7 @@ def test_delete_forgets_turns_and_every_version(server: Served) -> None:
 
 
 def test_binds_loopback_and_refuses_an_open_unauthenticated_bind(tmp_path: Path) -> None:
-    from promptweave.serve.app import Auth
+    from promptweave.serve.auth import Auth
 
     loaded = load_serve_config(serve_config(tmp_path))
     assert load_serve_config(serve_config(tmp_path)).config.server.host == "127.0.0.1"
@@ -156,3 +156,9 @@ def test_rollback_restores_an_old_memory_as_a_new_version(server: Served) -> Non
     _error(httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": 9}, headers=A), 404)
     _error(httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": "1"}, headers=A), 400)
     _error(httpx.post(f"{server.root}/v1/sessions/rb/rollback", json={"version": 1}, headers=B), 404)
+
+
+def test_wrong_method_and_unknown_paths_are_json_errors(server: Served) -> None:
+    assert _error(httpx.get(f"{server.root}/v1/chat/completions", headers=A), 405)["code"] == "method_not_allowed"
+    assert _error(httpx.post(f"{server.root}/v1/chat/completion", headers=A, json={}), 404)["message"] == \
+        "no such endpoint"
