@@ -87,10 +87,15 @@ def _close(fd: int) -> None:
         os.close(fd)
 
 
-def _describe(fd: int) -> str:
-    """The holder as it wrote itself into the lock file (it may not have written yet)."""
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"PID {int(info['pid'])} on host {info['host']} (since {info['started']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+def _describe(fd: int, wait: float = 0.5) -> str:
+    """The holder as it wrote itself into the lock file. It writes right after taking the lock,
+    so a process that lost a race by microseconds waits a moment for the note."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            return f"PID {int(info['pid'])} on host {info['host']} (since {info['started']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() >= deadline:
+                return "another process"
+            time.sleep(0.01)
