@@ -24,7 +24,7 @@ class ExecutorConfig(BaseModel):
     num_cpus: float = Field(1, ge=0, description="CPUs Ray reserves per actor")
     num_gpus: float = Field(0, ge=0, description="GPUs per actor (1: one vLLM engine per GPU)")
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per actor")
-    chunk_size: int = Field(64, ge=1, description="rows sent to an actor at once (an actor that dies costs at "
+    chunk_size: int = Field(32, ge=1, description="rows sent to an actor at once (an actor that dies costs at "
                             "most this many calls again; bigger chunks keep an actor busier and batch better)")
     max_in_flight: int | None = Field(None, ge=1, description="chunks out at once over all actors "
                                       "(default: one per actor); the driver probes one chunk ahead, no more")
