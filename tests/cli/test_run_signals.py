@@ -37,7 +37,8 @@ def _lines(path: Path) -> int:
 
 @pytest.mark.parametrize("supervised", ["1", "0"])
 def test_ctrl_c_prints_interrupted_and_the_command_that_resumes(tmp_path: Path, supervised: str) -> None:
-    cfg = scripted_pipeline(tmp_path, rows=40, options=", delay: 0.1", extra="concurrency: 1\n")
+    # 0.5 s a row: on a starved machine the test may wake seconds late, and the run must not be done by then
+    cfg = scripted_pipeline(tmp_path, rows=40, options=", delay: 0.5", extra="concurrency: 1\n")
     args = ["run", str(cfg), "--set", "data.limit=30", "--set", "description=a b 'c'", "--run-id", "ctrlc",
             "--no-progress", "--json"]
     results = tmp_path / "runs" / "scripted" / "ctrlc" / "results.jsonl"
