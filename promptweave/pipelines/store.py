@@ -55,11 +55,9 @@ def _entry(record: dict[str, Any], offset: int, length: int) -> Entry:
 class _Index:
     """Key -> :class:`Entry`, stored column-wise: a slot number per key and one compact array per
     field (about 150 bytes a row with the key itself, against ~450 as a dict of tuples), so that
-    a run of a million rows indexes in well under 200 MB. Slots can be reserved before a run for
-    the rows it will write (offset -1 until then): their small objects are then made in one go,
-    not scattered among a run's short-lived ones, which keeps the process's memory compact."""
+    a run of a million rows indexes in well under 200 MB."""
 
-    __slots__ = ("slot", "offset", "length", "ok", "index", "fp", "fp_text", "present")
+    __slots__ = ("slot", "offset", "length", "ok", "index", "fp", "fp_text")
 
     def __init__(self) -> None:
         self.slot: dict[str, int] = {}
@@ -67,36 +65,20 @@ class _Index:
         self.ok = bytearray()
         self.fp = array("Q")  # the fingerprint as a number when it is the usual 16 hex digits
         self.fp_text: dict[int, str | None] = {}  # slots whose fingerprint is anything else (or none)
-        self.present = 0  # slots with a record (the others are reserved)
 
     def __len__(self) -> int:
-        return self.present
+        return len(self.slot)
 
     def __contains__(self, key: object) -> bool:
-        s = self.slot.get(key)  # type: ignore[call-overload]
-        return s is not None and self.offset[s] >= 0
+        return key in self.slot
 
     def get(self, key: str) -> Entry | None:
         s = self.slot.get(key)
-        return None if s is None or self.offset[s] < 0 else self.entry(s)
+        return None if s is None else self.entry(s)
 
     def entry(self, s: int) -> Entry:
         fp = self.fp_text[s] if s in self.fp_text else f"{self.fp[s]:016x}"
         return Entry(self.offset[s], self.length[s], bool(self.ok[s]), fp, self.index[s])
-
-    def reserve(self, keys: list[str]) -> None:
-        """Slots for keys about to be written."""
-        slot, n = self.slot, len(self.offset)
-        for key in keys:
-            if key not in slot:
-                slot[key] = n
-                n += 1
-        grow = n - len(self.offset)
-        self.offset.extend(array("q", [-1]) * grow)
-        self.length.extend(array("q", [0]) * grow)
-        self.index.extend(array("q", [-1]) * grow)
-        self.ok.extend(bytes(grow))
-        self.fp.extend(array("Q", [0]) * grow)
 
     def put(self, key: str, e: Entry) -> None:
         s = self.slot.get(key)
@@ -108,36 +90,30 @@ class _Index:
             self.index.append(e.index)
             self.ok.append(e.ok)
             self.fp.append(fp_num if fp_num is not None else 0)
-            self.present += 1
         else:
-            self.present += self.offset[s] < 0
             self.offset[s], self.length[s], self.index[s], self.ok[s] = e.offset, e.length, e.index, e.ok
             self.fp[s] = fp_num if fp_num is not None else 0
             self.fp_text.pop(s, None)
         if fp_num is None:
             self.fp_text[s] = e.fp
 
-    def _keys(self) -> Iterator[tuple[str, int]]:
-        off = self.offset
-        return ((k, s) for k, s in self.slot.items() if off[s] >= 0)
-
     def items(self) -> Iterator[tuple[str, Entry]]:
-        for key, s in self._keys():
+        for key, s in self.slot.items():
             yield key, self.entry(s)
 
     def values(self) -> Iterator[Entry]:
-        for _, s in self._keys():
+        for s in self.slot.values():
             yield self.entry(s)
 
     def keys_by(self, order: str) -> list[str]:
         """The keys in file order (``"offset"``) or data order (``"index"``, then file order)."""
         off, idx = self.offset, self.index
         if order == "offset":
-            return [k for k, _ in sorted(self._keys(), key=lambda ks: off[ks[1]])]
-        return [k for k, _ in sorted(self._keys(), key=lambda ks: (idx[ks[1]], off[ks[1]]))]
+            return sorted(self.slot, key=lambda k: off[self.slot[k]])
+        return sorted(self.slot, key=lambda k: (idx[self.slot[k]], off[self.slot[k]]))
 
     def count_ok(self) -> int:
-        return sum(self.ok[s] for _, s in self._keys())
+        return sum(self.ok[s] for s in self.slot.values())
 
 
 def _fp_number(fp: str | None) -> int | None:
@@ -178,12 +154,12 @@ class RunStore:
         stored, stored with other inputs, or failed when ``retry_errors``. Also how many of them
         run because their inputs changed."""
         ix = self._index
-        slot, ok, fp_num, fp_text, offset = ix.slot, ix.ok, ix.fp, ix.fp_text, ix.offset
+        slot, ok, fp_num, fp_text = ix.slot, ix.ok, ix.fp, ix.fp_text
         todo = bytearray(len(keys))
         changed = 0
         for i, key in enumerate(keys):
             s = slot.get(key)
-            if s is None or offset[s] < 0:
+            if s is None:
                 todo[i] = 1
                 continue
             same = fp_num[s] == fps[i] and s not in fp_text
@@ -191,7 +167,6 @@ class RunStore:
                 continue
             todo[i] = 1
             changed += not same
-        ix.reserve([k for k, t in zip(keys, todo) if t])
         return todo, changed
 
     def get(self, key: str) -> dict[str, Any] | None:
