@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import sys
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +61,44 @@ def _reachable(address: str | None, timeout: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from None
+
+
+TOKEN_HELP = ("set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH, a file) to the cluster's token, "
+              "which 'ray start --head' keeps in ~/.ray/auth_token on the head")
+
+
+def _check_token(address: str | None) -> None:
+    """One connection attempt to the cluster's GCS at an explicit HOST:PORT, so that a missing or
+    wrong token (Ray 2.5x token authentication) fails at once in one line; ``ray.init`` retries it
+    for about 20 s and logs every try to stderr. Anything else is left to ``ray.init``."""
+    if not address or address == "auto" or address.startswith("ray://"):
+        return
+    try:
+        from ray._raylet import GcsClient  # not public API: without it, ray.init says what it says
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return
+    with _stderr_to_devnull():  # Ray's C++ core logs the refused try to file descriptor 2
+        try:
+            GcsClient(address=address)
+        except AuthenticationError:
+            raise ConnectionError(f"the cluster wants an authentication token and this process has none or "
+                                  f"another: {TOKEN_HELP}, or fix executor.address") from None
+        except Exception:  # noqa: BLE001 - the real connection below reports it
+            return
+
+
+@contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _last_line(exc: BaseException) -> str:
@@ -102,11 +143,14 @@ class RayExecutor:
             where = self.cfg.address or "a new local Ray instance"
             try:
                 _reachable(self.cfg.address)
+                _check_token(self.cfg.address)
                 ray.init(address=self.cfg.address, include_dashboard=False, logging_level=logging.WARNING)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
+            except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as exc:
+                why = f"{_last_line(exc)}; start the cluster with 'ray start --head' or fix executor.address"
+                if "InvalidAuthToken" in str(exc) or isinstance(exc, getattr(ray.exceptions, "AuthenticationError", ())):
+                    why = f"the cluster refused this process's authentication token: {TOKEN_HELP}"
                 raise self.engine.loaded.error_at(
-                    ("executor", "address"), f"cannot start or reach Ray at {where}: {_last_line(exc)}; start the "
-                    "cluster with 'ray start --head' or fix executor.address") from None
+                    ("executor", "address"), f"cannot start or reach Ray at {where}: {why}") from None
             self._owns_ray = True
         self.engine.cache = self.engine._open_cache()
         cfg = self.cfg
