@@ -314,7 +314,7 @@ def plan(image: LoadedImage, params: DC2Params, pyramid: Pyramid | None = None, 
     reserve = 1 + (params.max_crops if params.combine != "crops" else 0)
     spec = TreeSpec(params.min_side, params.max_depth, params.overlap, params.merge_threshold,
                     max_nodes=max(1, (params.budget - reserve) // 2))
-    pyramid = pyramid or Pyramid(image.image)
+    pyramid = pyramid or image.pyramid()
     return divide(image.image, spec, embedder, pyramid.crop, settled, root)
 
 
@@ -322,7 +322,7 @@ async def build_memory(image: LoadedImage, runtime: ModelRuntime, params: DC2Par
     """Divide (in a worker thread: pixels only) and, at the same time, conquer and combine
     through ``runtime``: a node's calls start as soon as the planner has settled it."""
     loop = asyncio.get_running_loop()
-    pyramid = await asyncio.to_thread(Pyramid, image.image)
+    pyramid = await asyncio.to_thread(image.pyramid)
     flags: dict[str, asyncio.Future[None]] = {}
 
     def flag(node_id: str) -> asyncio.Future[None]:  # on the loop's thread only

@@ -15,7 +15,7 @@ import hashlib
 import io
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,20 @@ class LoadedImage:
     image: Any  # PIL.Image.Image
     name: str
     sha256: str
+    _pyramid: Pyramid | None = field(default=None, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def size(self) -> tuple[int, int]:
         return self.image.size  # type: ignore[no-any-return]
+
+    def pyramid(self) -> Pyramid:
+        """The image's :class:`Pyramid`, built once (a third more pixels, kept with the image):
+        the tree's patches and the answers' crops are cut from it."""
+        with self._lock:
+            if self._pyramid is None:
+                self._pyramid = Pyramid(self.image)
+            return self._pyramid
 
 
 def _source_bytes(source: str | bytes | Path, name: str, base_dir: Path | None) -> bytes:
@@ -173,6 +183,30 @@ def decode_part(part: dict[str, Any], max_pixels: int = DEFAULT_MAX_PIXELS) -> A
     return load_image(url, "image_url", max_pixels=max_pixels).image
 
 
+_SPLIT_PIXELS = 4_000_000  # above this, an image is halved on two threads
+
+
+def _halve(img: Any) -> Any:
+    """``img.reduce(2)``, pixel for pixel; a big image's top and bottom are reduced on two
+    threads (Pillow lets go of the GIL while it reduces), since the first halving of an 8K image
+    is most of a pyramid and nothing else can start before it."""
+    w, h = img.size
+    if w * h < _SPLIT_PIXELS or h < 4:
+        return img.reduce(2)
+    mid = h // 4 * 2  # even: every 2x2 block lies wholly in one half
+    out = pil().new(img.mode, ((w + 1) // 2, (h + 1) // 2))
+    bottom = threading.Thread(target=lambda: parts.append(img.reduce(2, box=(0, mid, w, h))))
+    parts: list[Any] = []
+    bottom.start()
+    top = img.reduce(2, box=(0, 0, w, mid))
+    bottom.join()
+    if not parts:  # the thread failed: do its half here
+        parts.append(img.reduce(2, box=(0, mid, w, h)))
+    out.paste(top, (0, 0))
+    out.paste(parts[0], (0, mid // 2))
+    return out
+
+
 class Pyramid:
     """An image and its halvings, so that a patch wanted at ``side`` px is cut from the coarsest
     level that still has that many pixels (cutting and shrinking an 8K image's big patches
@@ -182,7 +216,7 @@ class Pyramid:
         self.levels = [(1, image)]
         while min(self.levels[-1][1].size) // 2 >= min_side:
             f, img = self.levels[-1]
-            self.levels.append((f * 2, img.reduce(2)))
+            self.levels.append((f * 2, _halve(img)))
 
     @property
     def image(self) -> Any:

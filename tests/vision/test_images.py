@@ -113,3 +113,16 @@ def test_pyramid_fit_is_fit_pixel_for_pixel(w: int, h: int, side: int) -> None:
     img = Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
     want, got = fit(img, side), Pyramid(img).fit(side)
     assert got.size == want.size and got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("w, h", [(7680, 4320), (2001, 2001), (4001, 3001), (3000, 1334), (2003, 1999)])
+def test_halving_on_two_threads_is_reduce_pixel_for_pixel(w: int, h: int) -> None:
+    import numpy as np
+
+    from promptweave.vision.images import _SPLIT_PIXELS, _halve
+
+    rng = np.random.default_rng(w * h)
+    img = Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
+    assert w * h >= _SPLIT_PIXELS  # the two-thread path
+    got, want = _halve(img), img.reduce(2)
+    assert got.size == want.size and got.tobytes() == want.tobytes()
