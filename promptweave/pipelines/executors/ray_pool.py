@@ -185,6 +185,12 @@ class RayExecutor:
             st.host, st.pid = info["host"], info["pid"]
         self.probe = CacheProbe(self.engine, infos[0]["models"])
 
+    def _windows(self) -> tuple[int, int]:
+        """(rows one actor may hold, rows all actors may hold): ``max_in_flight`` windows of
+        ``chunk_size`` rows, default one per actor; more windows than actors widen each actor's."""
+        windows = self.cfg.max_in_flight or self.cfg.actors
+        return self.cfg.chunk_size * -(-windows // self.cfg.actors), self.cfg.chunk_size * windows
+
     def actor_pids(self) -> list[int]:
         """The PID of each actor's process now (a restarted actor has a new one)."""
         import ray
@@ -230,9 +236,7 @@ class RayExecutor:
                 seeds.update(found)
             return await self.actors[i].run_batch.remote([r for r, _ in batch], seeds)
 
-        windows = cfg.max_in_flight or n_actors  # chunk_size-row windows over all actors
-        per_actor = cfg.chunk_size * -(-windows // n_actors)
-        total = cfg.chunk_size * windows
+        per_actor, total = self._windows()
         step = batch_size(cfg.chunk_size)
         load = [0] * n_actors  # rows each actor holds and has not returned
         out: dict[asyncio.Future[dict[str, Any]], tuple[int, int, Batch]] = {}  # -> actor, its generation, rows

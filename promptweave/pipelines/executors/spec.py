@@ -26,8 +26,8 @@ class ExecutorConfig(BaseModel):
     num_gpus: float = Field(0, ge=0, description="GPUs per actor (1: one vLLM engine per GPU)")
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per actor")
     chunk_size: int = Field(32, ge=1, description="rows an actor holds at once, sent and returned in batches of "
-                            "a quarter and refilled as they return (an actor that dies costs at most this many "
-                            "calls again; keep it at least the pipeline's concurrency)")
+                            "a quarter and refilled as they return: the most it runs at once, whatever the "
+                            "pipeline's concurrency (an actor that dies costs at most this many calls again)")
     max_in_flight: int | None = Field(None, ge=1, description="chunk_size windows out at once over all actors "
                                       "(default: one per actor; more per actor widens each actor's window)")
     max_restarts: int = Field(3, ge=-1, description="times Ray restarts an actor that died (-1: always)")
