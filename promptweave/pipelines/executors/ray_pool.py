@@ -1,12 +1,16 @@
-"""The Ray executor: the driver probes its cache, then sends the rows left in chunks to a pool of
-actors (:class:`.worker.RowWorker`), each with its own model runtimes.
+"""The Ray executor: the driver probes its cache, then sends the rows left to a pool of actors
+(:class:`.worker.RowWorker`), each with its own model runtimes.
 
-The driver stays the single writer of ``results.jsonl`` and of the cache file: actors return
-finished records, their new completions and their usage. At most ``max_in_flight`` chunks are
-out at once (default one per actor), and the driver probes one chunk ahead, no more: back-pressure. An actor
-that dies is restarted by Ray (``max_restarts``) and the chunk it held is sent again; records of
-keys already written in this run are dropped, so no row is written twice. Ctrl-C (or any error)
-kills the actors; the rows written so far stay, and the same command resumes.
+Each actor holds a sliding window of up to ``chunk_size`` rows: the driver sends them in batches
+of a quarter window and, as each batch comes back, sends the actor the next one, so the actor never
+idles while its finished rows travel back and the driver writes them. The driver stays the single
+writer of ``results.jsonl`` and of the cache file: actors return finished records, their new
+completions and their usage. Rows out at once stay bounded (``max_in_flight`` windows over all
+actors, default one per actor), and the driver probes one batch ahead, no more: back-pressure. An
+actor that dies is restarted by Ray (``max_restarts``) and the rows it held, at most one window,
+are sent again; records of keys already written in this run are dropped, so no row is written
+twice. Ctrl-C (or any error) kills the actors; the rows written so far stay, and the same command
+resumes.
 """
 
 from __future__ import annotations
@@ -39,7 +43,14 @@ log = logging.getLogger("promptweave.executor.ray")
 _GIVE_UP = 8  # failed sends in a row (about a minute of waits) after which an actor leaves the pool
 INSTALL = "pip install 'promptweave[ray]'"
 
-Chunk = tuple[list[tuple[int, str, dict[str, Any]]], dict[str, Wire]]
+Item = tuple[tuple[int, str, dict[str, Any]], dict[str, Wire]]  # a row as sent, and the completions found for it
+Batch = list[Item]
+_SLICES = 4  # batches per chunk_size window: an actor returns rows a quarter window at a time
+
+
+def batch_size(chunk_size: int) -> int:
+    """Rows per send: a slice of the window, so an actor gets new rows while it runs the others."""
+    return max(1, -(-chunk_size // _SLICES))
 
 
 def require_ray(loaded: LoadedConfig) -> None:
@@ -112,13 +123,13 @@ class ActorStats:
 
     host: str = ""
     pid: int = 0
-    chunks: int = 0
+    batches: int = 0
     rows: int = 0
-    failed_sends: int = 0  # chunks that came back failed because it died or was restarting (each sent again)
+    failed_sends: int = 0  # batches that came back failed because it died or was restarting (each sent again)
     usage: dict[str, Ledger] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "pid": self.pid, "chunks": self.chunks, "rows": self.rows,
+        return {"host": self.host, "pid": self.pid, "batches": self.batches, "rows": self.rows,
                 "failed_sends": self.failed_sends, "usage": {k: v.to_dict() for k, v in self.usage.items()}}
 
 
@@ -128,7 +139,8 @@ class RayExecutor:
         self.actors: list[Any] = []
         self.stats: list[ActorStats] = []
         self.dead: set[int] = set()
-        self._failures: dict[int, int] = {}  # failed sends in a row, per actor
+        self._failures: dict[int, int] = {}  # deaths in a row without a batch returned, per actor
+        self._gen: dict[int, int] = {}  # deaths seen so far, per actor: the batches of one death count once
         self._paused: dict[int, float] = {}  # actor -> monotonic time it may be sent to again
         self.probe: CacheProbe | None = None
         self.from_cache = 0  # rows the driver finished from its cache
@@ -173,6 +185,12 @@ class RayExecutor:
             st.host, st.pid = info["host"], info["pid"]
         self.probe = CacheProbe(self.engine, infos[0]["models"])
 
+    def _windows(self) -> tuple[int, int]:
+        """(rows one actor may hold, rows all actors may hold): ``max_in_flight`` windows of
+        ``chunk_size`` rows, default one per actor; more windows than actors widen each actor's."""
+        windows = self.cfg.max_in_flight or self.cfg.actors
+        return self.cfg.chunk_size * -(-windows // self.cfg.actors), self.cfg.chunk_size * windows
+
     def actor_pids(self) -> list[int]:
         """The PID of each actor's process now (a restarted actor has a new one)."""
         import ray
@@ -183,7 +201,7 @@ class RayExecutor:
         import ray
 
         assert self.probe is not None
-        probe, cfg = self.probe, self.cfg
+        probe, cfg, n_actors = self.probe, self.cfg, len(self.actors)
         written: set[str] = set()
 
         def write(record: dict[str, Any]) -> None:
@@ -194,76 +212,74 @@ class RayExecutor:
             emit(record)
 
         source = iter(rows)
+        pending: deque[Item] = deque()  # probed rows (and rows of failed batches, first) waiting for an actor
+        exhausted = False
 
-        async def next_chunk() -> Chunk | None:
-            out: list[tuple[int, str, dict[str, Any]]] = []
-            seeds: dict[str, Wire] = {}
-            for row in source:
+        async def probe_ahead(want: int) -> None:
+            """Probe rows until ``want`` wait for an actor: rows the cache answers are written here."""
+            nonlocal exhausted
+            while len(pending) < want and not exhausted:
+                row = next(source, None)
+                if row is None:
+                    exhausted = True
+                    break
                 record, found = await probe.probe(row)
                 if record is not None:
                     self.from_cache += 1
                     write(record)
-                    continue
-                out.append((row.index, row.key, row.fields))
+                else:
+                    pending.append(((row.index, row.key, row.fields), found))
+
+        async def send(i: int, batch: Batch) -> dict[str, Any]:
+            seeds: dict[str, Wire] = {}
+            for _, found in batch:
                 seeds.update(found)
-                if len(out) >= cfg.chunk_size:
-                    break
-            return (out, seeds) if out else None
+            return await self.actors[i].run_batch.remote([r for r, _ in batch], seeds)
 
-        async def send(i: int, chunk: Chunk) -> dict[str, Any]:
-            return await self.actors[i].run_chunk.remote(*chunk)
-
-        limit = cfg.max_in_flight or len(self.actors)
-        load = [0] * len(self.actors)
-        retry: deque[Chunk] = deque()
-        ahead: deque[Chunk] = deque()  # one chunk probed while the others run: sent the moment a slot frees
-        out: dict[asyncio.Future[dict[str, Any]], tuple[int, Chunk]] = {}
-        exhausted = False
+        per_actor, total = self._windows()
+        step = batch_size(cfg.chunk_size)
+        load = [0] * n_actors  # rows each actor holds and has not returned
+        out: dict[asyncio.Future[dict[str, Any]], tuple[int, int, Batch]] = {}  # -> actor, its generation, rows
         try:
             while True:
-                while len(out) < limit:
+                while True:  # top up every actor with room for a batch
                     now = time.monotonic()
-                    ready = [j for j in range(len(self.actors)) if j not in self.dead and self._paused.get(j, 0) <= now]
-                    if not ready:
-                        break
-                    chunk = retry.popleft() if retry else ahead.popleft() if ahead else None
-                    if chunk is None and not exhausted:
-                        chunk = await next_chunk()
-                    if chunk is None:
-                        exhausted = True
+                    room_total = total - sum(load)
+                    ready = [j for j in range(n_actors) if j not in self.dead and self._paused.get(j, 0) <= now]
+                    if not ready or room_total <= 0:
                         break
                     i = min(ready, key=load.__getitem__)
-                    load[i] += 1
-                    out[asyncio.ensure_future(send(i, chunk))] = (i, chunk)
+                    await probe_ahead(step)
+                    room = min(per_actor - load[i], room_total)
+                    if not pending or room < min(step, len(pending)):
+                        break  # no rows left, or wait until a batch returns: fewer, fuller sends
+                    batch = [pending.popleft() for _ in range(min(room, step, len(pending)))]
+                    load[i] += len(batch)
+                    out[asyncio.ensure_future(send(i, batch))] = (i, self._gen.get(i, 0), batch)
                 wake = min(self._paused.values(), default=None)
                 if not out:
-                    if not retry and not ahead and exhausted:
+                    if not pending and exhausted:
                         break
                     await asyncio.sleep(max(0.0, (wake or time.monotonic()) - time.monotonic()))
                     self._unpause()
                     continue
-                if not ahead and not exhausted:
-                    nxt = await next_chunk()
-                    if nxt is None:
-                        exhausted = True
-                    else:
-                        ahead.append(nxt)
+                await probe_ahead(step)  # one batch ready the moment an actor returns one
                 timeout = None if wake is None else max(0.0, wake - time.monotonic())
                 done, _ = await asyncio.wait(out, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 self._unpause()
                 for fut in done:
-                    i, chunk = out.pop(fut)
-                    load[i] -= 1
+                    i, gen, batch = out.pop(fut)
+                    load[i] -= len(batch)
                     try:
                         result = fut.result()
                     except ray.exceptions.RayActorError as exc:
-                        self._lost(i, chunk, exc)
-                        retry.append(chunk)
+                        self._lost(i, gen, exc)
+                        pending.extendleft(reversed(batch))  # sent again first, to any actor
                         continue
                     except ray.exceptions.RayTaskError as exc:
                         raise PromptweaveError(f"executor: an actor failed: {_last_line(exc)}") from None
                     self._failures[i] = 0
-                    self._take(i, len(chunk[0]), result, write)
+                    self._take(i, len(batch), result, write)
                     if result["down"]:
                         raise EndpointDown(result["down"])
         finally:
@@ -276,15 +292,20 @@ class RayExecutor:
         for j in [j for j, t in self._paused.items() if t <= now]:
             del self._paused[j]
 
-    def _lost(self, i: int, chunk: Chunk, exc: BaseException) -> None:
-        """A send failed: the actor died or is being restarted by Ray. The chunk goes to the next
-        ready actor; this one rests (0.5 s, doubling) while Ray restarts it, and leaves the pool
-        after ``_GIVE_UP`` failures in a row (its restarts are spent, or it cannot start)."""
+    def _lost(self, i: int, gen: int, exc: BaseException) -> None:
+        """A batch failed: the actor died or is being restarted by Ray, and its rows go to the next
+        ready actor. The first failed batch of a death (``gen``, the actor's generation when the
+        batch was sent, is current) rests the actor (0.5 s, doubling) while Ray restarts it; after
+        ``_GIVE_UP`` such failures in a row (its restarts are spent, or it cannot start) it leaves the
+        pool. The other batches it held fail with the same death and count once."""
         st = self.stats[i]
         st.failed_sends += 1
+        if gen != self._gen.get(i, 0):
+            return
+        self._gen[i] = gen + 1
         n = self._failures[i] = self._failures.get(i, 0) + 1
-        log.warning("Ray actor %d (pid %d on %s) failed a chunk of %d rows, which is sent again: %s",
-                    i, st.pid, st.host, len(chunk[0]), _last_line(exc))
+        log.warning("Ray actor %d (pid %d on %s) failed; the rows it held are sent again: %s",
+                    i, st.pid, st.host, _last_line(exc))
         if n >= _GIVE_UP or self.cfg.max_restarts == 0:
             self.dead.add(i)
             if len(self.dead) == len(self.actors):
@@ -295,13 +316,13 @@ class RayExecutor:
             self._paused[i] = time.monotonic() + min(10.0, 0.5 * 2 ** (n - 1))
 
     def _take(self, i: int, n_rows: int, result: dict[str, Any], write: Emit) -> None:
-        """Store a chunk's results: completions into the cache file, usage into the ledgers, then rows."""
+        """Store a batch's results: completions into the cache file, usage into the ledgers, then rows."""
         cache = self.engine.cache
         if cache is not None:
             for key, wire in result["completions"].items():
                 cache.put(key, from_wire(wire))
         st = self.stats[i]
-        st.chunks += 1
+        st.batches += 1
         st.rows += n_rows
         for name, d in result["usage"].items():
             used = Ledger(**d)

@@ -1,7 +1,7 @@
 """What a Ray actor runs: the steps of a pipeline on chunks of rows, with its own model runtimes.
 
 The actor has no cache file (SQLite files are never shared across nodes): an in-memory cache
-serves the completions the driver found in its cache for the chunk (``seeds``) and the ones this
+serves the completions the driver found in its cache for the rows it holds (``seeds``) and the ones this
 actor made recently, and hands the new ones back to the driver, which writes them to its file.
 This module imports no Ray: the pool wraps :class:`RowWorker` with ``ray.remote``.
 """
@@ -35,10 +35,12 @@ def from_wire(w: Wire) -> Completion:
 
 class MemoryCache:
     """The ``get``/``put`` a :class:`ModelRuntime` needs, in memory. ``recent`` keeps the last
-    ``keep`` completions so that rows of later chunks asking the same thing share them."""
+    ``keep`` completions so that rows of later batches asking the same thing share them. Seeds are
+    counted by the batches that brought them: batches run at once may share one."""
 
     def __init__(self, keep: int = 10_000) -> None:
         self.seeds: dict[str, Completion] = {}
+        self._holders: dict[str, int] = {}  # seed key -> batches running that brought it
         self.recent: OrderedDict[str, Completion] = OrderedDict()
         self.new: dict[str, Completion] = {}
         self.keep = keep
@@ -55,12 +57,26 @@ class MemoryCache:
         if len(self.recent) > self.keep:
             self.recent.popitem(last=False)
 
+    def add_seeds(self, seeds: dict[str, Wire]) -> None:
+        for key, wire in seeds.items():
+            self.seeds[key] = from_wire(wire)
+            self._holders[key] = self._holders.get(key, 0) + 1
+
+    def drop_seeds(self, seeds: dict[str, Wire]) -> None:
+        for key in seeds:
+            left = self._holders.pop(key, 1) - 1
+            if left > 0:
+                self._holders[key] = left
+            else:
+                self.seeds.pop(key, None)
+
     def take_new(self) -> dict[str, Wire]:
         new, self.new = self.new, {}
         return {k: to_wire(c) for k, c in new.items()}
 
     def close(self) -> None:
         self.seeds.clear()
+        self._holders.clear()
         self.recent.clear()
 
 
@@ -83,15 +99,14 @@ class RowWorker:
         return {"pid": os.getpid(), "host": socket.gethostname(),
                 "models": {name: rt.identity for name, rt in self.engine.runtimes.items()}}
 
-    async def run_chunk(self, rows: list[tuple[int, str, dict[str, Any]]], seeds: dict[str, Wire]) -> dict[str, Any]:
-        """Run the rows (``pipeline.concurrency`` at once over all chunks of this actor); return
-        their records, the completions made since the last chunk returned, and the usage since
+    async def run_batch(self, rows: list[tuple[int, str, dict[str, Any]]], seeds: dict[str, Wire]) -> dict[str, Any]:
+        """Run the rows (``pipeline.concurrency`` at once over all batches this actor holds); return
+        their records, the completions made since the last batch returned, and the usage since
         then. A tripped circuit breaker returns the records finished so far with ``down`` set."""
         if self._sem is None:  # made on the actor's event loop
             self._sem = asyncio.Semaphore(self.concurrency)
         sem = self._sem
-        for key, wire in seeds.items():
-            self.cache.seeds[key] = from_wire(wire)
+        self.cache.add_seeds(seeds)
         records: list[dict[str, Any]] = []
         down: str | None = None
 
@@ -108,8 +123,7 @@ class RowWorker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for key in seeds:
-                self.cache.seeds.pop(key, None)
+            self.cache.drop_seeds(seeds)
         usage: dict[str, dict[str, Any]] = {}
         for name, rt in self.engine.runtimes.items():
             used, rt.ledger = rt.ledger, Ledger()  # the usage since the last report
