@@ -59,8 +59,12 @@ class LeanPoster:
         self._session: Any = None
 
     def _open(self) -> Any:
-        # created on first use: an aiohttp session belongs to the running loop
-        connector = aiohttp.TCPConnector(limit=self.max_connections)
+        # created on first use: an aiohttp session belongs to the running loop. The TLS context
+        # (certificates) and keep-alive expiry are those of the SDK's own aiohttp transport.
+        sdk = getattr(getattr(self.client, "_client", None), "_transport", None)
+        limits = getattr(sdk, "limits", None)
+        connector = aiohttp.TCPConnector(limit=self.max_connections, ssl=getattr(sdk, "ssl_context", None) or True,
+                                         keepalive_timeout=getattr(limits, "keepalive_expiry", None) or 5.0)
         # bodies are decoded by the SDK's http library, as on the SDK's path (same errors)
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
                                      auto_decompress=False)
