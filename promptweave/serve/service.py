@@ -21,7 +21,7 @@ log = logging.getLogger("promptweave.serve")
 
 def lean(backend: str, options: dict[str, Any]) -> dict[str, Any]:
     """An openai backend's options with the ``lean`` transport unless the file names one: the
-    SDK's per-request machinery was a quarter of the server's CPU per chat request, and the lean
+    SDK's per-request machinery was half of the server's CPU per chat request, and the lean
     path gives the same errors (promptweave/models/openai_lean.py; it steps aside where it would
     send something else, e.g. behind a proxy)."""
     if backend != "openai" or "transport" in options:

@@ -95,3 +95,36 @@ def test_lean_is_not_used_where_it_would_send_something_else(monkeypatch: pytest
     assert OpenAIChatModel("m", "http://u:p@127.0.0.1:9/v1", "k", transport="lean").lean is None
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     assert OpenAIChatModel("m", "http://127.0.0.1:9/v1", "k", transport="lean").lean is None
+
+
+def test_same_request_line_headers_and_body() -> None:
+    """Byte for byte, but for header-name case and the ``Connection: keep-alive`` that HTTP/1.1
+    implies anyway."""
+    seen: list[tuple[set[str], bytes]] = []
+
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            fields = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in head[1:] if line}
+            body = await reader.readexactly(int(fields["content-length"]))
+            fields.pop("connection", None)
+            seen.append(({head[0]} | {f"{k}: {v}" for k, v in fields.items()}, body))
+            out = json.dumps({"choices": [{"message": {"role": "assistant", "content": "x"}}]}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                         % (len(out), out))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        for transport in ("aiohttp", "lean"):
+            model = OpenAIChatModel("m", f"http://127.0.0.1:{port}/v1", "sk-x", extra_body={"seed": 1},
+                                    transport=transport)
+            await model.complete([Message("user", "héllo ✓")], GenParams(max_tokens=5, stop=["\n"]))
+            await model.aclose()
+        server.close()
+
+    asyncio.run(main())
+    (sdk_head, sdk_body), (lean_head, lean_body) = seen
+    assert lean_head == sdk_head and lean_body == sdk_body
+    assert "authorization: Bearer sk-x" in lean_head
