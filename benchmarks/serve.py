@@ -6,8 +6,9 @@ reply) is called by one ``httpx.AsyncClient`` at concurrency C, N requests:
 
 - ``direct``: POST /v1/chat/completions to the test server itself;
 - ``serve``: the same requests to ``promptweave serve`` (own process, real uvicorn, SQLite store,
-  ``openai`` backend pointed at the test server), each naming one of 64 conversations, so every
-  request also stores two turns and builds the memory prompt.
+  ``openai`` backend pointed at the test server, its default ``lean`` transport unless
+  ``--transport`` names another), each naming one of 64 conversations, so every request also
+  stores two turns and builds the memory prompt.
 
 Interleaved, best of ``--repeats``. Targets: serve >= 0.5x the direct throughput, added p50
 latency <= 5 ms. At concurrency C every request queues behind the others for the CPU, so the p50 at
@@ -21,7 +22,7 @@ S2 (updates off the reply path). The test server answers after 500 ms. 8 convers
 (``every_n_turns: 2``, the update model a separate runtime on the same slow server), so updates
 run while the next replies are made. Target: mean reply latency within 1.2x.
 
-    .venv/bin/python benchmarks/serve.py [--requests 1000] [--concurrency 32] [--repeats 2]
+    .venv/bin/python benchmarks/serve.py [--requests 1000] [--concurrency 32] [--repeats 2] [--transport aiohttp]
 """
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def promptweave_serve(tmp: Path, backend_url: str, memory: dict[str, Any]) -> Iterator[tuple[str, int]]:
-    model = {"backend": "openai", "model": "bench", "base_url": backend_url, "cache": False,
-             "max_concurrency": 256, "max_retries": 0, "max_tokens": 16}
+def promptweave_serve(tmp: Path, backend_url: str, memory: dict[str, Any],
+                      transport: str | None = None) -> Iterator[tuple[str, int]]:
+    model: dict[str, Any] = {"backend": "openai", "model": "bench", "base_url": backend_url, "cache": False,
+                             "max_concurrency": 256, "max_retries": 0, "max_tokens": 16}
+    if transport:
+        model["options"] = {"transport": transport}
     cfg = {"model": model, "models": {"memory": dict(model)}, "memory": {"update_model": "memory", **memory},
            "store": f"sqlite:///{tmp / f'mem-{time.monotonic_ns()}.db'}", "server": {"keys_env": None, "port": 0}}
     path = tmp / f"serve-{time.monotonic_ns()}.yaml"
@@ -125,11 +129,14 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--serial", type=int, default=300, help="requests sent one at a time, for the added latency")
+    ap.add_argument("--transport", default=None, help="serve's openai transport (default: serve's own choice, "
+                                                     "lean; aiohttp = through the SDK)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pw-bench-serve-"))
 
     with test_server(reply="ok", seed=1) as direct_url, \
-            promptweave_serve(tmp, direct_url, {"policy": "session_end", "idle_timeout": None}) as (serve_url, pid):
+            promptweave_serve(tmp, direct_url, {"policy": "session_end", "idle_timeout": None},
+                              args.transport) as (serve_url, pid):
         results: dict[str, list[tuple[float, float]]] = {"direct": [], "serve": []}
         client_cpu: dict[str, list[float]] = {"direct": [], "serve": []}
         serve_cpu: list[float] = []
@@ -147,7 +154,8 @@ def main() -> None:
                 serial[name].append(statistics.median(asyncio.run(load(url, args.serial, 1, sessions))[1]) * 1000)
         best = {k: max(v) for k, v in results.items()}
         p50 = {k: min(x[1] for x in v) for k, v in results.items()}
-    print(f"S1: {args.requests} requests at concurrency {args.concurrency}, best of {args.repeats} "
+    print(f"S1: {args.requests} requests at concurrency {args.concurrency}, best of {args.repeats}, "
+          f"serve's transport {args.transport or 'default'} "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"{'variant':<8} {'req/s':>9} {'p50 ms':>8} {'client CPU ms/req':>18} {'serve CPU ms/req':>17}")
     for k in ("direct", "serve"):

@@ -15,6 +15,7 @@ import openai
 
 from .. import secrets
 from ..errors import ConfigError
+from . import openai_lean
 from .base import BackendError, BaseChatModel, Completion, GenParams, Message
 from .replies import excerpt, is_connect_failure, parse_chat_completion, retry_after_from
 from .spec import ModelConfig
@@ -22,7 +23,8 @@ from .spec import ModelConfig
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-TRANSPORTS = ("auto", "aiohttp", "httpx")
+# lean: aiohttp without the SDK per request (openai_lean.py), where it sends what the SDK would
+TRANSPORTS = ("auto", "aiohttp", "httpx", "lean")
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
 
 
@@ -39,7 +41,7 @@ def _http_client(max_connections: int, transport: str = "auto") -> Any:
     """
     limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=max_connections,
                                                      max_keepalive_connections=max_connections)
-    if transport == "aiohttp" or (transport == "auto" and not any(
+    if transport == "aiohttp" or (transport in ("auto", "lean") and not any(
             os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS)):
         aio = getattr(openai, "DefaultAioHttpClient", None)
         try:
@@ -68,6 +70,8 @@ class OpenAIChatModel(BaseChatModel):
             api_key=api_key or "EMPTY", base_url=base_url, max_retries=0,
             http_client=_http_client(max_connections, transport),
         )
+        self.lean = (openai_lean.LeanPoster(self.client, max_connections)
+                     if transport == "lean" and openai_lean.usable(str(self.client.base_url)) else None)
         # never the key: the identity feeds cache keys and manifests
         self.identity = {"backend": "openai", "model": model, "base_url": public_url(str(self.client.base_url))}
 
@@ -81,8 +85,11 @@ class OpenAIChatModel(BaseChatModel):
             # chat.completions.create: that walks every message through its TypedDict transform,
             # ~0.2 ms CPU per message (5.9 ms for a 31-turn chat vs 0.6 ms), which bounded a
             # multi-turn caller (benchmarks/serve.py). The raw body is parsed and checked here.
-            raw = await self.client.post("/chat/completions", cast_to=httpx.Response, body=payload)
-            body = raw.content
+            if self.lean is not None:
+                status, headers, body = await self.lean.post(payload)
+            else:
+                raw = await self.client.post("/chat/completions", cast_to=httpx.Response, body=payload)
+                status, headers, body = raw.status_code, raw.headers, raw.content
         except openai.APIStatusError as exc:
             said = exc.message
             if said.strip() == f"Error code: {exc.status_code}" and exc.response is not None:
@@ -94,26 +101,32 @@ class OpenAIChatModel(BaseChatModel):
                 status=exc.status_code, kind="status",
             ) from None
         except openai.APIConnectionError as exc:  # APITimeoutError included
-            root = _root_cause(exc)
-            if is_connect_failure(exc):
-                raise BackendError(f"cannot connect to {self.identity['base_url']}: "
-                                   f"{excerpt(str(root) or type(root).__name__)}", retryable=True,
-                                   kind="connect") from None
-            if isinstance(exc, openai.APITimeoutError) and _is_timeout(root):
-                raise BackendError("request timed out", retryable=True, kind="timeout") from None
-            raise BackendError(f"connection error: {excerpt(str(root) or type(root).__name__)}",
-                               retryable=True, kind="connection") from None
+            raise self._connection_error(exc, isinstance(exc, openai.APITimeoutError)) from None
         except openai.OpenAIError as exc:  # anything else the SDK raises about a reply
             raise BackendError(f"malformed reply: {type(exc).__name__}: {excerpt(str(exc))}",
                                retryable=True, kind="malformed") from None
         except Exception as exc:  # the transport's own errors (a bad gzip body...) that the SDK lets through
+            if self.lean is not None and isinstance(exc, openai_lean.transport_errors()):  # as the SDK wraps them
+                raise self._connection_error(exc, openai_lean.sdk_timeout_class(exc)) from None
             if not type(exc).__module__.startswith(("httpx", "httpcore", "aiohttp", "h11", "anyio")):
                 raise
             raise BackendError(f"connection error: {type(exc).__name__}: {excerpt(str(exc))}", retryable=True,
                                kind="connection") from None
-        return parse_chat_completion(body, raw.headers.get("content-type"), raw.status_code)
+        return parse_chat_completion(body, headers.get("content-type"), status)
+
+    def _connection_error(self, exc: BaseException, sdk_timeout: bool) -> BackendError:
+        root = _root_cause(exc)
+        if is_connect_failure(exc):
+            return BackendError(f"cannot connect to {self.identity['base_url']}: "
+                                f"{excerpt(str(root) or type(root).__name__)}", retryable=True, kind="connect")
+        if sdk_timeout and _is_timeout(root):
+            return BackendError("request timed out", retryable=True, kind="timeout")
+        return BackendError(f"connection error: {excerpt(str(root) or type(root).__name__)}",
+                            retryable=True, kind="connection")
 
     async def aclose(self) -> None:
+        if self.lean is not None:
+            await self.lean.aclose()
         await self.client.close()
 
 
