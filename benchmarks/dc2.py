@@ -61,8 +61,12 @@ class Pass:
     answer_calls: int
 
 
+TRANSPORT = "auto"
+
+
 def runtime(url: str, concurrency: int) -> ModelRuntime:
-    cfg = ModelConfig(backend="openai", model="standin", base_url=url, max_concurrency=concurrency, cache=False)
+    cfg = ModelConfig(backend="openai", model="standin", base_url=url, max_concurrency=concurrency, cache=False,
+                      options={"transport": TRANSPORT})
     return ModelRuntime(cfg, create_backend(cfg))
 
 
@@ -110,13 +114,16 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--budget", type=int, default=400)
     p.add_argument("--send-side", type=int, default=336, help="the stand-in sees 336 px; more only costs CPU")
+    p.add_argument("--transport", default="auto", help="the openai backend's transport (model.options.transport)")
     args = p.parse_args()
+    global TRANSPORT
+    TRANSPORT = args.transport
     img, _ = make_image("8K", random.Random(11))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=92)
     loaded = load_image(buf.getvalue(), "8K synthetic")
     params = DC2Params(overlap=0.25, budget=args.budget, send_side=args.send_side)
-    print(f"image {loaded.size[0]}x{loaded.size[1]}, server delay {args.delay * 1000:.0f} ms, cpus {os.cpu_count()}, "
+    print(f"transport {TRANSPORT}; image {loaded.size[0]}x{loaded.size[1]}, server delay {args.delay * 1000:.0f} ms, cpus {os.cpu_count()}, "
           f"load average {'/'.join(f'{x:.1f}' for x in os.getloadavg())} (before)")
     with serve_vision(delay=args.delay) as url:
         print("  warm-up (not counted: first imports, connections, threads):")

@@ -23,7 +23,9 @@ from .spec import ModelConfig
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-# lean: aiohttp without the SDK per request (openai_lean.py), where it sends what the SDK would
+# lean: aiohttp without the SDK per request (openai_lean.py), where it sends what the SDK would;
+# auto is lean wherever openai_lean.usable() says so (the SDK's request layers were half of serve's
+# CPU per request and most of DC²'s client CPU), else the SDK's aiohttp client
 TRANSPORTS = ("auto", "aiohttp", "httpx", "lean")
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
 
@@ -71,7 +73,7 @@ class OpenAIChatModel(BaseChatModel):
             http_client=_http_client(max_connections, transport),
         )
         self.lean = (openai_lean.LeanPoster(self.client, max_connections)
-                     if transport == "lean" and openai_lean.usable(str(self.client.base_url)) else None)
+                     if transport in ("auto", "lean") and openai_lean.usable(str(self.client.base_url)) else None)
         # never the key: the identity feeds cache keys and manifests
         self.identity = {"backend": "openai", "model": model, "base_url": public_url(str(self.client.base_url))}
 
