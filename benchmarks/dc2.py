@@ -71,6 +71,8 @@ def runtime(url: str, concurrency: int) -> ModelRuntime:
 
 
 async def one_pass(url: str, loaded: LoadedImage, params: DC2Params, concurrency: int) -> Pass:
+    # the decoded pixels, but not the pyramid the image keeps once built: each pass builds it
+    loaded = LoadedImage(loaded.image, loaded.name, loaded.sha256)
     rt = runtime(url, concurrency)
     control(url, reset=True)
     t, cpu = time.perf_counter(), time.process_time()
