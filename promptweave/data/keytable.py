@@ -94,8 +94,28 @@ class KeyTable(KeyList):
     def add(self, key: str) -> int:
         """The position of ``key``, added at the end when it is not here."""
         h = hash(key)
-        s = self._find(key, h)
-        return s if s >= 0 else self._put(key, h)
+        table, hashes, mask = self._table, self._hashes, self._mask
+        i = h & mask
+        encoded: bytes | None = None
+        while True:  # _find, inlined: the free cell it stops at is where the key goes
+            s = table[i] - 1
+            if s < 0:
+                break
+            if hashes[s] == h:
+                if encoded is None:
+                    encoded = key.encode(*_ENC)
+                if self._same(s, encoded):
+                    return s
+            i = (i + 1) & mask
+        s = len(hashes)
+        self._blob += key.encode(*_ENC) if encoded is None else encoded
+        self._ends.append(len(self._blob))
+        hashes.append(h)
+        if 2 * (s + 1) > len(table):
+            self._grow()
+        else:
+            table[i] = s + 1
+        return s
 
     def index(self, key: str) -> int:
         """The position of ``key``, -1 when it is not here."""
@@ -140,10 +160,13 @@ class KeyTable(KeyList):
         size = len(self._table) * 2
         while 2 * len(self) > size:
             size *= 2
-        self._table = array("i", bytes(4 * size))
-        self._mask = size - 1
-        for s, h in enumerate(self._hashes):
-            self._place(s, h)
+        self._table = table = array("i", bytes(4 * size))
+        self._mask = mask = size - 1
+        for s, h in enumerate(self._hashes, 1):  # _place, inlined
+            i = h & mask
+            while table[i]:
+                i = (i + 1) & mask
+            table[i] = s
 
     def nbytes(self) -> int:
         return super().nbytes() + self._hashes.itemsize * len(self._hashes) + 4 * len(self._table)
