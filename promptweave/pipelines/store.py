@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..data.keytable import KeyTable, as_key_table
+from ..data.keytable import KeyTable
 from ..secrets import scrub
 from .recovery import parse_record, record_problem, scan_records  # noqa: F401 - record_problem re-exported
 from .rundir import (RunDirError, fs_error, open_append, open_regular, temp_beside,  # noqa: F401
@@ -352,10 +352,14 @@ class RunStore:
         if order is None:
             slots = ix.slots_by("index")
             gone: list[Entry] = []
-        else:
-            wanted = as_key_table(order)
-            gone = [e for k, e in ix.items() if k not in wanted]
-            slots = array("q", (s for s in map(ix.slot, wanted) if s >= 0))
+        else:  # one lookup per key of the data; what the data no longer has is marked, not probed
+            find, slots, kept = ix.keys.index, array("q"), bytearray(len(ix))
+            for key in order:
+                s = find(key)
+                if s >= 0:
+                    slots.append(s)
+                    kept[s] = 1
+            gone = [ix.entry(s) for s in range(len(ix)) if not kept[s]] if len(slots) < len(ix) else []
         moved = self._replaced + gone
         if moved:
             fd = open_append(self.superseded_path)
