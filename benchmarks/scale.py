@@ -73,7 +73,7 @@ def one_run(rows: int, work: Path, resume: bool) -> dict[str, float]:
     t2 = time.perf_counter()
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    return {"rows": rows, "wall": t2 - t0, "loop": t1 - t0, "finish": t2 - t1, "rss_gb": me, "workers_rss_gb": kids,
+    return {"load": os.getloadavg()[0], "rows": rows, "wall": t2 - t0, "loop": t1 - t0, "finish": t2 - t1, "rss_gb": me, "workers_rss_gb": kids,
             "calls": summary.ledger.calls, "bleu": scores["metrics"]["bleu"]["corpus"]}
 
 
@@ -141,7 +141,8 @@ def main() -> None:
             results.append(r)
             print(f"{n:>9} rows: wall {r['wall']:7.1f}s  row loop {r['loop']:7.1f}s  finish {r['finish']:6.1f}s "
                   f"({r['finish'] / r['loop']:.2f}x loop)  {1e6 * r['wall'] / n:6.1f} µs/row  "
-                  f"peak RSS {r['rss_gb']:.2f} GB (statistics workers {r['workers_rss_gb']:.2f} GB)", flush=True)
+                  f"peak RSS {r['rss_gb']:.2f} GB (statistics workers {r['workers_rss_gb']:.2f} GB)  "
+                  f"load average {r['load']:.2f}", flush=True)
         if results and not args.no_resume:
             big = results[-1]
             work = Path(tmp) / f"run{big['rows']}"

@@ -16,6 +16,7 @@ from .yamlio import Path_
 
 if TYPE_CHECKING:
     from .config import LoadedConfig, PipelineConfig
+    from .data.keytable import KeyTable
 
 _ENV_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 #: names a step id cannot take: the variables every prompt sees, Jinja's globals and keywords
@@ -119,17 +120,19 @@ def load_checked_rows(self: LoadedConfig) -> list[tuple[str, dict[str, Any]]]:
     return list(iter_checked_rows(self))
 
 
-def iter_checked_rows(self: LoadedConfig, fields: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+def iter_checked_rows(self: LoadedConfig, fields: bool = True,
+                      keys: KeyTable | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """:func:`load_checked_rows`, streamed: each row is checked as it is read, and the checks that
     need every row (fields against step ids and ``scoring``; ``fields=False`` leaves them and the
     duplicate-key check out, for a pass over data already checked) run when the data ends,
-    before the iterator stops. Only the keys seen stay in memory."""
+    before the iterator stops. Only the keys seen stay in memory (in ``keys`` when given, at
+    their rows' positions)."""
     from .data import iter_rows
 
     text, sources, numbers = _field_roles(self)
     check = FieldCheck(self) if fields else None
     for key, row in iter_rows(self.pipeline.data, self.base_dir, text_fields=text, source_fields=sources,
-                              number_fields=numbers, unique=fields):
+                              number_fields=numbers, unique=fields, seen=keys):
         if check is not None:
             check.add(key, row)
         yield key, row

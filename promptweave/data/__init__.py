@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator
 from ..errors import DataError
 from ..languages import LanguageError, normalize
 from .files import MAX_LINE, iter_lines, open_regular, open_text
+from .keytable import KeyTable
 from .readers import (Located, detect_format, iter_jsonl, read_delimited, read_hf, read_json, read_parallel,
                       read_systems, resolve)
 
@@ -83,16 +84,18 @@ def load_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[s
 
 def iter_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[str] = (),
               source_fields: Iterable[str] = (), number_fields: Iterable[str] = (),
-              unique: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+              unique: bool = True, seen: KeyTable | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(key, fields)`` after mapping, explode and limit, streamed. Keys are unique and stable.
 
     ``text_fields`` must hold text (or null) where present; ``source_fields`` must be present,
     text and not blank (they are sent to the model); ``number_fields`` must be finite numbers
     (or null). Errors name ``file:line`` and the field. Only the keys seen are kept in memory
     (to refuse duplicates; ``unique=False`` for a pass that another one checked), so a data
-    file of any length streams.
+    file of any length streams. ``seen``: the table the keys are kept in (the caller gets every
+    key, at its row's position), packed (:mod:`.keytable`) rather than as one object each.
     """
-    seen: set[str] = set()
+    if seen is None:
+        seen = KeyTable()
     mapping = dict(cfg.fields)
     checker = _Checker(set(text_fields), set(source_fields), set(number_fields))
     explode = cfg.explode or ("translations" if cfg.systems else None)
@@ -113,9 +116,9 @@ def iter_rows(cfg: Any, base_dir: Path | None = None, *, text_fields: Iterable[s
         items = _explode(fields, explode, base_key, where) if explode else ((base_key, fields),)
         for key, row in items:
             if unique:
-                if key in seen:
+                before = len(seen)
+                if seen.add(key) < before:
                     raise DataError(f"{where}: duplicate row key '{key}'; choose a unique data.key")
-                seen.add(key)
             checker.check(row, where)
             n += 1
             yield key, row

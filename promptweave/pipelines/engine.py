@@ -4,6 +4,7 @@ to ``results.jsonl`` at once; metrics, manifest and report close the run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config_checks
+from ..data.keytable import KeyTable
 from ..config import LoadedConfig, StepSpec
 from ..errors import DataError, PromptweaveError
 from ..models import create_backend
@@ -128,9 +130,16 @@ class Engine:
         """The rows in memory (:meth:`iter_data` streams them)."""
         return list(self.iter_data())
 
-    def iter_data(self, *, check_fields: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The rows, streamed, with data errors pointed at the ``data:`` block of the pipeline file."""
-        it = self.loaded.iter_rows() if check_fields else config_checks.iter_checked_rows(self.loaded, fields=False)
+    def iter_data(self, *, check_fields: bool = True,
+                  keys: KeyTable | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The rows, streamed, with data errors pointed at the ``data:`` block of the pipeline file.
+        ``keys``: a table that receives every row's key (checked rows only)."""
+        if not check_fields:
+            it = config_checks.iter_checked_rows(self.loaded, fields=False)
+        elif keys is not None:
+            it = config_checks.iter_checked_rows(self.loaded, keys=keys)
+        else:
+            it = self.loaded.iter_rows()
         while True:
             try:
                 item = next(it)
@@ -178,7 +187,7 @@ class Engine:
             raise
         files = resumestamp.data_files(self.pipeline.data, self.loaded.base_dir)
         finished = resumestamp.finished(self.run_dir, ident.to_dict(), files, retry_errors)
-        keys, fps = ([], array("Q")) if finished else self._first_pass(ident)
+        keys, fps = (KeyTable(), array("Q")) if finished else self._first_pass(ident)
         self._stats_pool = live_pool(self.loaded, len(keys))  # forked now, before models start threads
         self.executor = create_executor(self)
         try:
@@ -214,12 +223,13 @@ class Engine:
             self.close()
             raise
 
-    def _first_pass(self, ident: RunIdentity) -> tuple[list[str], array]:
-        """Every row checked; its key and fingerprint kept (the rows themselves are not)."""
-        keys: list[str] = []
+    def _first_pass(self, ident: RunIdentity) -> tuple[KeyTable, array]:
+        """Every row checked; its key and fingerprint kept (the rows themselves are not). The
+        keys are packed in a :class:`KeyTable` (no object per row: see :mod:`..data.keytable`),
+        filled by the duplicate-key check itself."""
+        keys = KeyTable()
         fps = array("Q")
-        for key, fields in self.iter_data():
-            keys.append(key)
+        for key, fields in self.iter_data(keys=keys):
             fps.append(int(ident.row_fingerprint(key, fields), 16))
         return keys, fps
 
@@ -229,7 +239,7 @@ class Engine:
         if self.cache is not None:
             self.cache.close()  # writes the last batch of completions
 
-    def _rows_to_run(self, keys: list[str], fps: array, todo: bytearray,
+    def _rows_to_run(self, keys: KeyTable, fps: array, todo: bytearray,
                      in_flight: dict[str, str]) -> Iterator[Row]:
         """The second pass over the data: the rows marked in ``todo``, as the executor asks."""
         for i, (key, fields) in enumerate(self.iter_data(check_fields=False)):
@@ -237,11 +247,10 @@ class Engine:
                 raise DataError(f"the data changed while the run read it (row {i + 1} is now '{key}'); "
                                 "run the same command again: finished rows are kept")
             if todo[i]:
-                key = keys[i]  # the first pass's string: the store and the scores keep it, not a copy
                 in_flight[key] = f"{fps[i]:016x}"
                 yield Row(index=i, key=key, fields=fields)
 
-    async def _run_rows(self, keys: list[str], fps: array, retry_errors: bool, start: float) -> RunSummary:
+    async def _run_rows(self, keys: KeyTable, fps: array, retry_errors: bool, start: float) -> RunSummary:
         assert self.identity is not None
         for note in self.identity.notes:
             log.warning("%s: %s", self.run_dir, note)
@@ -300,6 +309,11 @@ class Engine:
             self._stats_pool = None
 
     async def _run_row(self, row: Row) -> dict[str, Any]:
+        # one turn of the event loop per row: a model that answers without awaiting anything (the
+        # scripted backend, an in-process one) would otherwise run every row in one step of one
+        # worker, and each call's cancelled timeout timer would stay in the loop's heap (~200
+        # bytes a row: asyncio purges cancelled timers only when it gets control back)
+        await asyncio.sleep(0)
         record: dict[str, Any] = {"key": row.key, "index": row.index, "status": "ok", "fields": row.fields,
                                   "outputs": row.outputs}
         for step in self.steps:

@@ -14,7 +14,7 @@ run goes on (the row loop keeps the other core), and on every worker at :meth:`f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .scoring import RunTally
@@ -25,7 +25,7 @@ MAX_WAITING = 4096
 class LiveTally:
     """Feed with :meth:`add` (any order); :meth:`finish` returns the complete :class:`RunTally`."""
 
-    def __init__(self, tally: RunTally, keys: list[str], todo: bytearray,
+    def __init__(self, tally: RunTally, keys: Sequence[str], todo: bytearray,
                  read: Callable[[str], dict[str, Any] | None]) -> None:
         self.tally, self.keys, self.todo, self.read = tally, keys, todo, read
         self.cursor = 0

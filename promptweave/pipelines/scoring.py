@@ -17,11 +17,12 @@ import logging
 import os
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import LoadedConfig
+from ..data.keytable import KeyList
 from ..evaluators import create_metric
 from ..evaluators.base import Metric
 from ..evaluators.segstats import StatsSum, chunk_stats, corpus_from_sum, make_pool, metric_spec, supports_stats
@@ -60,7 +61,7 @@ class SegmentTable(Mapping[str, dict[str, float]]):
     """``scores["segments"]`` without a dict per row: keys in ``scores.json`` order, one float
     array per metric. A key lookup builds a key index on first use (tests, small runs)."""
 
-    def __init__(self, keys: list[str], order: array, cols: list[tuple[str, Any, Any]]) -> None:
+    def __init__(self, keys: Sequence[str], order: array, cols: list[tuple[str, Any, Any]]) -> None:
         self._keys, self._order, self._cols = keys, order, cols  # cols: (name, values, include(s))
         self._pos: dict[str, int] | None = None
         self.in_table = bytearray(len(keys))
@@ -142,7 +143,7 @@ class RunTally:
         self._streamed = frozenset(self.stat_names)  # metrics scored from per-row statistics
         self.rows = self.rows_ok = 0
         # scored rows (ok, with a hypothesis), numbered s = 0, 1, ...
-        self.keys: list[str] = []
+        self.keys = KeyList()  # packed: no object per row (:mod:`..data.keytable`)
         self.sgroup = array("l")  # group rank of each scored row
         self.sitem: list[str] = []  # item of each scored row (grouped runs only)
         self.has_ref = bytearray()

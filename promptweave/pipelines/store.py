@@ -22,10 +22,11 @@ import json
 import logging
 import os
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..data.keytable import KeyTable
 from ..secrets import scrub
 from .recovery import parse_record, record_problem, scan_records  # noqa: F401 - record_problem re-exported
 from .rundir import (RunDirError, fs_error, open_append, open_regular, temp_beside,  # noqa: F401
@@ -53,38 +54,42 @@ def _entry(record: dict[str, Any], offset: int, length: int) -> Entry:
 
 
 class _Index:
-    """Key -> :class:`Entry`, stored column-wise: a slot number per key and one compact array per
-    field (about 150 bytes a row with the key itself, against ~450 as a dict of tuples), so that
-    a run of a million rows indexes in well under 200 MB."""
+    """Key -> :class:`Entry`, stored column-wise: the keys packed in a :class:`KeyTable` (a key's
+    position there is its slot) and one compact array per field, about 50 bytes a row with a
+    short key and no Python object per row, so that a run of a million rows indexes in ~50 MB."""
 
-    __slots__ = ("slot", "offset", "length", "ok", "index", "fp", "fp_text")
+    __slots__ = ("keys", "offset", "length", "ok", "index", "fp", "fp_text")
 
     def __init__(self) -> None:
-        self.slot: dict[str, int] = {}
+        self.keys = KeyTable()
         self.offset, self.length, self.index = array("q"), array("q"), array("q")
         self.ok = bytearray()
         self.fp = array("Q")  # the fingerprint as a number when it is the usual 16 hex digits
         self.fp_text: dict[int, str | None] = {}  # slots whose fingerprint is anything else (or none)
 
     def __len__(self) -> int:
-        return len(self.slot)
+        return len(self.keys)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.slot
+        return key in self.keys
+
+    def slot(self, key: str) -> int:
+        """The slot of ``key``, -1 when it has none."""
+        return self.keys.index(key)
 
     def get(self, key: str) -> Entry | None:
-        s = self.slot.get(key)
-        return None if s is None else self.entry(s)
+        s = self.keys.index(key)
+        return None if s < 0 else self.entry(s)
 
     def entry(self, s: int) -> Entry:
         fp = self.fp_text[s] if s in self.fp_text else f"{self.fp[s]:016x}"
         return Entry(self.offset[s], self.length[s], bool(self.ok[s]), fp, self.index[s])
 
     def put(self, key: str, e: Entry) -> None:
-        s = self.slot.get(key)
+        n = len(self.keys)
+        s = self.keys.add(key)
         fp_num = _fp_number(e.fp)
-        if s is None:
-            s = self.slot[key] = len(self.offset)
+        if s == n:
             self.offset.append(e.offset)
             self.length.append(e.length)
             self.index.append(e.index)
@@ -98,22 +103,24 @@ class _Index:
             self.fp_text[s] = e.fp
 
     def items(self) -> Iterator[tuple[str, Entry]]:
-        for key, s in self.slot.items():
+        for s, key in enumerate(self.keys):
             yield key, self.entry(s)
 
     def values(self) -> Iterator[Entry]:
-        for s in self.slot.values():
+        for s in range(len(self.keys)):
             yield self.entry(s)
 
-    def keys_by(self, order: str) -> list[str]:
-        """The keys in file order (``"offset"``) or data order (``"index"``, then file order)."""
-        off, idx = self.offset, self.index
-        if order == "offset":
-            return sorted(self.slot, key=lambda k: off[self.slot[k]])
-        return sorted(self.slot, key=lambda k: (idx[self.slot[k]], off[self.slot[k]]))
+    def slots_by(self, order: str) -> array:
+        """The slots in file order (``"offset"``) or data order (``"index"``, then file order)."""
+        import numpy as np  # only here: sorting a million rows is numpy's job
+
+        off = np.array(self.offset, dtype=np.int64)
+        by = np.argsort(off, kind="stable") if order == "offset" else \
+            np.lexsort((off, np.array(self.index, dtype=np.int64)))
+        return array("q", by.astype(np.int64).tobytes())
 
     def count_ok(self) -> int:
-        return sum(self.ok[s] for s in self.slot.values())
+        return self.ok.count(1)
 
 
 def _fp_number(fp: str | None) -> int | None:
@@ -149,17 +156,20 @@ class RunStore:
         """The index entry of ``key`` (status, fingerprint) without reading its record."""
         return self._index.get(key)
 
-    def to_run(self, keys: list[str], fps: Any, *, retry_errors: bool = False) -> tuple[bytearray, int]:
+    def to_run(self, keys: Iterable[str], fps: Any, *, retry_errors: bool = False) -> tuple[bytearray, int]:
         """Which of the data rows ``keys`` (fingerprints ``fps``, numbers) must run: those not
         stored, stored with other inputs, or failed when ``retry_errors``. Also how many of them
         run because their inputs changed."""
         ix = self._index
-        slot, ok, fp_num, fp_text = ix.slot, ix.ok, ix.fp, ix.fp_text
-        todo = bytearray(len(keys))
+        n = len(fps)
+        if not len(ix):  # a fresh run: every row
+            return bytearray(b"\x01") * n, 0
+        find, ok, fp_num, fp_text = ix.keys.index, ix.ok, ix.fp, ix.fp_text
+        todo = bytearray(n)
         changed = 0
         for i, key in enumerate(keys):
-            s = slot.get(key)
-            if s is None:
+            s = find(key)
+            if s < 0:
                 todo[i] = 1
                 continue
             same = fp_num[s] == fps[i] and s not in fp_text
@@ -181,13 +191,13 @@ class RunStore:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Every current record, streamed from the file in file order."""
-        for key in self._index.keys_by("offset"):
-            yield self._read(self._index.get(key))  # type: ignore[arg-type]
+        for s in self._index.slots_by("offset"):
+            yield self._read(self._index.entry(s))
 
     def iter_ordered(self) -> Iterator[dict[str, Any]]:
         """Every current record, streamed in data order."""
-        for key in self._index.keys_by("index"):
-            yield self._read(self._index.get(key))  # type: ignore[arg-type]
+        for s in self._index.slots_by("index"):
+            yield self._read(self._index.entry(s))
 
     def ordered(self) -> list[dict[str, Any]]:
         """Every record in data order, in memory (prefer :meth:`iter_ordered`)."""
@@ -269,7 +279,7 @@ class RunStore:
 
     def _rewrite_clean(self, skipped: list[int], reasons: list[str]) -> None:
         """Replace the file by its good records (copied byte for byte), before any append."""
-        self._write_file(self._index.keys_by("offset"), renumber=False)
+        self._write_file(self._index.slots_by("offset"), renumber=False)
         kept_aside = self._kept_aside
         self.recovery = {"kept_rows": len(self._index), "skipped_lines": skipped, "reasons": reasons,
                          "dropped_bytes_in": self.corrupt_path.name if kept_aside else None}
@@ -279,17 +289,16 @@ class RunStore:
                         self.results_path, len(skipped), shown, "; ".join(reasons), len(self._index),
                         f"; the dropped bytes are in {self.corrupt_path.name}" if kept_aside else "")
 
-    def _write_file(self, keys: list[str], *, renumber: bool) -> None:
-        """Stream the records of ``keys`` into a fresh temp file and rename it over the results;
-        a record whose row moved gets its new ``index`` (the others are copied as they are)."""
-        new = _Index()
+    def _write_file(self, slots: Iterable[int], *, renumber: bool) -> None:
+        """Stream the records of ``slots`` (of the index) into a fresh temp file and rename it over
+        the results; a record whose row moved gets its new ``index`` (the others are copied)."""
+        old, new = self._index, _Index()
         fd, tmp = temp_beside(self.results_path)
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as out:
                 pos = 0
-                for i, key in enumerate(keys):
-                    entry = self._index.get(key)
-                    assert entry is not None
+                for i, s in enumerate(slots):
+                    entry = old.entry(s)
                     raw = self._pread(entry.offset, entry.length)
                     if renumber and entry.index != i:
                         rec = self._read(entry)
@@ -297,7 +306,7 @@ class RunStore:
                         raw = _dump(rec)[:-1]
                         entry = _entry(rec, 0, 0)
                     out.write(raw + b"\n")
-                    new.put(key, entry._replace(offset=pos, length=len(raw)))
+                    new.put(old.keys[s], entry._replace(offset=pos, length=len(raw)))
                     pos += len(raw) + 1
                 out.flush()
                 os.fsync(out.fileno())
@@ -333,16 +342,24 @@ class RunStore:
                 self._replaced.append(old)
         self._index.put(key, _entry(record, size, len(line) - 1))
 
-    def compact(self, order: list[str] | None = None) -> int:
+    def compact(self, order: Iterable[str] | None = None) -> int:
         """Leave ``results.jsonl`` with one line per key of ``order`` (the current rows, whose
         ``index`` follows it), rewritten atomically only when it holds anything else. Records of
         keys no longer in the data, and ok results a changed input replaced, are appended to
         ``superseded.jsonl``, never lost. Returns how many records moved there."""
         self.close()
+        ix = self._index
         if order is None:
-            order = self._index.keys_by("index")
-        wanted = set(order)
-        gone = [e for k, e in self._index.items() if k not in wanted]
+            slots = ix.slots_by("index")
+            gone: list[Entry] = []
+        else:  # one lookup per key of the data; what the data no longer has is marked, not probed
+            find, slots, kept = ix.keys.index, array("q"), bytearray(len(ix))
+            for key in order:
+                s = find(key)
+                if s >= 0:
+                    slots.append(s)
+                    kept[s] = 1
+            gone = [ix.entry(s) for s in range(len(ix)) if not kept[s]] if len(slots) < len(ix) else []
         moved = self._replaced + gone
         if moved:
             fd = open_append(self.superseded_path)
@@ -351,21 +368,19 @@ class RunStore:
                     write_all(fd, self._pread(entry.offset, entry.length) + b"\n", self.superseded_path)
             finally:
                 os.close(fd)
-        keys = [k for k in order if k in self._index]
-        if self._dirty or moved or not self._in_order(keys):
-            self._write_file(keys, renumber=True)
+        if self._dirty or moved or not self._in_order(slots):
+            self._write_file(slots, renumber=True)
         self._replaced = []
         return len(moved)
 
-    def _in_order(self, keys: list[str]) -> bool:
-        """Whether the file is exactly ``keys``, one line each, in this order, with these indexes."""
+    def _in_order(self, slots: array) -> bool:
+        """Whether the file is exactly ``slots``, one line each, in this order, with these indexes."""
         ix = self._index
-        if len(keys) != len(ix):
+        if len(slots) != len(ix):
             return False
-        slot, off, idx = ix.slot, ix.offset, ix.index
+        off, idx = ix.offset, ix.index
         last = -1
-        for i, key in enumerate(keys):
-            s = slot[key]
+        for i, s in enumerate(slots):
             if off[s] <= last or idx[s] != i:
                 return False
             last = off[s]

@@ -122,3 +122,34 @@ def test_icl_examples_never_include_the_test_item(tmp_path: Path) -> None:
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
     for r in rows:
         assert r["fields"]["source"] in r["outputs"]["hyp"]["value"]  # echo of the last user turn
+
+
+def test_a_model_that_never_awaits_still_shares_the_loop(tmp_path: Path) -> None:
+    """The scripted backend answers without awaiting anything. Each row must still give the event
+    loop a turn: else one worker runs every row in one step and every call's cancelled timeout
+    timer stays in the loop's heap until the run ends (memory that grew with the run)."""
+    import asyncio
+
+    from promptweave import load_config
+    from promptweave.pipelines.engine import Engine, run_dir_for
+
+    cfg = scripted_pipeline(tmp_path, rows=2000, extra="concurrency: 8\ncache: 'off'\n")
+    loaded = load_config(cfg)
+    engine = Engine(loaded, run_dir_for(loaded), progress=False)
+    heap: list[int] = []
+    workers: set[object] = set()
+    append = engine.store.append
+
+    def watched(record: dict) -> None:
+        append(record)
+        heap.append(len(asyncio.get_running_loop()._scheduled))  # the timers asyncio holds (private)
+        workers.add(asyncio.current_task())
+
+    engine.store.append = watched  # type: ignore[method-assign]
+    try:
+        summary = asyncio.run(engine.run())
+    finally:
+        engine.close()
+    assert summary.ran == 2000 and len(heap) == 2000
+    assert max(heap) < 200, max(heap)  # bounded by the rows in flight, not by the rows run
+    assert len(workers) == 8  # every worker took rows
