@@ -78,7 +78,6 @@ class PixelStatsEmbedder:
 
     name = "pixel-stats"
     default_threshold = 0.06
-    parallel = True  # pure numpy/Pillow on its own patches: safe, and mostly GIL-free, on threads
 
     def __init__(self, side: int = 160) -> None:
         self.side = side

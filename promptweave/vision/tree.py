@@ -10,9 +10,7 @@ member's box so that what the representative shows is placed in all of them.
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -115,21 +113,12 @@ def representative(members: list[int], vectors: np.ndarray) -> int:
     return min(members, key=lambda i: float(np.linalg.norm(vectors[i] - mean)))
 
 
-LOOKAHEAD = 8  # queued nodes whose children are embedded ahead of the planner's decisions
-
-
 def divide(image: Any, spec: TreeSpec, embedder: Embedder, crop: Any = None,
-           settled: Any = None, root: Node | None = None, workers: int = 2) -> Tree:
+           settled: Any = None, root: Node | None = None) -> Tree:
     """Plan the quadtree of ``image`` (a PIL image) breadth-first under ``spec``; ``crop(box,
     side)`` cuts a patch for the embedder (default: from ``image`` itself). ``settled(node)`` is
     called as soon as a node's children are decided for good (none: a leaf), so that its model
-    calls can start while the rest of the tree is still being planned.
-
-    The decisions are made one node at a time in breadth-first order (the budget depends on
-    it), but an embedder marked ``parallel`` embeds the children of the next queued nodes on
-    ``workers`` threads meanwhile: an embedding depends on its box alone, so the tree is the
-    same, and Pillow and numpy let go of the GIL for most of the work (on an 8K image the
-    planner ran alone for its first half second, the model calls waiting for its leaves)."""
+    calls can start while the rest of the tree is still being planned."""
     w, h = image.size
     if crop is None:
         from .images import fit
@@ -138,48 +127,18 @@ def divide(image: Any, spec: TreeSpec, embedder: Embedder, crop: Any = None,
     root = root or Node("0", (0, 0, w, h), 0, [(0, 0, w, h)])
     tree = Tree(root, (w, h))
     threshold = embedder.default_threshold if spec.merge_threshold is None else spec.merge_threshold
-
-    def embed(boxes: list[Box]) -> np.ndarray:
-        return embedder.embed([crop(b, embedder.side) for b in boxes])
-
     count = 1
     queue: deque[Node] = deque([root])
-    if workers < 2 or not getattr(embedder, "parallel", False):
-        while queue:
-            node = queue.popleft()
-            _expand(node, spec, embedder, embed, threshold, tree, queue, count)
-            count += len(node.children)
-            if settled is not None:
-                settled(node)
-        return tree
-
-    ahead: dict[str, Future[np.ndarray]] = {}
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dc2-plan") as pool:
-        try:
-            while queue:
-                for n in islice(queue, LOOKAHEAD):
-                    # only nodes the budget can still take (count never shrinks): at most
-                    # LOOKAHEAD embeddings are spent on nodes refused in the end
-                    if n.id not in ahead and _wanted(n, spec, count):
-                        ahead[n.id] = pool.submit(embed, child_boxes(n.box, spec.overlap))
-                node = queue.popleft()
-                fut = ahead.pop(node.id, None)
-                _expand(node, spec, embedder, (lambda boxes, f=fut: f.result()) if fut else embed,
-                        threshold, tree, queue, count)
-                count += len(node.children)
-                if settled is not None:
-                    settled(node)
-        finally:
-            for fut in ahead.values():
-                fut.cancel()
+    while queue:
+        node = queue.popleft()
+        _expand(node, image, spec, embedder, crop, threshold, tree, queue, count)
+        count += len(node.children)
+        if settled is not None:
+            settled(node)
     return tree
 
 
-def _wanted(node: Node, spec: TreeSpec, count: int) -> bool:
-    return can_split(node.box, node.depth, spec) and (spec.max_nodes is None or count + 1 <= spec.max_nodes)
-
-
-def _expand(node: Node, spec: TreeSpec, embedder: Embedder, embed: Any, threshold: float,
+def _expand(node: Node, image: Any, spec: TreeSpec, embedder: Embedder, crop: Any, threshold: float,
             tree: Tree, queue: deque[Node], count: int) -> None:
     """Give ``node`` its children (alike ones merged), unless it is too small, too deep, or
     they would take the tree over ``max_nodes``."""
@@ -191,7 +150,7 @@ def _expand(node: Node, spec: TreeSpec, embedder: Embedder, embed: Any, threshol
         tree.budget_hit = True
         return
     boxes = child_boxes(node.box, spec.overlap)
-    vectors = embed(boxes)
+    vectors = embedder.embed([crop(b, embedder.side) for b in boxes])
     groups = group_alike(vectors, embedder, threshold) if threshold > 0 else [[i] for i in range(4)]
     if spec.max_nodes is not None and count + len(groups) > spec.max_nodes:
         tree.budget_hit = True

@@ -107,29 +107,3 @@ def test_nodes_refused_for_the_budget_are_not_embedded() -> None:
     # root's split was embedded, and the tree is the breadth-first one the budget allows
     assert tree.budget_hit and len(tree.nodes()) == 5
     assert Counting.patches == 4
-
-
-def test_embedding_ahead_on_threads_plans_the_same_tree() -> None:
-    """The planner embeds the next queued nodes' children on threads; the decisions, and so the
-    tree, are those of the one-thread planner, budget included."""
-    import random
-    import threading
-
-    from promptweave.vision.synthetic import make_image
-
-    class Where(PixelStatsEmbedder):
-        threads: set[str] = set()
-
-        def embed(self, patches):  # type: ignore[no-untyped-def]
-            Where.threads.add(threading.current_thread().name)
-            return super().embed(patches)
-
-    img, _ = make_image("4K", random.Random(3))
-    for max_nodes in (None, 60, 7):
-        spec = TreeSpec(min_side=168, max_depth=5, overlap=0.25, max_nodes=max_nodes)
-        one, two = divide(img, spec, EMB, workers=1), divide(img, spec, Where(), workers=2)
-        shape = [[(n.id, n.box, n.members, n.depth) for n in t.nodes()] for t in (one, two)]
-        assert shape[0] == shape[1]
-        assert (one.budget_hit, one.merged_groups) == (two.budget_hit, two.merged_groups)
-        assert one.budget_hit == (max_nodes is not None)
-    assert any(name.startswith("dc2-plan") for name in Where.threads)  # the ahead path ran
