@@ -4,6 +4,7 @@ the data file, a template, or --retry-errors with failed rows takes the normal p
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -99,3 +100,19 @@ def test_deleted_scores_are_computed_again(tmp_path: Path, reads: list[int]) -> 
     (first.run_dir / "scores.json").unlink()
     again = _run(cfg, reads)
     assert json.loads((again.run_dir / "scores.json").read_text())["metrics"] == scores["metrics"]
+
+
+def test_nothing_to_do_keeps_report_html_and_writes_a_missing_one(tmp_path: Path, reads: list[int]) -> None:
+    cfg = _config(tmp_path)
+    first = _run(cfg, reads)
+    page = first.run_dir / "report.html"
+    html = page.read_bytes()
+    os.utime(page, (1_000_000, 1_000_000))
+    again = _run(cfg, reads)
+    assert again.ran == 0 and page.stat().st_mtime == 1_000_000  # not rendered again
+    page.unlink()
+    third = _run(cfg, reads)
+    assert third.ran == 0 and page.exists()
+    # the same page but for the finish time in its header
+    strip = lambda b: re.sub(rb"finished [^<]*? \xc2\xb7", b"", b)  # noqa: E731
+    assert strip(page.read_bytes()) == strip(html)
