@@ -43,6 +43,9 @@ def usable(base_url: str) -> bool:
     return parts.scheme in ("http", "https") and not parts.query and "@" not in parts.netloc
 
 
+_REDIRECTS = (301, 302, 303, 307, 308)  # the statuses httpx follows when they carry a Location
+
+
 class LeanPoster:
     """POSTs JSON to ``{base_url}/chat/completions`` through one pooled aiohttp session."""
 
@@ -69,14 +72,18 @@ class LeanPoster:
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
                                      auto_decompress=False)
 
-    async def post(self, payload: dict[str, Any]) -> tuple[int, Any, bytes]:
+    async def post(self, payload: dict[str, Any]) -> tuple[int, Any, bytes] | None:
         """(status, headers, body) of a 2xx answer; any other status raises the SDK's
-        :class:`openai.APIStatusError` for it, as ``client.post`` would."""
+        :class:`openai.APIStatusError` for it, as ``client.post`` would. ``None`` for a redirect:
+        the caller sends the request through the SDK's own client, which follows redirects its
+        way (methods, bodies, its limit of redirects and its error for a loop)."""
         if self._session is None:
             self._session = self._open()
         # the SDK's encoding (openapi_dumps): compact, non-ASCII kept, NaN refused
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-        async with self._session.post(self.url, data=data, headers=self.headers) as resp:
+        async with self._session.post(self.url, data=data, headers=self.headers, allow_redirects=False) as resp:
+            if resp.status in _REDIRECTS and "Location" in resp.headers:
+                return None
             body = await resp.read()
             if 200 <= resp.status < 300 and "Content-Encoding" not in resp.headers:
                 return resp.status, resp.headers, body

@@ -26,13 +26,16 @@ CANNED = [
     {"match": "^s401list$", "status": 401, "body": "[1, 2]", "type": "application/json"},
     {"match": "^s404text$", "status": 404, "body": "no such route", "type": "text/plain; charset=latin-1"},
     {"match": "^s307$", "status": 307, "body": "", "type": "text/plain"},
+    # redirects the lean transport hands to the SDK's client: a loop, and a 303 (POST becomes GET)
+    {"match": "^loop$", "status": 307, "body": "", "type": "text/plain", "headers": {"location": "/v1/chat/completions"}},
+    {"match": "^see$", "status": 303, "body": "", "type": "text/plain", "headers": {"location": "/v1/models"}},
     {"match": "^html200$", "status": 200, "body": "<html>oops</html>", "type": "text/html"},
     {"match": "^null200$", "status": 200, "body": "null", "type": "application/json"},
     {"match": "^badgzip$", "status": 200, "body": "not gzip at all", "type": "application/json",
      "headers": {"content-encoding": "gzip"}},
 ]
 CASES = ["hello there", "s429", "s500", "s503html", "s400empty", "s401list", "s404text", "s307", "html200",
-         "null200", "badgzip", "ünïcødé ✓"]
+         "null200", "badgzip", "ünïcødé ✓", "loop", "see"]
 
 
 async def _outcome(model: OpenAIChatModel, text: str) -> Any:
