@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,14 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "data" / "quickstart.de-en.jsonl"
+
+
+def ctrl_c_as_at_a_terminal() -> None:
+    """``preexec_fn`` for a command a test will Ctrl-C: SIGINT at its default, as for a command
+    typed at a terminal. A suite run in the background of a script (``pytest &``, as CI tools and
+    fresh-install checks do) has SIGINT ignored, children inherit that, and Python then keeps it
+    ignored: the signal would be lost and the run would finish with exit 0."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

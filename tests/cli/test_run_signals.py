@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from promptweave.testing import configure, serve
-from tests.helpers import cli, read_jsonl, scripted_pipeline
+from tests.helpers import cli, ctrl_c_as_at_a_terminal, read_jsonl, scripted_pipeline
 from tests.test_faults import make_pipeline
 
 PREFIX = "python -m promptweave "  # how tests.helpers.cli starts promptweave, so how hints print it
@@ -44,7 +44,8 @@ def test_ctrl_c_prints_interrupted_and_the_command_that_resumes(tmp_path: Path, 
     results = tmp_path / "runs" / "scripted" / "ctrlc" / "results.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "promptweave", *args], cwd=tmp_path,
                             env={**os.environ, "PROMPTWEAVE_SUPERVISE": supervised},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_as_at_a_terminal)
     deadline = time.monotonic() + 60
     while _lines(results) < 3:
         assert proc.poll() is None, proc.communicate()

@@ -24,7 +24,7 @@ import pytest
 
 from promptweave.testing import serve, stats
 from tests.executors.common import report, rows, run_dir
-from tests.helpers import REPO, cli
+from tests.helpers import REPO, cli, ctrl_c_as_at_a_terminal
 from tests.test_faults import make_pipeline
 
 ray = pytest.importorskip("ray", reason="the Ray executor needs: pip install -e '.[ray]'")
@@ -110,7 +110,8 @@ def test_stopping_the_driver_halfway_then_run_again(tmp_path: Path, address: str
                                   "num_cpus: 0.5, chunk_size: 8}\n")
         results = tmp_path / "runs"
         proc = subprocess.Popen([sys.executable, "-m", "promptweave", "run", str(cfg), "--no-progress"],
-                                cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=ctrl_c_as_at_a_terminal)
         deadline = time.monotonic() + 180
         try:
             while _lines(results) < n // 3:
