@@ -84,7 +84,8 @@ class MemoryManager:
             if self.cfg.policy == "session_end" and self.cfg.idle_timeout is not None:
                 idle_before = time.time() - self.cfg.idle_timeout  # idle this long: the session ended
             view = self.store.begin_reply(ns, sid, sent, select_new=new_turns if dedup else None,
-                                          idle_before=idle_before, after_memory=self.cfg.policy == "token_budget")
+                                          idle_before=idle_before, after_memory=self.cfg.policy == "token_budget",
+                                          context_tokens=self.cfg.context_tokens)
             if view.ended_idle:
                 self.schedule(ns, sid)
             if not view.existed and not view.added:

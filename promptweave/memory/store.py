@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .budget import approx_tokens
+
 
 class VersionConflict(Exception):
     """Another update committed first; re-read the memory and try again."""
@@ -174,12 +176,14 @@ class SQLStore(ABC):
     def begin_reply(self, ns: str, sid: str, sent: list[tuple[str, str]], *,
                     select_new: Callable[[list[Turn], list[tuple[str, str]]], list[tuple[str, str]]] | None = None,
                     idle_before: float | None = None, after_memory: bool = False,
-                    now: float | None = None) -> ReplyView:
+                    context_tokens: int | None = None, now: float | None = None) -> ReplyView:
         """Everything a reply does before its model call, in one transaction: end the dialogue
         session if it has been idle since before ``idle_before``; keep the ``sent`` turns that
         ``select_new(recent stored turns, sent)`` says are new; append them; read the latest
         memory and the prompt's turns (the current dialogue session's; with ``after_memory``,
-        only those the memory does not cover)."""
+        only those the memory does not cover). With ``context_tokens``, the context is read newest
+        first and only as far as :func:`~promptweave.memory.prompts.fit_context` keeps it: a
+        long session no longer reads every turn it has on every reply."""
         now = time.time() if now is None else now
         with self._tx() as ex:
             r = ex("SELECT dialogue_no, session_start, last_seq, last_activity FROM pw_sessions "
@@ -200,7 +204,10 @@ class SQLStore(ABC):
             memory = _memory(m) if m else None
             if after_memory and memory is not None:
                 start = max(start, memory.turn_to)  # folded turns live in the memory now
-            context = self._turn_rows(ex, ns, sid, start) if (r is not None or added) else []
+            context: list[Turn] = []
+            if r is not None or added:
+                context = (self._turn_rows(ex, ns, sid, start) if context_tokens is None
+                           else self._newest_rows(ex, ns, sid, start, context_tokens))
         return ReplyView(r is not None, ended, added, memory, context)
 
     def turns(self, ns: str, sid: str, after: int = 0, upto: int | None = None) -> list[Turn]:
@@ -214,6 +221,23 @@ class SQLStore(ABC):
                   "AND seq > ? AND seq <= ? ORDER BY seq", (ns, sid, after, upto if upto is not None else 2**31 - 1)
                   ).fetchall()
         return [Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+
+    @staticmethod
+    def _newest_rows(ex: Any, ns: str, sid: str, after: int, max_tokens: int) -> list[Turn]:
+        """The newest turns after ``after`` that fit ``max_tokens`` as ``fit_context`` counts them
+        (the newest always stays), read newest first until the first that does not fit."""
+        cur = ex("SELECT seq, role, content, dialogue_no, created FROM pw_turns WHERE ns = ? AND sid = ? "
+                 "AND seq > ? ORDER BY seq DESC", (ns, sid, after))
+        kept: list[Turn] = []
+        used = 0
+        while rows := cur.fetchmany(64):
+            for r in rows:
+                cost = approx_tokens(r[2]) + 2
+                if kept and used + cost > max_tokens:
+                    return kept[::-1]
+                kept.append(Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])))
+                used += cost
+        return kept[::-1]
 
     def session(self, ns: str, sid: str) -> SessionState | None:
         with self._read() as ex:

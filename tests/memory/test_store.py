@@ -100,3 +100,20 @@ def test_idle_sessions_and_delete(store: SQLStore) -> None:
     assert store.delete("a", "old") is True
     assert store.turns("a", "old") == [] and store.versions("a", "old") == [] and store.session("a", "old") is None
     assert store.delete("a", "old") is False
+
+
+def test_the_reply_context_read_newest_first_is_what_fit_context_keeps(store: SQLStore) -> None:
+    import random
+
+    from promptweave.memory.prompts import fit_context
+
+    rng = random.Random(5)
+    words = ["a", "tiny", "word", "x" * 37, "medium sized words here", "y" * 400]
+    turns = [("user" if i % 2 == 0 else "assistant", " ".join(rng.choice(words) for _ in range(rng.randint(1, 9))))
+             for i in range(150)]
+    store.append_turns("ns", "long", turns)
+    everything = store.begin_reply("ns", "long", []).context
+    assert len(everything) == 150
+    for budget in (0, 1, 5, 60, 300, 1000, 5000, 10**6):
+        bounded = store.begin_reply("ns", "long", [], context_tokens=budget).context
+        assert bounded == fit_context(everything, budget), budget
