@@ -50,7 +50,7 @@ class _Commands(TyperGroup):
 app = typer.Typer(
     name="promptweave",
     cls=_Commands,
-    help="Declarative LLM pipelines for machine translation: run, evaluate, meta-evaluate.",
+    help="Declarative LLM pipelines: translate and evaluate MT, meta-evaluate judges, serve a chatbot with long-term memory, read high-resolution images.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -71,7 +71,7 @@ def _root(
     version: bool = typer.Option(False, "--version", "-V", help="print the version and exit",
                                  callback=_print_version, is_eager=True),
 ) -> None:
-    """Declarative LLM pipelines for machine translation: run, evaluate, meta-evaluate."""
+    """Declarative LLM pipelines: translate and evaluate MT, meta-evaluate judges, serve a chatbot with long-term memory, read high-resolution images."""
 
 
 # sub-command modules; each does ``@app.command()`` on import. Imported by main(), after the
