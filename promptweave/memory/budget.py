@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # a sentence ends at . ! ? (optionally closed by quotes/brackets) followed by space, or a newline
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
@@ -19,6 +23,21 @@ def approx_tokens(text: str) -> int:
     """A tokenizer-free estimate (about 4 characters a token, at least one per word); the
     budget must hold for any backend, so it does not depend on one model's tokenizer."""
     return max(len(text) // 4, len(text.split()))
+
+
+def fit_newest(newest_first: Iterable[T], max_tokens: int, content: Callable[[T], str]) -> list[T]:
+    """The turns, given newest first, that fit ``max_tokens`` (a turn costs its approximate
+    tokens + 2; the newest always stays), in conversation order. Stops reading at the first
+    turn that does not fit, so a store can hand it its rows lazily."""
+    kept: list[T] = []
+    used = 0
+    for t in newest_first:
+        cost = approx_tokens(content(t)) + 2
+        if kept and used + cost > max_tokens:
+            break
+        kept.append(t)
+        used += cost
+    return kept[::-1]
 
 
 @dataclass

@@ -24,7 +24,7 @@ from ..prompts import get_template
 from .budget import Budget, approx_tokens
 from .config import MemoryConfig
 from .dedup import new_turns
-from .prompts import clean_reply, fit_context, render_respond
+from .prompts import clean_reply, render_respond
 from .store import MemoryVersion, SQLStore, Turn, VersionConflict
 from .updater import Summarizer, UpdateFailure
 
@@ -91,7 +91,7 @@ class MemoryManager:
             if not view.existed and not view.added:
                 raise ReplyError("the conversation has no turns to answer")
             memory = view.memory
-            context = fit_context(view.context, self.cfg.context_tokens)
+            context = view.context  # already fitted to context_tokens by the store
             messages = render_respond(self.respond_tpl, memory.text if memory else None, context)
             res = await self.runtimes["default"].chat(messages, **overrides)
             if not res.ok or res.text is None:

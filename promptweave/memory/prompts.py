@@ -7,7 +7,7 @@ from typing import Any
 
 from ..models.base import Message
 from ..prompts import PromptTemplate
-from .budget import approx_tokens
+from .budget import approx_tokens, fit_newest
 from .store import Turn
 
 NO_MEMORY = "none"  # the paper's memory of a new user
@@ -22,16 +22,7 @@ def turn_dicts(turns: list[Turn] | list[tuple[str, str]]) -> list[dict[str, str]
 
 def fit_context(turns: list[Any], max_tokens: int) -> list[Any]:
     """The newest turns whose text fits ``max_tokens`` (the last turn always stays)."""
-    kept: list[Any] = []
-    used = 0
-    for t in reversed(turns):
-        content = t.content if isinstance(t, Turn) else t[1]
-        cost = approx_tokens(content) + 2
-        if kept and used + cost > max_tokens:
-            break
-        kept.append(t)
-        used += cost
-    return kept[::-1]
+    return fit_newest(reversed(turns), max_tokens, lambda t: t.content if isinstance(t, Turn) else t[1])
 
 
 def render_update(tpl: PromptTemplate, memory: str | None, turns: list[Any], max_sentences: int,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .budget import approx_tokens
+from .budget import fit_newest
 
 
 class VersionConflict(Exception):
@@ -224,20 +224,16 @@ class SQLStore(ABC):
 
     @staticmethod
     def _newest_rows(ex: Any, ns: str, sid: str, after: int, max_tokens: int) -> list[Turn]:
-        """The newest turns after ``after`` that fit ``max_tokens`` as ``fit_context`` counts them
-        (the newest always stays), read newest first until the first that does not fit."""
+        """The newest turns after ``after`` that fit ``max_tokens`` (:func:`~.budget.fit_newest`,
+        as ``fit_context`` fits them), read newest first until the first that does not fit."""
         cur = ex("SELECT seq, role, content, dialogue_no, created FROM pw_turns WHERE ns = ? AND sid = ? "
                  "AND seq > ? ORDER BY seq DESC", (ns, sid, after))
-        kept: list[Turn] = []
-        used = 0
-        while rows := cur.fetchmany(64):
-            for r in rows:
-                cost = approx_tokens(r[2]) + 2
-                if kept and used + cost > max_tokens:
-                    return kept[::-1]
-                kept.append(Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])))
-                used += cost
-        return kept[::-1]
+
+        def newest_first() -> Iterator[Turn]:
+            while rows := cur.fetchmany(64):
+                yield from (Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows)
+
+        return fit_newest(newest_first(), max_tokens, lambda t: t.content)
 
     def session(self, ns: str, sid: str) -> SessionState | None:
         with self._read() as ex:
