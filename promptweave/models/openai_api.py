@@ -27,7 +27,6 @@ _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # auto is lean wherever openai_lean.usable() says so (the SDK's request layers were half of serve's
 # CPU per request and most of DC²'s client CPU), else the SDK's aiohttp client
 TRANSPORTS = ("auto", "aiohttp", "httpx", "lean")
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
 
 
 def _http_client(max_connections: int, transport: str = "auto") -> Any:
@@ -43,8 +42,7 @@ def _http_client(max_connections: int, transport: str = "auto") -> Any:
     """
     limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=max_connections,
                                                      max_keepalive_connections=max_connections)
-    if transport == "aiohttp" or (transport in ("auto", "lean") and not any(
-            os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS)):
+    if transport == "aiohttp" or (transport in ("auto", "lean") and not openai_lean.proxy_set()):
         aio = getattr(openai, "DefaultAioHttpClient", None)
         try:
             if aio is None:

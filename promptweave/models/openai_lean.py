@@ -35,9 +35,14 @@ except ImportError:  # the ``lean`` transport needs it; the SDK transports do no
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
 
 
+def proxy_set() -> bool:
+    """Whether a proxy variable is set (the SDK's httpx client honours them; aiohttp does not)."""
+    return any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS)
+
+
 def usable(base_url: str) -> bool:
     """Whether the lean transport sends to ``base_url`` exactly what the SDK would."""
-    if aiohttp is None or any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS):
+    if aiohttp is None or proxy_set():
         return False
     parts = urlsplit(base_url)
     return parts.scheme in ("http", "https") and not parts.query and "@" not in parts.netloc

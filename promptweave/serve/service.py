@@ -7,7 +7,6 @@ import asyncio
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from ..errors import PromptweaveError
 from ..memory import MemoryManager, SQLStore, open_store
@@ -17,16 +16,6 @@ from ..models.runtime import ModelRuntime
 from .config import LoadedServeConfig
 
 log = logging.getLogger("promptweave.serve")
-
-
-def lean(backend: str, options: dict[str, Any]) -> dict[str, Any]:
-    """An openai backend's options with the ``lean`` transport unless the file names one: the
-    SDK's per-request machinery was half of the server's CPU per chat request, and the lean
-    path gives the same errors (promptweave/models/openai_lean.py; it steps aside where it would
-    send something else, e.g. behind a proxy)."""
-    if backend != "openai" or "transport" in options:
-        return options
-    return {**options, "transport": "lean"}
 
 
 class ChatService:
@@ -57,7 +46,8 @@ class ChatService:
         # no circuit breaker: it stops a pipeline run for good after a few refused connections,
         # which would leave a long-running server answering 502 after the backend's first restart;
         # each request fails on its own (after its retries) and the next one tries again
-        configs = {name: mc.model_copy(update={"circuit_breaker": 0, "options": lean(mc.backend, mc.options)})
+        # (an openai backend's default transport, auto, is already the lean one wherever usable)
+        configs = {name: mc.model_copy(update={"circuit_breaker": 0})
                    for name, mc in {"default": self.cfg.model, **self.cfg.models}.items()}
         runtimes = {name: ModelRuntime(mc, create_backend(mc), self.cache) for name, mc in configs.items()}
         try:

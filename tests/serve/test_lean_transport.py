@@ -14,7 +14,6 @@ import yaml
 
 from promptweave.models.base import BackendError, GenParams, Message
 from promptweave.models.openai_api import OpenAIChatModel
-from promptweave.serve.service import lean
 from promptweave.testing import request_log
 from promptweave.testing import serve as start_backend
 
@@ -24,10 +23,12 @@ pytest.importorskip("fastapi")
 pytest.importorskip("aiohttp")
 
 
-def test_lean_is_chosen_only_for_openai_without_a_transport() -> None:
-    assert lean("openai", {"extra_body": {"seed": 1}}) == {"extra_body": {"seed": 1}, "transport": "lean"}
-    assert lean("openai", {"transport": "httpx"}) == {"transport": "httpx"}
-    assert lean("scripted", {"rules": []}) == {"rules": []}
+def test_lean_is_chosen_for_openai_unless_the_file_names_another_transport() -> None:
+    # serve's model configs keep their options: the backend's default transport, auto, is lean
+    for transport, lean in [(None, True), ("auto", True), ("lean", True), ("httpx", False), ("aiohttp", False)]:
+        model = OpenAIChatModel("m", "http://127.0.0.1:9/v1", "k", **({"transport": transport} if transport else {}))
+        assert (model.lean is not None) == lean, transport
+        asyncio.run(model.aclose())
 
 
 def _sdk_error(url: str, text: str) -> str:
