@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .registry import suggest
@@ -155,14 +155,6 @@ def _field_roles(self: LoadedConfig) -> tuple[set[str], set[str], set[str]]:
             text.add(translation)
     numbers = {sc.human} if sc.human else set()
     return text, sources, numbers
-
-
-def check_fields(self: LoadedConfig, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
-    """Step ids must not shadow data fields; ``scoring`` must name a field or step that exists."""
-    check = FieldCheck(self)
-    for key, row in rows:
-        check.add(key, row)
-    check.finish()
 
 
 class FieldCheck:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..models.base import Message
 from ..prompts import PromptTemplate
-from .budget import approx_tokens, fit_newest
+from .budget import fit_newest
 from .store import Turn
 
 NO_MEMORY = "none"  # the paper's memory of a new user

@@ -134,12 +134,7 @@ class Engine:
                   keys: KeyTable | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """The rows, streamed, with data errors pointed at the ``data:`` block of the pipeline file.
         ``keys``: a table that receives every row's key (checked rows only)."""
-        if not check_fields:
-            it = config_checks.iter_checked_rows(self.loaded, fields=False)
-        elif keys is not None:
-            it = config_checks.iter_checked_rows(self.loaded, keys=keys)
-        else:
-            it = self.loaded.iter_rows()
+        it = config_checks.iter_checked_rows(self.loaded, fields=check_fields, keys=keys if check_fields else None)
         while True:
             try:
                 item = next(it)

@@ -73,10 +73,6 @@ class _Index:
     def __contains__(self, key: object) -> bool:
         return key in self.keys
 
-    def slot(self, key: str) -> int:
-        """The slot of ``key``, -1 when it has none."""
-        return self.keys.index(key)
-
     def get(self, key: str) -> Entry | None:
         s = self.keys.index(key)
         return None if s < 0 else self.entry(s)
@@ -101,14 +97,6 @@ class _Index:
             self.fp_text.pop(s, None)
         if fp_num is None:
             self.fp_text[s] = e.fp
-
-    def items(self) -> Iterator[tuple[str, Entry]]:
-        for s, key in enumerate(self.keys):
-            yield key, self.entry(s)
-
-    def values(self) -> Iterator[Entry]:
-        for s in range(len(self.keys)):
-            yield self.entry(s)
 
     def slots_by(self, order: str) -> array:
         """The slots in file order (``"offset"``) or data order (``"index"``, then file order)."""
