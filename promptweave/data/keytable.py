@@ -87,9 +87,9 @@ class KeyTable(KeyList):
 
     def append(self, key: str) -> None:
         """Add ``key`` at the end (it must not be here yet: use :meth:`add` when it may be)."""
-        if self.index(key) >= 0:
+        n = len(self)
+        if self.add(key) < n:
             raise ValueError(f"key {key!r} is already in the table")
-        self._put(key, hash(key))
 
     def add(self, key: str) -> int:
         """The position of ``key``, added at the end when it is not here."""
@@ -139,30 +139,13 @@ class KeyTable(KeyList):
                     return s
             i = (i + 1) & mask
 
-    def _put(self, key: str, h: int) -> int:
-        s = len(self)
-        KeyList.append(self, key)
-        self._hashes.append(h)
-        if 2 * (s + 1) > len(self._table):
-            self._grow()
-        else:
-            self._place(s, h)
-        return s
-
-    def _place(self, s: int, h: int) -> None:
-        table, mask = self._table, self._mask
-        i = h & mask
-        while table[i]:
-            i = (i + 1) & mask
-        table[i] = s + 1
-
     def _grow(self) -> None:
         size = len(self._table) * 2
         while 2 * len(self) > size:
             size *= 2
         self._table = table = array("i", bytes(4 * size))
         self._mask = mask = size - 1
-        for s, h in enumerate(self._hashes, 1):  # _place, inlined
+        for s, h in enumerate(self._hashes, 1):
             i = h & mask
             while table[i]:
                 i = (i + 1) & mask

@@ -18,8 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..secrets import scrub
-from .rundir import write_bytes_atomic
+from .rundir import write_text_atomic
 
 STATE_FILE = ".finish.json"
 
@@ -67,4 +66,4 @@ def save(run_dir: Path, state: dict[str, Any] | None, scores: dict[str, Any], ex
     # compact, unlike the files people read: json's C encoder only runs without indent, and the
     # statistics of 20,000 rows took the pure-Python one most of a second
     text = json.dumps(payload, ensure_ascii=False, default=str, separators=(",", ":"))
-    write_bytes_atomic(run_dir / STATE_FILE, (scrub(text) + "\n").encode("utf-8"))
+    write_text_atomic(run_dir / STATE_FILE, text + "\n")  # scrubbed, as every run-directory file

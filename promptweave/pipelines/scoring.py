@@ -134,7 +134,7 @@ class RunTally:
         self.loaded, self.pool, self.live = loaded, pool, live
         self._backlog: deque[tuple[str, int, tuple[Any, ...]]] = deque()  # statistics jobs not yet submitted
         p = loaded.pipeline
-        self.sc = sc = p.scoring
+        self.sc = p.scoring
         self.hyp = hypothesis_field(loaded)
         self.metrics: list[tuple[str, Metric]] = [(n, create_metric(n, p.data.src_lang, p.data.tgt_lang, **o))
                                                   for n, o in metric_list(loaded)] if self.hyp else []
@@ -275,9 +275,7 @@ class RunTally:
             return
         limit = (2 * max(1, len(self.stat_names))) if not final else 2 * getattr(self.pool, "_max_workers", 2)
         while True:
-            while self._backlog and len(self._flight) < limit:
-                name, start, args = self._backlog.popleft()
-                self._flight.append((name, start, self.pool.submit(chunk_stats, *args)))
+            self._submit(limit)
             if not self._flight or not (final or self._backlog):
                 break
             name, start, job = self._flight.popleft()
@@ -289,9 +287,13 @@ class RunTally:
         while flight and flight[0][2].done():
             name, start, job = flight.popleft()
             self._take(name, start, *job.result())
-        while self._backlog and len(flight) < self.live:
+        self._submit(self.live)
+
+    def _submit(self, limit: int) -> None:
+        """Hand waiting chunks to the pool until ``limit`` jobs are out."""
+        while self._backlog and len(self._flight) < limit:
             name, start, args = self._backlog.popleft()
-            flight.append((name, start, self.pool.submit(chunk_stats, *args)))
+            self._flight.append((name, start, self.pool.submit(chunk_stats, *args)))
 
     def _take(self, name: str, start: int, stats: list[Any], segs: list[float], nrefs: set[int]) -> None:
         self.seg[name].extend(segs)
