@@ -61,19 +61,16 @@ class Pass:
     answer_calls: int
 
 
-TRANSPORT = "auto"
-
-
-def runtime(url: str, concurrency: int) -> ModelRuntime:
+def runtime(url: str, concurrency: int, transport: str) -> ModelRuntime:
     cfg = ModelConfig(backend="openai", model="standin", base_url=url, max_concurrency=concurrency, cache=False,
-                      options={"transport": TRANSPORT})
+                      options={"transport": transport})
     return ModelRuntime(cfg, create_backend(cfg))
 
 
-async def one_pass(url: str, loaded: LoadedImage, params: DC2Params, concurrency: int) -> Pass:
+async def one_pass(url: str, loaded: LoadedImage, params: DC2Params, concurrency: int, transport: str) -> Pass:
     # the decoded pixels, but not the pyramid the image keeps once built: each pass builds it
     loaded = LoadedImage(loaded.image, loaded.name, loaded.sha256)
-    rt = runtime(url, concurrency)
+    rt = runtime(url, concurrency, transport)
     control(url, reset=True)
     t, cpu = time.perf_counter(), time.process_time()
     mem = await build_memory(loaded, rt, params)
@@ -91,8 +88,8 @@ async def one_pass(url: str, loaded: LoadedImage, params: DC2Params, concurrency
     return p
 
 
-async def second_question(url: str, loaded: LoadedImage, params: DC2Params) -> tuple[int, int]:
-    rt = runtime(url, 16)
+async def second_question(url: str, loaded: LoadedImage, params: DC2Params, transport: str) -> tuple[int, int]:
+    rt = runtime(url, 16, transport)
     store = MemoryStore()
     key = memory_key(loaded.sha256, params, rt.identity)
     control(url, reset=True)
@@ -118,22 +115,20 @@ def main() -> None:
     p.add_argument("--send-side", type=int, default=336, help="the stand-in sees 336 px; more only costs CPU")
     p.add_argument("--transport", default="auto", help="the openai backend's transport (model.options.transport)")
     args = p.parse_args()
-    global TRANSPORT
-    TRANSPORT = args.transport
     img, _ = make_image("8K", random.Random(11))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=92)
     loaded = load_image(buf.getvalue(), "8K synthetic")
     params = DC2Params(overlap=0.25, budget=args.budget, send_side=args.send_side)
-    print(f"transport {TRANSPORT}; image {loaded.size[0]}x{loaded.size[1]}, server delay {args.delay * 1000:.0f} ms, cpus {os.cpu_count()}, "
+    print(f"transport {args.transport}; image {loaded.size[0]}x{loaded.size[1]}, server delay {args.delay * 1000:.0f} ms, cpus {os.cpu_count()}, "
           f"load average {'/'.join(f'{x:.1f}' for x in os.getloadavg())} (before)")
     with serve_vision(delay=args.delay) as url:
         print("  warm-up (not counted: first imports, connections, threads):")
-        asyncio.run(one_pass(url, loaded, params, args.concurrency))
+        asyncio.run(one_pass(url, loaded, params, args.concurrency, args.transport))
         runs: list[Any] = []
         for conc in (args.concurrency, 1, args.concurrency):  # interleaved: the machine's load drifts
-            runs.append(asyncio.run(one_pass(url, loaded, params, conc)))
-        first, second = asyncio.run(second_question(url, loaded, params))
+            runs.append(asyncio.run(one_pass(url, loaded, params, conc, args.transport)))
+        first, second = asyncio.run(second_question(url, loaded, params, args.transport))
     c1, seq, c2 = runs
     mem = c1.memory
     same = sorted(c1.digests) == sorted(seq.digests) == sorted(c2.digests)

@@ -195,8 +195,8 @@ def _halve(img: Any) -> Any:
         return img.reduce(2)
     mid = h // 4 * 2  # even: every 2x2 block lies wholly in one half
     out = pil().new(img.mode, ((w + 1) // 2, (h + 1) // 2))
-    bottom = threading.Thread(target=lambda: parts.append(img.reduce(2, box=(0, mid, w, h))))
     parts: list[Any] = []
+    bottom = threading.Thread(target=lambda: parts.append(img.reduce(2, box=(0, mid, w, h))))
     bottom.start()
     top = img.reduce(2, box=(0, 0, w, mid))
     bottom.join()
