@@ -80,11 +80,8 @@ class MemoryManager:
         memory and the current session's context, append the answer. ``overrides``:
         temperature, max_tokens."""
         async with self.lock(ns, sid):
-            idle_before = None
-            if self.cfg.policy == "session_end" and self.cfg.idle_timeout is not None:
-                idle_before = time.time() - self.cfg.idle_timeout  # idle this long: the session ended
             view = self.store.begin_reply(ns, sid, sent, select_new=new_turns if dedup else None,
-                                          idle_before=idle_before, after_memory=self.cfg.policy == "token_budget",
+                                          idle_before=self._idle_cutoff(), after_memory=self.cfg.policy == "token_budget",
                                           context_tokens=self.cfg.context_tokens)
             if view.ended_idle:
                 self.schedule(ns, sid)
@@ -159,10 +156,17 @@ class MemoryManager:
 
     def sweep_idle(self) -> int:
         """End the dialogue sessions idle for longer than ``idle_timeout``."""
-        if self.cfg.policy != "session_end" or self.cfg.idle_timeout is None:
+        before = self._idle_cutoff()
+        if before is None:
             return 0
-        idle = self.store.idle(time.time() - self.cfg.idle_timeout)
-        return sum(self.end_session(ns, sid) for ns, sid in idle)
+        return sum(self.end_session(ns, sid) for ns, sid in self.store.idle(before))
+
+    def _idle_cutoff(self) -> float | None:
+        """The time before which a session's last activity means it ended (session_end policy
+        with an idle_timeout only)."""
+        if self.cfg.policy != "session_end" or self.cfg.idle_timeout is None:
+            return None
+        return time.time() - self.cfg.idle_timeout
 
     async def drain(self) -> None:
         """Wait until no update is running (tests, evaluation, shutdown)."""
