@@ -285,12 +285,14 @@ def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
-                seg_stats: dict[str, dict[str, Any]] | None = None, tests: dict[str, Any] | None = None) -> None:
+                seg_stats: dict[str, dict[str, Any]] | None = None, tests: dict[str, Any] | None = None,
+                tests_from: Callable[[], dict[str, Any] | None] | None = None) -> None:
     """report.html beside report.md; a failure there is logged, never loses the finished run."""
     from ..report import write_report
 
     try:
-        write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats, tests_cache=tests)
+        write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats, tests_cache=tests,
+                     tests_from=tests_from)
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)
@@ -299,38 +301,56 @@ def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
 def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
                 fork: bool = True) -> Callable[[], dict[str, Any]]:
     """Write report.html, in a forked child when the page is big enough to be worth a core of its
-    own (the parent writes scores.json meanwhile); returns a call that waits for it and gives the
-    page's significance tests (for the finish cache)."""
+    own. The two processes share the page: the child writes everything but the significance
+    tests, while the parent writes scores.json and works out the tests (the bootstrap, the page's
+    biggest single cost) and hands them over through a pipe. Returns a call that does the
+    parent's share, waits for the child, and gives the tests (for the finish cache)."""
     tests: dict[str, Any] = {}
     if not fork or len(scores.get("segments") or ()) < FORK_ROWS or not hasattr(os, "fork"):
         _write_html(run_dir, scores, stats, tests)
         return lambda: tests
-    r, w = os.pipe()
+    r, w = os.pipe()  # parent -> child: the tests, as JSON; empty: work them out yourself
     pid = os.fork()
-    if pid == 0:  # the child: write the page, send its tests back, leave without cleaning up
+    if pid == 0:  # the child: write the page, leave without cleaning up
         code = 1
         try:
-            os.close(r)
-            _write_html(run_dir, scores, stats, tests)
-            data = json.dumps(tests, default=str).encode()
-            with os.fdopen(w, "wb") as out:
-                out.write(data)
+            os.close(w)
+
+            def from_parent() -> dict[str, Any] | None:
+                with os.fdopen(r, "rb") as pipe:
+                    data = pipe.read()
+                try:
+                    return json.loads(data) if data else None
+                except ValueError:
+                    return None
+            _write_html(run_dir, scores, stats, tests, from_parent)
             code = 0
         finally:
             os._exit(code)
-    os.close(w)
+    os.close(r)
 
     def wait() -> dict[str, Any]:
-        with os.fdopen(r, "rb") as pipe:
-            data = pipe.read()
+        from ..report.build import page_tests
+
+        log = logging.getLogger("promptweave.report")
+        got: dict[str, Any] = {}
+        try:
+            got = page_tests(run_dir, scores, stats, REPORT_ROWS)
+            data = json.dumps(got, default=str).encode()
+        except Exception as exc:  # noqa: BLE001 - the child works them out itself
+            log.warning("report.html: significance tests left to the page's process: %s: %s",
+                        type(exc).__name__, exc)
+            got, data = {}, b""
+        try:
+            with os.fdopen(w, "wb") as pipe:
+                pipe.write(data)
+        except OSError:  # the child has gone: its exit status says how
+            pass
         _, status = os.waitpid(pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
-            logging.getLogger("promptweave.report").warning("report.html: its process failed (%s)", status)
+            log.warning("report.html: its process failed (%s)", status)
             return {}
-        try:
-            return json.loads(data) if data else {}
-        except ValueError:
-            return {}
+        return got
     return wait
 
 

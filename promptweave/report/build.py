@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from html import escape
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,17 @@ from .numbers import call_traces, fmt_score, latency_by_model, quality_counts, r
 from .page import page, table
 from .rundata import SACRE_METRICS, Column, Run, columns, languages, load_run, metric_options
 from .segments import segment_blob
-from .stats import TestResult, paired, sacrebleu_stats, seed_from_env
+from .stats import Draws, TestResult, paired, sacrebleu_stats, seed_from_env
 
 ALPHA = 0.05
 SEVERITIES = ["critical", "major", "minor", "neutral"]
 
 
-def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 1000) -> dict[str, TestResult]:
+def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 1000,
+                 draws: Draws | None = None) -> dict[str, TestResult]:
     """Per system: score, 95% interval and p-value against the best system (paired bootstrap on
-    the items every system has, as sacrebleu resamples; BLEU/chrF/TER from their statistics)."""
+    the items every system has, as sacrebleu resamples; BLEU/chrF/TER from their statistics).
+    ``draws`` shares the resampling indices between the columns of one page."""
     present = [s for s in systems if col.corpus.get(s) is not None]
     if not present:
         return {}
@@ -46,10 +49,10 @@ def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 100
             stats = {s: sacrebleu_stats(metric, [data[s].hyps[i] for i in items], refs if k == 0 else None)
                      for k, s in enumerate(order)}
         compute = stats[best][1]
-        results = paired((best, stats[best][0]), [(s, stats[s][0]) for s in order[1:]], "bs", n_samples, seed, compute)
+        results = paired((best, stats[best][0]), [(s, stats[s][0]) for s in order[1:]], "bs", n_samples, seed, compute, draws)
     else:
         datas = [SystemData(s, scores={col.name: col.values.get(s, {})}) for s in order]
-        comps = compare(datas, [MetricSpec(col.name, col.higher_is_better)], "bs", n_samples)
+        comps = compare(datas, [MetricSpec(col.name, col.higher_is_better)], "bs", n_samples, draws)
         if not comps:
             return {}
         results = comps[0].results
@@ -80,31 +83,57 @@ def _finished_stats(run: Run, name: str, order: list[str], items: list[str], dat
 
 
 def _texts(run: Run, systems: list[str]) -> dict[str, SystemData]:
-    hyp_name, ref_name = run.scores.get("hypothesis"), run.scoring.get("reference", "reference")
-    data = {s: SystemData(s) for s in systems}
-    for rec in run.records:
-        d = data.get(run.system_of(rec))
-        if d is None or rec.get("status") != "ok":
-            continue
-        hyp, ref = run.value(rec, hyp_name), run.value(rec, ref_name)
-        if hyp is not None and ref:
-            d.hyps[run.item_of(rec)] = str(hyp)
-            d.refs[run.item_of(rec)] = ref
-            run.row_keys.setdefault(d.name, {})[run.item_of(rec)] = rec["key"]
-    return data
+    """Each system's hypotheses and references by item (read once per page, for every column)."""
+    every = run.derived.get("texts")
+    if every is None:
+        hyp_name, ref_name = run.scores.get("hypothesis"), run.scoring.get("reference", "reference")
+        every = run.derived["texts"] = {}
+        for rec, system, item in run.labelled():
+            if rec.get("status") != "ok":
+                continue
+            hyp, ref = run.value(rec, hyp_name), run.value(rec, ref_name)
+            if hyp is not None and ref:
+                d = every.get(system) or every.setdefault(system, SystemData(system))
+                d.hyps[item] = str(hyp)
+                d.refs[item] = ref
+                run.row_keys.setdefault(system, {})[item] = rec["key"]
+    return {s: every.get(s) or SystemData(s) for s in systems}
 
 
 def _tests(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> dict[str, dict[str, TestResult]]:
     """Every column's tests; taken from ``run.tests_cache`` when it holds them for this seed and
-    sample count (a finished run resumed with nothing to do), else computed and put there."""
-    cache, key = run.tests_cache, {"seed": seed_from_env(), "n_samples": n_samples, "columns": [c.name for c in cols]}
+    sample count (a finished run resumed with nothing to do, or tests a parent process worked out
+    while this one wrote the rest of the page: ``run.tests_from``), else computed and put there."""
+    key = {"seed": seed_from_env(), "n_samples": n_samples, "columns": [c.name for c in cols]}
+    if run.tests_from is not None:
+        given, run.tests_from = run.tests_from(), None
+        if given is not None:
+            if run.tests_cache is None:
+                run.tests_cache = {}
+            run.tests_cache.clear()
+            run.tests_cache.update(given)
+    cache = run.tests_cache
     if cache is not None and cache.get("key") == key:
         return {c: {s: TestResult(**d) for s, d in by_system.items()} for c, by_system in cache["tests"].items()}
-    tests = {c.name: column_tests(run, c, systems, n_samples) for c in cols}
+    draws = Draws()
+    tests = {c.name: column_tests(run, c, systems, n_samples, draws) for c in cols}
     if cache is not None:
         cache.clear()
         cache.update(key=key, tests={c: {s: r.to_dict() for s, r in t.items()} for c, t in tests.items()})
     return tests
+
+
+def page_tests(run_dir: Path | str, scores: dict[str, Any], seg_stats: dict[str, dict[str, Any]] | None,
+               max_rows: int | None, n_samples: int = 1000) -> dict[str, Any]:
+    """The significance tests :func:`write_report` would work out for this run, in the form of
+    its ``tests_cache``: a finishing run works them out while a child process writes the rest of
+    the page (the bootstrap is the page's biggest single cost; the two cores share the work)."""
+    run = load_run(run_dir, scores=scores, max_rows=max_rows)
+    run.seg_stats, run.tests_cache = seg_stats, {}
+    cols = columns(run)
+    if cols:
+        _tests(run, cols, run.systems(), n_samples)
+    return run.tests_cache
 
 
 def _systems_section(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> tuple[str, dict[str, dict[str, TestResult]]]:
@@ -329,25 +358,31 @@ def render_html(run: Run, n_samples: int = 1000) -> str:
               "<nav><a href=\"#overview\">overview</a><a href=\"#systems\">systems</a><a href=\"#plots\">scores</a>"
               "<a href=\"#meta\">judges vs humans</a><a href=\"#mqm\">MQM errors</a><a href=\"#usage\">usage</a>"
               "<a href=\"#segments\">segments</a></nav>")
-    systems_html, tests = _systems_section(run, cols, systems, n_samples) if cols else ("", {})
     if run.total_rows is not None:  # a huge run: the page is bounded, and says so
         header += (f'<p class="muted"><strong>This run has {run.total_rows} rows; this page covers the first '
                    f"{len(run.records)}</strong> (intervals, significance, plots, numbers and the segment browser). "
                    "Corpus scores in the systems table are the whole run's; scores.json and report.md cover every "
                    "row.</p>")
-    body = [header, "<section>", _overview(run, systems), systems_html, _plots(run, cols, systems, tests),
-            _meta_section(run, cols, systems), _mqm_section(run, systems), _usage_section(run), _browser(), "</section>"]
-    return page(f"{run.name}: promptweave report", "".join(body), segment_blob(run, cols))
+    # the sections without significance tests first: a page written in a child process gets its
+    # tests from the parent meanwhile (``run.tests_from``)
+    overview, meta, mqm = _overview(run, systems), _meta_section(run, cols, systems), _mqm_section(run, systems)
+    usage, blob = _usage_section(run), segment_blob(run, cols)
+    systems_html, tests = _systems_section(run, cols, systems, n_samples) if cols else ("", {})
+    body = [header, "<section>", overview, systems_html, _plots(run, cols, systems, tests),
+            meta, mqm, usage, _browser(), "</section>"]
+    return page(f"{run.name}: promptweave report", "".join(body), blob)
 
 
 def write_report(run_dir: Path | str, n_samples: int = 1000, *, scores: dict[str, Any] | None = None,
                  max_rows: int | None = None, seg_stats: dict[str, dict[str, Any]] | None = None,
-                 tests_cache: dict[str, Any] | None = None) -> Path:
+                 tests_cache: dict[str, Any] | None = None,
+                 tests_from: Callable[[], dict[str, Any] | None] | None = None) -> Path:
     """Write ``report.html`` into a finished run directory; returns its path. ``max_rows``
     bounds the page (and its memory and time) to the first rows of a huge run."""
     run = load_run(run_dir, scores=scores, max_rows=max_rows)
     run.seg_stats = seg_stats  # sacreBLEU statistics per row key, from the finish phase
     run.tests_cache = tests_cache  # the bootstrap results of the last page, reused or filled
+    run.tests_from = tests_from  # or worked out by another process meanwhile
     out = run.dir / "report.html"
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(render_html(run, n_samples), encoding="utf-8")

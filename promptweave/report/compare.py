@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from ..errors import PromptweaveError
 from .rundata import SACRE_METRICS, Run, columns, languages, metric_options
-from .stats import TestResult, TestType, mean_stats, paired, sacrebleu_paired, seed_from_env
+from .stats import Draws, TestResult, TestType, mean_stats, paired, sacrebleu_paired, seed_from_env
 
 
 @dataclass
@@ -49,8 +49,10 @@ def _streams(refs: list[Any]) -> list[list[str | None]]:
 
 
 def compare(systems: Sequence[SystemData], specs: Sequence[MetricSpec], test: TestType = "bs",
-            n_samples: int = 0) -> list[MetricComparison]:
-    """Test ``systems[1:]`` against ``systems[0]`` for every metric, on shared items."""
+            n_samples: int = 0, draws: Draws | None = None) -> list[MetricComparison]:
+    """Test ``systems[1:]`` against ``systems[0]`` for every metric, on shared items (``draws``:
+    bootstrap indices shared with other comparisons of the same segments)."""
+    draws = draws or Draws()
     if not systems:
         raise PromptweaveError("no systems to compare")
     out = []
@@ -70,7 +72,7 @@ def compare(systems: Sequence[SystemData], specs: Sequence[MetricSpec], test: Te
                 continue
             stats = [mean_stats([c[i] for i in items]) for c in cols]
             results = paired((systems[0].name, stats[0]), list(zip([s.name for s in systems[1:]], stats[1:])),
-                             test, n_samples, seed)
+                             test, n_samples, seed, draws=draws)
             sig = (f"mean of {len(items)} segment scores|{'bs' if test == 'bs' else 'ar'}:"
                    f"{n_samples or (1000 if test == 'bs' else 10000)}|seed:{str(seed).lower()}")
         out.append(MetricComparison(spec.name, spec.higher_is_better, sig, results))

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 from ..errors import DataError
 
@@ -42,6 +43,11 @@ class Run:
     seg_stats: dict[str, dict[str, Any]] | None = None  # metric -> row key -> sacreBLEU statistics
     row_keys: dict[str, dict[str, str]] = field(default_factory=dict)  # system -> item -> row key
     tests_cache: dict[str, Any] | None = None  # report.html's significance tests, to reuse
+    # where a page written in a child process gets the tests its parent works out meanwhile
+    # (the cache's form; None: work them out here)
+    tests_from: Callable[[], dict[str, Any] | None] | None = field(default=None, repr=False)
+    _labelled: list[tuple[dict[str, Any], str, str]] | None = field(default=None, repr=False)
+    derived: dict[str, Any] = field(default_factory=dict, repr=False)  # what sections share, worked out once
 
     @property
     def name(self) -> str:
@@ -74,12 +80,18 @@ class Run:
     def item_of(rec: dict[str, Any]) -> str:
         return str(rec.get("fields", {}).get("item", rec["key"]))
 
+    def labelled(self) -> list[tuple[dict[str, Any], str, str]]:
+        """``(record, system, item)`` for every record, worked out once: every section of the
+        page walks the records with their system and item."""
+        if self._labelled is None or len(self._labelled) != len(self.records):
+            group_by = self.group_by
+            self._labelled = [(r, str(self.value(r, group_by)) if group_by else self.name, self.item_of(r))
+                              for r in self.records]
+        return self._labelled
+
     def systems(self) -> list[str]:
         """System names in order of first appearance (one, the run's name, when not grouped)."""
-        out: dict[str, None] = {}
-        for r in self.records:
-            out.setdefault(self.system_of(r))
-        return list(out)
+        return list(dict.fromkeys(system for _, system, _ in self.labelled()))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -141,8 +153,7 @@ def columns(run: Run) -> list[Column]:
         out.append(Column(step_id, "judge"))
     if run.human:
         out.append(Column(run.human, "human"))
-    for rec in run.records:
-        system, item = run.system_of(rec), run.item_of(rec)
+    for rec, system, item in run.labelled():
         for col in out:
             if col.kind == "metric":
                 v = segs.get(rec["key"], {}).get(col.name)

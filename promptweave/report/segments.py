@@ -61,8 +61,7 @@ def segment_blob(run: Run, cols: list[Column]) -> dict[str, Any]:
     items: dict[str, list[str | None]] = {}
     rows = []
     col_index = {c.name: c for c in cols}
-    for rec in run.records:
-        item, system = run.item_of(rec), run.system_of(rec)
+    for rec, system, item in run.labelled():
         if item not in items:
             ref = run.value(rec, ref_name)
             items[item] = [cap(run.value(rec, src_name)), cap(" ‖ ".join(ref) if isinstance(ref, list) else ref)]

@@ -21,7 +21,7 @@ import numpy as np
 
 TestType = Literal["bs", "ar"]
 DEFAULT_SAMPLES = {"bs": 1000, "ar": 10000}
-_CHUNK_CELLS = 8_000_000  # gathered stats per chunk: keeps a 20k-segment bootstrap under ~64 MB
+_CHUNK_CELLS = 8_000_000  # resample x segment counts per float32 block (32 MB)
 
 
 def seed_from_env() -> int | None:
@@ -66,21 +66,55 @@ def p_value(samples: np.ndarray, observed: float) -> float:
     return (int(np.sum(samples > observed)) + 1) / (len(samples) + 1)
 
 
-def _resampled(stats: np.ndarray, idxs: np.ndarray, compute: Callable[[np.ndarray], float]) -> np.ndarray:
-    """The statistic of every resample: ``compute`` of the summed stats of rows ``idxs[i]``.
+def _counts(idxs: np.ndarray, n: int) -> list[np.ndarray]:
+    """How often each segment was drawn in each resample, in float32 blocks of at most
+    ``_CHUNK_CELLS`` cells: one ``bincount`` per resample into a preallocated block (flattening
+    the indices into one big ``bincount`` builds an int64 array of every draw: ~8x slower).
+    float32 holds the counts exactly (at most n <= 2**24)."""
+    per = max(1, _CHUNK_CELLS // max(1, n))
+    blocks = []
+    for start in range(0, len(idxs), per):
+        rows = idxs[start:start + per]
+        block = np.empty((len(rows), n), dtype=np.float32)
+        for j, row in enumerate(rows):
+            block[j] = np.bincount(row, minlength=n)
+        blocks.append(block)
+    return blocks
+
+
+def _resampled(stats: np.ndarray, idxs: np.ndarray | list[np.ndarray],
+               compute: Callable[[np.ndarray], float]) -> np.ndarray:
+    """The statistic of every resample: ``compute`` of the summed stats of rows ``idxs[i]``
+    (``idxs``: the indices, or their :func:`_counts`).
 
     The sums are ``counts @ stats`` (how often each segment was drawn, times its statistics): one
     matrix product instead of gathering a (resamples x segments x k) array. sacrebleu's statistics
     are integer counts, so the sums are exact and equal to sacrebleu's own."""
-    n = stats.shape[0]
-    per = max(1, _CHUNK_CELLS // max(1, n))
+    blocks = _counts(idxs, stats.shape[0]) if isinstance(idxs, np.ndarray) else idxs
     out: list[float] = []
-    for start in range(0, len(idxs), per):
-        block = idxs[start:start + per]
-        flat = (np.arange(len(block))[:, None] * n + block).ravel()
-        counts = np.bincount(flat, minlength=len(block) * n).reshape(len(block), n).astype(stats.dtype)
-        out.extend(compute(row) for row in counts @ stats)
+    for block in blocks:
+        out.extend(compute(row) for row in block.astype(stats.dtype, copy=False) @ stats)
     return np.array(out, dtype=float)
+
+
+class Draws:
+    """The bootstrap's resampling counts, drawn once per (seed, segments, resamples) and shared by
+    every system and every column of one report: sacrebleu draws each system's indices from a
+    fresh ``default_rng(seed)``, so with a fixed seed they are the same every time. With no seed
+    (``SACREBLEU_SEED=none``) every draw is fresh, as in sacrebleu."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int, int] | None = None
+        self._counts: list[np.ndarray] = []
+
+    def get(self, seed: int | None, n: int, size: int) -> list[np.ndarray]:
+        if seed is None:
+            return _counts(np.random.default_rng(None).choice(n, size=(size, n), replace=True), n)
+        if self._key != (seed, n, size):
+            self._key, self._counts = None, []  # let the old blocks go before drawing
+            self._counts = _counts(np.random.default_rng(seed).choice(n, size=(size, n), replace=True), n)
+            self._key = (seed, n, size)
+        return self._counts
 
 
 def _mean_of(summed: np.ndarray) -> float:
@@ -95,20 +129,22 @@ def mean_stats(values: Sequence[float]) -> np.ndarray:
 
 def paired(baseline: tuple[str, np.ndarray], systems: Sequence[tuple[str, np.ndarray]],
            test: TestType = "bs", n_samples: int = 0, seed: int | None = None,
-           compute: Callable[[np.ndarray], float] = _mean_of) -> list[TestResult]:
+           compute: Callable[[np.ndarray], float] = _mean_of, draws: Draws | None = None) -> list[TestResult]:
     """Paired test of each system against ``baseline`` over aligned segment statistics.
 
     ``stats`` arrays are ``(segments, k)``; ``compute`` turns summed stats into a score (default:
     a mean over :func:`mean_stats`). Every system sees the same resampling indices, as in
-    sacrebleu, so results do not depend on the order of the systems.
+    sacrebleu, so results do not depend on the order of the systems. ``draws`` shares the
+    bootstrap indices with other calls (other columns of one report).
     """
+    draws = draws or Draws()
     n_samples = n_samples or DEFAULT_SAMPLES[test]
     bl_name, bl = baseline
     n = bl.shape[0]
     if n == 0:
         raise ValueError("no aligned segments to test")
     bl_score = compute(bl.sum(0))
-    bs_idxs = np.random.default_rng(seed).choice(n, size=(1000 if test == "ar" else n_samples, n), replace=True)
+    bs_idxs = draws.get(seed, n, 1000 if test == "ar" else n_samples)
     bl_scores = _resampled(bl, bs_idxs, compute)
     bl_mean, bl_ci = estimate_ci(bl_scores)
     results = [TestResult(bl_name, bl_score, None, bl_mean, bl_ci, n)]
@@ -122,14 +158,14 @@ def paired(baseline: tuple[str, np.ndarray], systems: Sequence[tuple[str, np.nda
             # never; the same scores on every segment are no evidence of a difference
             results.append(TestResult(name, score, 1.0, *estimate_ci(bl_scores), n))
             continue
-        rng = np.random.default_rng(seed)
         if test == "bs":
-            idxs = rng.choice(n, size=(n_samples, n), replace=True)
+            idxs = draws.get(seed, n, n_samples)  # sacrebleu: a fresh default_rng(seed) per system
             sys_scores = _resampled(st, idxs, compute)
             sample = np.abs(sys_scores - bl_scores)
             mean, ci = estimate_ci(sys_scores)
             results.append(TestResult(name, score, p_value(sample - sample.mean(), diff), mean, ci, n))
         else:
+            rng = np.random.default_rng(seed)
             pos = rng.integers(2, size=(n_samples, n), dtype=bool)
             boot = rng.choice(n, size=(1000, n), replace=True)
             a = pos @ bl + (~pos) @ st
