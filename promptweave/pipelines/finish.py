@@ -227,8 +227,7 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
     covered = {key: row for key, row in rows if key in first}
     # a Ray driver keeps Ray's threads and sockets: no fork there
     page = _start_html(run_dir, {**scores, "segments": covered}, stats, fork=loaded.pipeline.executor.kind == "local")
-    write_scores(run_dir / "scores.json", scores)  # meanwhile, on the other core
-    tests = page()
+    tests = page(lambda: write_scores(run_dir / "scores.json", scores))  # while the page's process ends
     finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
                      asdict(examples), covered, stats, tests)
     _stamp(engine, summary)
@@ -299,16 +298,21 @@ def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
 
 
 def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
-                fork: bool = True) -> Callable[[], dict[str, Any]]:
+                fork: bool = True) -> Callable[[Callable[[], None]], dict[str, Any]]:
     """Write report.html, in a forked child when the page is big enough to be worth a core of its
     own. The two processes share the page: the child writes everything but the significance
-    tests, while the parent writes scores.json and works out the tests (the bootstrap, the page's
-    biggest single cost) and hands them over through a pipe. Returns a call that does the
-    parent's share, waits for the child, and gives the tests (for the finish cache)."""
+    tests, while the parent works out the tests (the bootstrap, the page's biggest single cost)
+    and hands them over through a pipe. Returns a call that does the parent's share, then its
+    argument (other work of the parent), waits for the child, and gives the tests (for the
+    finish cache)."""
     tests: dict[str, Any] = {}
     if not fork or len(scores.get("segments") or ()) < FORK_ROWS or not hasattr(os, "fork"):
         _write_html(run_dir, scores, stats, tests)
-        return lambda: tests
+
+        def done(meanwhile: Callable[[], None]) -> dict[str, Any]:
+            meanwhile()
+            return tests
+        return done
     r, w = os.pipe()  # parent -> child: the tests, as JSON; empty: work them out yourself
     pid = os.fork()
     if pid == 0:  # the child: write the page, leave without cleaning up
@@ -329,7 +333,7 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
             os._exit(code)
     os.close(r)
 
-    def wait() -> dict[str, Any]:
+    def wait(meanwhile: Callable[[], None]) -> dict[str, Any]:
         from ..report.build import page_tests
 
         log = logging.getLogger("promptweave.report")
@@ -346,7 +350,10 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
                 pipe.write(data)
         except OSError:  # the child has gone: its exit status says how
             pass
-        _, status = os.waitpid(pid, 0)
+        try:
+            meanwhile()
+        finally:
+            _, status = os.waitpid(pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             log.warning("report.html: its process failed (%s)", status)
             return {}

@@ -15,7 +15,7 @@ import numpy as np
 from . import svg
 from .compare import MetricSpec, SystemData, _streams, compare, sacrebleu_metric
 from .numbers import call_traces, fmt_score, latency_by_model, quality_counts, rows_per_system, step_models
-from .page import page, table
+from .page import json_for_script, page, table
 from .rundata import SACRE_METRICS, Column, Run, columns, languages, load_run, metric_options
 from .segments import segment_blob
 from .stats import Draws, TestResult, paired, sacrebleu_stats, seed_from_env
@@ -366,7 +366,7 @@ def render_html(run: Run, n_samples: int = 1000) -> str:
     # the sections without significance tests first: a page written in a child process gets its
     # tests from the parent meanwhile (``run.tests_from``)
     overview, meta, mqm = _overview(run, systems), _meta_section(run, cols, systems), _mqm_section(run, systems)
-    usage, blob = _usage_section(run), segment_blob(run, cols)
+    usage, blob = _usage_section(run), json_for_script(segment_blob(run, cols))
     systems_html, tests = _systems_section(run, cols, systems, n_samples) if cols else ("", {})
     body = [header, "<section>", overview, systems_html, _plots(run, cols, systems, tests),
             meta, mqm, usage, _browser(), "</section>"]

@@ -21,9 +21,13 @@ _JS_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
                0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
-def json_for_script(data: Any) -> str:
+class ScriptJSON(str):
+    """Text :func:`json_for_script` made (safe inside ``<script type="application/json">``)."""
+
+
+def json_for_script(data: Any) -> ScriptJSON:
     """JSON that is safe inside ``<script type="application/json">``."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).translate(_JS_ESCAPES)
+    return ScriptJSON(json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).translate(_JS_ESCAPES))
 
 
 def asset(name: str) -> str:
@@ -36,7 +40,8 @@ def _hash(text: str) -> str:
 
 
 def page(title: str, body: str, data: Any | None = None, script: bool = True) -> str:
-    """The whole document. ``data`` (if any) is embedded as ``#pw-data`` for the script."""
+    """The whole document. ``data`` (if any) is embedded as ``#pw-data`` for the script; a
+    :class:`ScriptJSON` is embedded as it is (serialised earlier by :func:`json_for_script`)."""
     css = asset("report.css")
     js = asset("report.js") if script else ""
     csp = f"default-src 'none'; style-src {_hash(css)}; img-src data:"
@@ -47,7 +52,8 @@ def page(title: str, body: str, data: Any | None = None, script: bool = True) ->
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{escape(title)}</title><style>{css}</style></head><body>", body]
     if data is not None:
-        parts.append(f'<script type="application/json" id="pw-data">{json_for_script(data)}</script>')
+        blob = data if isinstance(data, ScriptJSON) else json_for_script(data)
+        parts.append(f'<script type="application/json" id="pw-data">{blob}</script>')
     if js:
         parts.append(f"<script>{js}</script>")
     parts.append("</body></html>\n")
