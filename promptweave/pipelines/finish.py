@@ -204,8 +204,11 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
         engine.store.open()
         engine.store.close()
     live, engine.live = engine.live, None
-    # the tally the run kept as rows finished; else one pass over the stored records
-    tally = live.finish() if live is not None else tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
+    page_rows = _PageRows(engine.store.results_path)
+    # the tally the run kept as rows finished (the page's rows read while its statistics
+    # workers finish); else one pass over the stored records
+    tally = live.finish(page_rows.read) if live is not None else \
+        tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
     scores = tally.scores()
     scores["systems"] = tally.system_table(scores)
     vision = _vision_scores(engine)
@@ -226,7 +229,8 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
     rows = segments.items_in_order() if hasattr(segments, "items_in_order") else segments.items()
     covered = {key: row for key, row in rows if key in first}
     # a Ray driver keeps Ray's threads and sockets: no fork there
-    page = _start_html(run_dir, {**scores, "segments": covered}, stats, fork=loaded.pipeline.executor.kind == "local")
+    page = _start_html(run_dir, {**scores, "segments": covered}, stats, fork=loaded.pipeline.executor.kind == "local",
+                       records=page_rows.records)
     tests = page(lambda: write_scores(run_dir / "scores.json", scores))  # while the page's process ends
     finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
                      asdict(examples), covered, stats, tests)
@@ -283,31 +287,50 @@ def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+class _PageRows:
+    """The records report.html covers (the first ``REPORT_ROWS`` of the compacted
+    ``results.jsonl``), read once for both of the page's processes; ``None`` if they could not
+    be read here (the page reads them itself, and says why it cannot)."""
+
+    def __init__(self, results: Path) -> None:
+        self.results = results
+        self.records: list[dict[str, Any]] | None = None
+
+    def read(self) -> None:
+        from ..report.rundata import read_records
+
+        try:
+            self.records = read_records(self.results, REPORT_ROWS)
+        except Exception:  # noqa: BLE001 - the page's own read reports it
+            self.records = None
+
+
 def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
                 seg_stats: dict[str, dict[str, Any]] | None = None, tests: dict[str, Any] | None = None,
-                tests_from: Callable[[], dict[str, Any] | None] | None = None) -> None:
+                tests_from: Callable[[], dict[str, Any] | None] | None = None,
+                records: list[dict[str, Any]] | None = None) -> None:
     """report.html beside report.md; a failure there is logged, never loses the finished run."""
     from ..report import write_report
 
     try:
         write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats, tests_cache=tests,
-                     tests_from=tests_from)
+                     tests_from=tests_from, records=records)
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)
 
 
-def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
-                fork: bool = True) -> Callable[[Callable[[], None]], dict[str, Any]]:
+def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fork: bool = True,
+                records: list[dict[str, Any]] | None = None) -> Callable[[Callable[[], None]], dict[str, Any]]:
     """Write report.html, in a forked child when the page is big enough to be worth a core of its
     own. The two processes share the page: the child writes everything but the significance
     tests, while the parent works out the tests (the bootstrap, the page's biggest single cost)
     and hands them over through a pipe. Returns a call that does the parent's share, then its
     argument (other work of the parent), waits for the child, and gives the tests (for the
-    finish cache)."""
+    finish cache). ``records``: the page's rows, already read."""
     tests: dict[str, Any] = {}
     if not fork or len(scores.get("segments") or ()) < FORK_ROWS or not hasattr(os, "fork"):
-        _write_html(run_dir, scores, stats, tests)
+        _write_html(run_dir, scores, stats, tests, records=records)
 
         def done(meanwhile: Callable[[], None]) -> dict[str, Any]:
             meanwhile()
@@ -327,7 +350,7 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
                     return json.loads(data) if data else None
                 except ValueError:
                     return None
-            _write_html(run_dir, scores, stats, tests, from_parent)
+            _write_html(run_dir, scores, stats, tests, from_parent, records)
             code = 0
         finally:
             os._exit(code)
@@ -339,7 +362,7 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
         log = logging.getLogger("promptweave.report")
         got: dict[str, Any] = {}
         try:
-            got = page_tests(run_dir, scores, stats, REPORT_ROWS)
+            got = page_tests(run_dir, scores, stats, REPORT_ROWS, records=records)
             data = json.dumps(got, default=str).encode()
         except Exception as exc:  # noqa: BLE001 - the child works them out itself
             log.warning("report.html: significance tests left to the page's process: %s: %s",

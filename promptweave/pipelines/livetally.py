@@ -63,9 +63,10 @@ class LiveTally:
                 self.tally.add(rec)
             self.cursor += 1
 
-    def finish(self) -> RunTally:
-        """Tally every row not yet tallied (read from the store) and wait for the statistics."""
+    def finish(self, meanwhile: Callable[[], None] | None = None) -> RunTally:
+        """Tally every row not yet tallied (read from the store) and wait for the statistics;
+        ``meanwhile`` runs while the statistics workers finish the last jobs."""
         self.waiting.clear()
         self._advance(final=True)
-        self.tally.finish()
+        self.tally.finish(meanwhile)
         return self.tally

@@ -17,7 +17,7 @@ import logging
 import os
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,8 +183,14 @@ class RunTally:
             self.add(rec)
         self.finish()
 
-    def finish(self) -> None:
-        """Wait for every statistics job (all of the pool's workers now)."""
+    def finish(self, meanwhile: Callable[[], None] | None = None) -> None:
+        """Wait for every statistics job (all of the pool's workers now); ``meanwhile`` runs
+        once the last jobs are handed out, while the workers finish them."""
+        if meanwhile is not None:
+            if self.pool is not None:
+                self._queue_chunk()
+                self._submit(2 * getattr(self.pool, "_max_workers", 2))
+            meanwhile()
         self._flush(final=True)
 
     def add(self, rec: dict[str, Any]) -> None:
@@ -258,13 +264,7 @@ class RunTally:
     def _flush(self, final: bool = False) -> None:
         """Queue the current chunk (one job per sacreBLEU metric); collect finished jobs in
         order. Jobs in flight stay few, so memory stays bounded; a live tally never waits."""
-        if self._chunk:
-            start = len(self.keys) - len(self._chunk)
-            hyps = [h for h, _ in self._chunk]
-            streams: list[list[str | None]] = [[r for _, r in self._chunk]]
-            self._chunk = []
-            for name in self.stat_names:
-                self._backlog.append((name, start, (self.specs[name], hyps, streams)))
+        self._queue_chunk()
         if self.pool is None:
             while self._backlog:
                 name, start, args = self._backlog.popleft()
@@ -280,6 +280,16 @@ class RunTally:
                 break
             name, start, job = self._flight.popleft()
             self._take(name, start, *job.result())
+
+    def _queue_chunk(self) -> None:
+        """The rows gathered since the last chunk become jobs, one per sacreBLEU metric."""
+        if self._chunk:
+            start = len(self.keys) - len(self._chunk)
+            hyps = [h for h, _ in self._chunk]
+            streams: list[list[str | None]] = [[r for _, r in self._chunk]]
+            self._chunk = []
+            for name in self.stat_names:
+                self._backlog.append((name, start, (self.specs[name], hyps, streams)))
 
     def poll(self) -> None:
         """Live tallies: collect the jobs done (in order) and keep ``live`` jobs on the pool."""

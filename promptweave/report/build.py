@@ -124,11 +124,12 @@ def _tests(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> 
 
 
 def page_tests(run_dir: Path | str, scores: dict[str, Any], seg_stats: dict[str, dict[str, Any]] | None,
-               max_rows: int | None, n_samples: int = 1000) -> dict[str, Any]:
+               max_rows: int | None, n_samples: int = 1000,
+               records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The significance tests :func:`write_report` would work out for this run, in the form of
     its ``tests_cache``: a finishing run works them out while a child process writes the rest of
     the page (the bootstrap is the page's biggest single cost; the two cores share the work)."""
-    run = load_run(run_dir, scores=scores, max_rows=max_rows)
+    run = load_run(run_dir, scores=scores, max_rows=max_rows, records=records)
     run.seg_stats, run.tests_cache = seg_stats, {}
     cols = columns(run)
     if cols:
@@ -376,10 +377,11 @@ def render_html(run: Run, n_samples: int = 1000) -> str:
 def write_report(run_dir: Path | str, n_samples: int = 1000, *, scores: dict[str, Any] | None = None,
                  max_rows: int | None = None, seg_stats: dict[str, dict[str, Any]] | None = None,
                  tests_cache: dict[str, Any] | None = None,
-                 tests_from: Callable[[], dict[str, Any] | None] | None = None) -> Path:
+                 tests_from: Callable[[], dict[str, Any] | None] | None = None,
+                 records: list[dict[str, Any]] | None = None) -> Path:
     """Write ``report.html`` into a finished run directory; returns its path. ``max_rows``
     bounds the page (and its memory and time) to the first rows of a huge run."""
-    run = load_run(run_dir, scores=scores, max_rows=max_rows)
+    run = load_run(run_dir, scores=scores, max_rows=max_rows, records=records)
     run.seg_stats = seg_stats  # sacreBLEU statistics per row key, from the finish phase
     run.tests_cache = tests_cache  # the bootstrap results of the last page, reused or filled
     run.tests_from = tests_from  # or worked out by another process meanwhile

@@ -106,16 +106,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_run(run_dir: Path | str, *, scores: dict[str, Any] | None = None, max_rows: int | None = None) -> Run:
-    """Load a finished run; a clear one-line :class:`DataError` when something is missing.
-    ``max_rows`` reads only the first rows of ``results.jsonl`` (data order once the run
-    compacted it), so a huge run's page stays bounded; ``scores`` saves re-reading scores.json."""
-    d = Path(run_dir)
-    if not d.is_dir():
-        raise DataError(f"{d}: not a directory; give a run directory (e.g. runs/NAME/RUN_ID)")
-    results = d / "results.jsonl"
-    if not results.exists():
-        raise DataError(f"{d}: no results.jsonl; give a run directory (e.g. runs/NAME/RUN_ID)")
+def read_records(results: Path, max_rows: int | None = None) -> list[dict[str, Any]]:
+    """The records of ``results.jsonl`` in data order (the first ``max_rows`` lines: data order
+    once the run compacted it); a retried row keeps its last record, as RunStore does. A clear
+    one-line :class:`DataError` for a line that is not a record."""
     records: list[dict[str, Any]] = []
     with open(results, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -132,8 +126,23 @@ def load_run(run_dir: Path | str, *, scores: dict[str, Any] | None = None, max_r
             records.append(rec)
             if max_rows is not None and len(records) >= max_rows:
                 break
-    by_key = {r["key"]: r for r in records}  # a retried row keeps its last record, as RunStore does
-    ordered = sorted(by_key.values(), key=lambda r: r.get("index", 0))
+    by_key = {r["key"]: r for r in records}
+    return sorted(by_key.values(), key=lambda r: r.get("index", 0))
+
+
+def load_run(run_dir: Path | str, *, scores: dict[str, Any] | None = None, max_rows: int | None = None,
+             records: list[dict[str, Any]] | None = None) -> Run:
+    """Load a finished run; a clear one-line :class:`DataError` when something is missing.
+    ``max_rows`` reads only the first rows of ``results.jsonl`` (data order once the run
+    compacted it), so a huge run's page stays bounded; ``scores`` saves re-reading scores.json,
+    ``records`` re-reading the records (:func:`read_records` of the same file and ``max_rows``)."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise DataError(f"{d}: not a directory; give a run directory (e.g. runs/NAME/RUN_ID)")
+    results = d / "results.jsonl"
+    if not results.exists():
+        raise DataError(f"{d}: no results.jsonl; give a run directory (e.g. runs/NAME/RUN_ID)")
+    ordered = records if records is not None else read_records(results, max_rows)
     scores = scores if scores is not None else _read_json(d / "scores.json")
     total = scores.get("rows")
     capped = max_rows is not None and isinstance(total, int) and total > len(ordered)
