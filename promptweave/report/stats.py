@@ -66,33 +66,32 @@ def p_value(samples: np.ndarray, observed: float) -> float:
     return (int(np.sum(samples > observed)) + 1) / (len(samples) + 1)
 
 
-def _counts(idxs: np.ndarray, n: int) -> list[np.ndarray]:
-    """How often each segment was drawn in each resample, in float32 blocks of at most
-    ``_CHUNK_CELLS`` cells: one ``bincount`` per resample into a preallocated block (flattening
-    the indices into one big ``bincount`` builds an int64 array of every draw: ~8x slower).
-    float32 holds the counts exactly (at most n <= 2**24)."""
+def _draw_counts(rng: np.random.Generator, n: int, size: int) -> list[np.ndarray]:
+    """``size`` resamples of ``n`` segments from ``rng``: the same draws as sacrebleu's
+    ``rng.choice(n, size=(size, n))``, taken in blocks of rows (the generator's stream does not
+    depend on how the rows are split; only a block of indices is ever held), each resample kept
+    as how often it drew each segment. float32 blocks of at most ``_CHUNK_CELLS`` cells; float32
+    holds the counts exactly (n <= 2**24). One ``bincount`` per resample into the block:
+    flattening the indices into one big ``bincount`` was ~8x slower."""
     per = max(1, _CHUNK_CELLS // max(1, n))
     blocks = []
-    for start in range(0, len(idxs), per):
-        rows = idxs[start:start + per]
-        block = np.empty((len(rows), n), dtype=np.float32)
+    for start in range(0, size, per):
+        rows = rng.choice(n, size=(min(per, size - start), n), replace=True)
+        block = np.empty(rows.shape, dtype=np.float32)
         for j, row in enumerate(rows):
             block[j] = np.bincount(row, minlength=n)
         blocks.append(block)
     return blocks
 
 
-def _resampled(stats: np.ndarray, idxs: np.ndarray | list[np.ndarray],
-               compute: Callable[[np.ndarray], float]) -> np.ndarray:
-    """The statistic of every resample: ``compute`` of the summed stats of rows ``idxs[i]``
-    (``idxs``: the indices, or their :func:`_counts`).
+def _resampled(stats: np.ndarray, counts: list[np.ndarray], compute: Callable[[np.ndarray], float]) -> np.ndarray:
+    """The statistic of every resample: ``compute`` of its summed stats.
 
     The sums are ``counts @ stats`` (how often each segment was drawn, times its statistics): one
     matrix product instead of gathering a (resamples x segments x k) array. sacrebleu's statistics
     are integer counts, so the sums are exact and equal to sacrebleu's own."""
-    blocks = _counts(idxs, stats.shape[0]) if isinstance(idxs, np.ndarray) else idxs
     out: list[float] = []
-    for block in blocks:
+    for block in counts:
         out.extend(compute(row) for row in block.astype(stats.dtype, copy=False) @ stats)
     return np.array(out, dtype=float)
 
@@ -109,10 +108,10 @@ class Draws:
 
     def get(self, seed: int | None, n: int, size: int) -> list[np.ndarray]:
         if seed is None:
-            return _counts(np.random.default_rng(None).choice(n, size=(size, n), replace=True), n)
+            return _draw_counts(np.random.default_rng(None), n, size)
         if self._key != (seed, n, size):
             self._key, self._counts = None, []  # let the old blocks go before drawing
-            self._counts = _counts(np.random.default_rng(seed).choice(n, size=(size, n), replace=True), n)
+            self._counts = _draw_counts(np.random.default_rng(seed), n, size)
             self._key = (seed, n, size)
         return self._counts
 
@@ -167,7 +166,7 @@ def paired(baseline: tuple[str, np.ndarray], systems: Sequence[tuple[str, np.nda
         else:
             rng = np.random.default_rng(seed)
             pos = rng.integers(2, size=(n_samples, n), dtype=bool)
-            boot = rng.choice(n, size=(1000, n), replace=True)
+            boot = _draw_counts(rng, n, 1000)  # after ``pos``, as sacrebleu draws them
             a = pos @ bl + (~pos) @ st
             b = (~pos) @ bl + pos @ st
             sa = np.array([compute(x) for x in a])

@@ -11,6 +11,7 @@ import pytest
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
+from promptweave.report import stats
 from promptweave.report.stats import estimate_ci, mean_stats, paired, sacrebleu_stats
 
 
@@ -48,8 +49,15 @@ def _systems(n: int = 120, k: int = 4) -> list[list[float]]:
     return [[round(b + rng.gauss(0.3 * j, 2.0)) / 4 for b in base] for j in range(k)]
 
 
+# the default, and blocks of 7 and 1000 resamples: the draws taken in blocks of rows are
+# sacrebleu's single draw (the generator's stream does not depend on the split)
+BLOCK_CELLS = [stats._CHUNK_CELLS, 7 * 120, 1000 * 120]
+
+
+@pytest.mark.parametrize("cells", BLOCK_CELLS)
 @pytest.mark.parametrize("test", ["bs", "ar"])
-def test_mean_scores_resampled_as_sacrebleu(test: str) -> None:
+def test_mean_scores_resampled_as_sacrebleu(test: str, cells: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats, "_CHUNK_CELLS", cells)
     systems = _systems()
     named = [(f"s{j}", [repr(v) for v in vals]) for j, vals in enumerate(systems)]
     _, want = PairedTest(named, {"MEAN": MeanMetric()}, references=None, test_type=test,  # type: ignore[dict-item]
@@ -63,7 +71,9 @@ def test_mean_scores_resampled_as_sacrebleu(test: str) -> None:
     assert len({g.p_value for g in got[1:]}) > 1
 
 
-def test_bleu_statistics_resampled_as_sacrebleu() -> None:
+@pytest.mark.parametrize("cells", [stats._CHUNK_CELLS, 3 * 80])
+def test_bleu_statistics_resampled_as_sacrebleu(cells: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats, "_CHUNK_CELLS", cells)
     rng = random.Random(5)
     words = "the a cat dog sat on mat house red blue ran fast slow".split()
     refs = [" ".join(rng.choice(words) for _ in range(8)) for _ in range(80)]
@@ -72,9 +82,9 @@ def test_bleu_statistics_resampled_as_sacrebleu() -> None:
     _, want = PairedTest([(f"h{j}", h) for j, h in enumerate(hyps)], {"BLEU": BLEU()}, references=[refs],
                          test_type="bs")()
     metric = BLEU()
-    stats = [sacrebleu_stats(metric, h, [refs] if j == 0 else None) for j, h in enumerate(hyps)]
-    got = paired(("h0", stats[0][0]), [(f"h{j}", s) for j, (s, _) in enumerate(stats) if j], "bs", 0, 12345,
-                 stats[0][1])
+    sts = [sacrebleu_stats(metric, h, [refs] if j == 0 else None) for j, h in enumerate(hyps)]
+    got = paired(("h0", sts[0][0]), [(f"h{j}", s) for j, (s, _) in enumerate(sts) if j], "bs", 0, 12345,
+                 sts[0][1])
     for g, w in zip(got, want["BLEU"]):
         assert (g.score, g.p_value) == (pytest.approx(w.score), w.p_value)
         assert g.mean == pytest.approx(w.mean) and g.ci == pytest.approx(w.ci)
