@@ -227,19 +227,23 @@ def main() -> None:
             promptweave_serve(tmp, direct_url, {"policy": "session_end", "idle_timeout": None},
                               args.transport) as (serve_url, pid):
         serial: dict[str, list[float]] = {"direct": [], "floor": [], "serve": []}
-        with started([sys.executable, str(Path(__file__).resolve()), "--floor-proxy", direct_url]) as (floor_url, _):
+        with started([sys.executable, str(Path(__file__).resolve()), "--floor-proxy", direct_url]) as (floor_url,
+                                                                                                       floor_pid):
             variants = [("direct", direct_url), ("floor", floor_url), ("serve", serve_url)]
-            rows = {(c, v): [] for c in clients for v, _ in variants}  # (req/s, p50, client CPU, serve CPU)
+            pids = {"floor": floor_pid, "serve": pid}
+            rows = {(c, v): [] for c in clients for v, _ in variants}  # (req/s, p50, client CPU, server CPU)
             for r in range(args.repeats):
                 order = [(c, v, u) for c in clients for v, u in variants]
                 for client, variant, url in (order if r % 2 == 0 else order[::-1]):
-                    c0, s0 = time.process_time(), cpu_seconds(pid)
+                    server = pids.get(variant)
+                    c0, s0 = time.process_time(), cpu_seconds(server) if server else 0.0
                     # each client its own 64 conversations, so both see the same session lengths
                     secs, lat = asyncio.run(CLIENTS[client](url, args.requests, args.concurrency,
                                                             64 if variant == "serve" else None, f"{client}-"))
                     rows[(client, variant)].append((args.requests / secs, statistics.median(lat) * 1000,
                                                     (time.process_time() - c0) / args.requests * 1000,
-                                                    (cpu_seconds(pid) - s0) / args.requests * 1000))
+                                                    (cpu_seconds(server) - s0) / args.requests * 1000
+                                                    if server else float("nan")))
                 for variant, url in (variants if r % 2 == 0 else variants[::-1]):  # one at a time
                     lat = asyncio.run(load_aiohttp(url, args.serial, 1, 64 if variant == "serve" else None, "serial-"))[1]
                     serial[variant].append(statistics.median(lat) * 1000)
@@ -250,11 +254,11 @@ def main() -> None:
           "the least any such server costs")
     print(f"one at a time ({args.serial} requests, aiohttp client): p50 "
           + ", ".join(f"{v} {min(serial[v]):.2f} ms" for v in serial))
-    print(f"{'client':<8} {'variant':<7} {'req/s':>9} {'p50 ms':>8} {'client CPU ms/req':>18} {'serve CPU ms/req':>17}")
+    print(f"{'client':<8} {'variant':<7} {'req/s':>9} {'p50 ms':>8} {'client CPU ms/req':>18} {'server CPU ms/req':>18}")
     best: dict[tuple[str, str], tuple[float, float]] = {}
     for (client, variant), runs in rows.items():
         best[(client, variant)] = (max(x[0] for x in runs), min(x[1] for x in runs))
-        extra = f"{min(x[3] for x in runs):>17.2f}" if variant == "serve" else f"{'-':>17}"
+        extra = f"{min(x[3] for x in runs):>18.2f}" if variant != "direct" else f"{'-':>18}"
         print(f"{client:<8} {variant:<7} {best[(client, variant)][0]:>9.1f} {best[(client, variant)][1]:>8.2f} "
               f"{min(x[2] for x in runs):>18.2f} {extra}")
     serve_cpu = min(x[3] for c in clients for x in rows[(c, "serve")])
