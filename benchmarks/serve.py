@@ -2,19 +2,30 @@
 delay a reply.
 
 S1 (overhead). The zero-latency test server (``promptweave.testing.server``, own process, a fixed
-reply) is called by one ``httpx.AsyncClient`` at concurrency C, N requests:
+reply) is called at concurrency C, N requests, by each of two load clients, the same client for
+every path: one ``httpx.AsyncClient`` (the http library of the ``openai`` SDK) and one
+``aiohttp.ClientSession``. Paths:
 
 - ``direct``: POST /v1/chat/completions to the test server itself;
-- ``serve``: the same requests to ``promptweave serve`` (own process, real uvicorn, SQLite store,
-  ``openai`` backend pointed at the test server, its default ``lean`` transport unless
-  ``--transport`` names another), each naming one of 64 conversations, so every request also
-  stores two turns and builds the memory prompt.
+- ``floor``: through a bare uvicorn app (this file, ``--floor-proxy``: same uvicorn settings as
+  serve) that forwards each body to the test server with one pooled aiohttp session and returns
+  the answer: no parsing, store or prompt, so the least any such server can add;
+- ``serve``: through ``promptweave serve`` (own process, real uvicorn, SQLite store, ``openai``
+  backend pointed at the test server, its default ``lean`` transport unless ``--transport`` names
+  another), each request naming one of 64 conversations (per client), so every request also stores
+  two turns and builds the memory prompt from its session's growing context.
 
-Interleaved, best of ``--repeats``. Targets: serve >= 0.5x the direct throughput, added p50
-latency <= 5 ms. At concurrency C every request queues behind the others for the CPU, so the p50 at
-C is about C / throughput (Little's law) and the added p50 there mostly restates the throughput
-ratio; the benchmark also sends ``--serial`` requests one at a time (concurrency 1) to both, whose
-p50 difference is the server's own added latency per request.
+Interleaved, best of ``--repeats``; the CPU seconds of the client and of the floor/serve process
+are read per run. Targets: serve >= 0.5x the direct throughput, added p50 latency <= 5 ms. At
+concurrency C every request queues behind the others for the CPU, so the p50 at C is about
+C / throughput (Little's law) and the added p50 there mostly restates the throughput ratio; the
+benchmark also sends ``--serial`` requests one at a time (aiohttp client) to each path, whose p50
+difference is the server's own added latency per request.
+
+Why two clients: httpx's pool (httpcore 1.0) checks every pooled connection several times per
+request, so its CPU per request depends on how many connections it happens to hold (about 1.3 ms
+with ~15, 2.6 ms with 32, on the same server), which any hop that makes requests overlap longer
+raises; aiohttp's does not, so with it the server's own CPU decides the serve path.
 
 S2 (updates off the reply path). The test server answers after 500 ms. 8 conversations each send
 6 messages one after another through ``promptweave serve``: once with no memory updates
@@ -22,7 +33,8 @@ S2 (updates off the reply path). The test server answers after 500 ms. 8 convers
 (``every_n_turns: 2``, the update model a separate runtime on the same slow server), so updates
 run while the next replies are made. Target: mean reply latency within 1.2x.
 
-    .venv/bin/python benchmarks/serve.py [--requests 1000] [--concurrency 32] [--repeats 2] [--transport aiohttp]
+    .venv/bin/python benchmarks/serve.py [--requests 1000] [--concurrency 32] [--repeats 2] [--clients httpx,aiohttp]
+        [--transport aiohttp]
 """
 
 from __future__ import annotations
