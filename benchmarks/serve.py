@@ -107,7 +107,8 @@ def floor_proxy(backend_url: str) -> None:
             answer = await r.read()
             status = r.status
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(answer)).encode())]})
         await send({"type": "http.response.body", "body": answer})
 
     sock = socket.socket()
@@ -133,7 +134,7 @@ def started(cmd: list[str]) -> Iterator[tuple[str, int]]:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{cmd[2]} did not start")
+                raise RuntimeError(f"{' '.join(cmd[1:3])} did not start")
             if select.select([proc.stdout], [], [], 0.2)[0]:
                 line = proc.stdout.readline().decode()
                 if line.startswith("READY"):
@@ -243,7 +244,9 @@ def main() -> None:
                                                                                                        floor_pid):
             variants = [("direct", direct_url), ("floor", floor_url), ("serve", serve_url)]
             pids = {"floor": floor_pid, "serve": pid}
-            rows = {(c, v): [] for c in clients for v, _ in variants}  # (req/s, p50, client CPU, server CPU)
+            # per (client, path), each run's (req/s, p50 ms, client CPU ms/req, server CPU ms/req)
+            rows: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {
+                (c, v): [] for c in clients for v, _ in variants}
             for r in range(args.repeats):
                 order = [(c, v, u) for c in clients for v, u in variants]
                 for client, variant, url in (order if r % 2 == 0 else order[::-1]):
@@ -257,7 +260,8 @@ def main() -> None:
                                                     (cpu_seconds(server) - s0) / args.requests * 1000
                                                     if server else float("nan")))
                 for variant, url in (variants if r % 2 == 0 else variants[::-1]):  # one at a time
-                    lat = asyncio.run(load_aiohttp(url, args.serial, 1, 64 if variant == "serve" else None, "serial-"))[1]
+                    lat = asyncio.run(load_aiohttp(url, args.serial, 1, 64 if variant == "serve" else None,
+                                                   "serial-"))[1]
                     serial[variant].append(statistics.median(lat) * 1000)
     print(f"S1: {args.requests} requests at concurrency {args.concurrency}, best of {args.repeats}, "
           f"serve's transport {args.transport or 'default'} "
@@ -266,7 +270,8 @@ def main() -> None:
           "the least any such server costs")
     print(f"one at a time ({args.serial} requests, aiohttp client): p50 "
           + ", ".join(f"{v} {min(serial[v]):.2f} ms" for v in serial))
-    print(f"{'client':<8} {'variant':<7} {'req/s':>9} {'p50 ms':>8} {'client CPU ms/req':>18} {'server CPU ms/req':>18}")
+    print(f"{'client':<8} {'variant':<7} {'req/s':>9} {'p50 ms':>8} {'client CPU ms/req':>18} "
+          f"{'server CPU ms/req':>18}")
     best: dict[tuple[str, str], tuple[float, float]] = {}
     for (client, variant), runs in rows.items():
         best[(client, variant)] = (max(x[0] for x in runs), min(x[1] for x in runs))
