@@ -47,7 +47,7 @@ class Recent:
         """The turns with ``seq > after``, or None when some of them are not held."""
         if after < self.floor:
             return None
-        return [t for t in self.turns if t.seq > after]
+        return list(self.turns[after - self.floor:])  # seqs are contiguous: turn floor + i + 1 is at i
 
     def context(self, start: int, budget: int) -> list[Turn] | None:
         """What :func:`~.budget.fit_newest` keeps of the turns after ``start`` within
@@ -71,12 +71,9 @@ class Recent:
         """This run with ``added`` (the turns stored right after ``last_seq``), trimmed to what a
         context within ``budget`` can reach: a turn is dropped once the turns after it already
         exceed the budget, since a fit stops before it."""
-        turns = list(self.turns)
-        costs = list(self.costs)
-        for t in added:
-            turns.append(t)
-            costs.append(turn_cost(t.content))
-        total = sum(costs)
+        turns = [*self.turns, *added]
+        costs = [*self.costs, *(turn_cost(t.content) for t in turns[len(self.costs):])]
+        total = sum(costs)  # C-speed; a held run stays within about one budget of turns
         cut = 0
         while cut < len(costs) - 1 and total - costs[cut] > self.budget:
             total -= costs[cut]
