@@ -25,6 +25,11 @@ def approx_tokens(text: str) -> int:
     return max(len(text) // 4, len(text.split()))
 
 
+def turn_cost(text: str) -> int:
+    """What one turn costs of a context budget: its approximate tokens + 2 (role and separator)."""
+    return approx_tokens(text) + 2
+
+
 def fit_newest(newest_first: Iterable[T], max_tokens: int, content: Callable[[T], str]) -> list[T]:
     """The turns, given newest first, that fit ``max_tokens`` (a turn costs its approximate
     tokens + 2; the newest always stays), in conversation order. Stops reading at the first
@@ -32,7 +37,7 @@ def fit_newest(newest_first: Iterable[T], max_tokens: int, content: Callable[[T]
     kept: list[T] = []
     used = 0
     for t in newest_first:
-        cost = approx_tokens(content(t)) + 2
+        cost = turn_cost(content(t))
         if kept and used + cost > max_tokens:
             break
         kept.append(t)

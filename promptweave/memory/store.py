@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .budget import fit_newest
+from .recent import Recent, RecentTurns, fit_read
 
 
 class VersionConflict(Exception):
@@ -112,6 +112,7 @@ class SQLStore(ABC):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._recent = RecentTurns()  # newest turns of active conversations (a reply reads only what is new)
 
     # -- what a backend provides ------------------------------------------------------------
     @abstractmethod
@@ -153,17 +154,20 @@ class SQLStore(ABC):
         """Append turns at the end of the transcript (creating the conversation on first use)."""
         now = time.time() if now is None else now
         with self._tx() as ex:
-            return self._append(ex, ns, sid, turns, now)
+            added, created = self._append(ex, ns, sid, turns, now)
+        self._recent.appended(ns, sid, created, added)  # committed: a held run may grow
+        return added
 
     @staticmethod
-    def _append(ex: Any, ns: str, sid: str, turns: list[tuple[str, str]], now: float) -> list[Turn]:
-        """Inside a write transaction: advance ``last_seq`` and insert the turns after it."""
+    def _append(ex: Any, ns: str, sid: str, turns: list[tuple[str, str]], now: float) -> tuple[list[Turn], float]:
+        """Inside a write transaction: advance ``last_seq`` and insert the turns after it.
+        Returns them and the conversation row's creation time."""
         row = ex("UPDATE pw_sessions SET last_seq = last_seq + ?, last_activity = ? WHERE ns = ? AND sid = ? "
-                 "RETURNING last_seq, dialogue_no", (len(turns), now, ns, sid)).fetchone()
+                 "RETURNING last_seq, dialogue_no, created", (len(turns), now, ns, sid)).fetchone()
         if row is None:  # the first turn of a conversation: its row
             ex("INSERT INTO pw_sessions (ns, sid, last_seq, last_activity, created) VALUES (?, ?, ?, ?, ?)",
                (ns, sid, len(turns), now, now))
-            row = (len(turns), 1)
+            row = (len(turns), 1, now)
         last, dialogue_no = int(row[0]), int(row[1])
         out = []
         for i, (role, content) in enumerate(turns):
@@ -171,7 +175,7 @@ class SQLStore(ABC):
             ex("INSERT INTO pw_turns (ns, sid, seq, dialogue_no, role, content, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
                (ns, sid, seq, dialogue_no, role, content, now))
             out.append(Turn(seq, role, content, dialogue_no, now))
-        return out
+        return out, float(row[2])
 
     def begin_reply(self, ns: str, sid: str, sent: list[tuple[str, str]], *,
                     select_new: Callable[[list[Turn], list[tuple[str, str]]], list[tuple[str, str]]] | None = None,
@@ -185,30 +189,46 @@ class SQLStore(ABC):
         first and only as far as :func:`~promptweave.memory.prompts.fit_context` keeps it: a
         long session no longer reads every turn it has on every reply."""
         now = time.time() if now is None else now
+        held: Recent | None = None  # the conversation's newest turns as held in memory, if still current
         with self._tx() as ex:
-            r = ex("SELECT dialogue_no, session_start, last_seq, last_activity FROM pw_sessions "
+            r = ex("SELECT dialogue_no, session_start, last_seq, last_activity, created FROM pw_sessions "
                    "WHERE ns = ? AND sid = ?", (ns, sid)).fetchone()
             ended = False
             start = 0
+            created = now
             if r is not None:
-                start, last_seq = int(r[1]), int(r[2])
+                start, last_seq, created = int(r[1]), int(r[2]), float(r[4])
+                if context_tokens is not None:
+                    held = self._recent.get(ns, sid, created, last_seq)
                 if idle_before is not None and last_seq > start and float(r[3]) < idle_before:
                     ex("UPDATE pw_sessions SET dialogue_no = dialogue_no + 1, session_start = last_seq, "
                        "pending_upto = last_seq WHERE ns = ? AND sid = ?", (ns, sid))
                     ended, start = True, last_seq
                 if select_new is not None and sent:
-                    sent = select_new(self._turn_rows(ex, ns, sid, max(0, last_seq - len(sent))), sent)
-            added = self._append(ex, ns, sid, sent, now) if sent else []
+                    after = max(0, last_seq - len(sent))
+                    recent = held.tail(after) if held is not None else None
+                    sent = select_new(recent if recent is not None else self._turn_rows(ex, ns, sid, after), sent)
+            added: list[Turn] = []
+            if sent:
+                added, created = self._append(ex, ns, sid, sent, now)
             m = ex(f"SELECT {_MEM_COLS} FROM pw_memory WHERE ns = ? AND sid = ? ORDER BY version DESC LIMIT 1",
                    (ns, sid)).fetchone()
             memory = _memory(m) if m else None
             if after_memory and memory is not None:
                 start = max(start, memory.turn_to)  # folded turns live in the memory now
-            context: list[Turn] = []
+            context: list[Turn] | None = []
             if r is not None or added:
-                context = (self._turn_rows(ex, ns, sid, start) if context_tokens is None
-                           else self._newest_rows(ex, ns, sid, start, context_tokens))
-        return ReplyView(r is not None, ended, added, memory, context)
+                if context_tokens is None:
+                    context = self._turn_rows(ex, ns, sid, start)
+                else:
+                    if held is not None:
+                        held = held.extended(added) if added else held
+                        context = held.context(start, context_tokens)
+                    if held is None or context is None:
+                        context, held = self._newest_rows(ex, ns, sid, start, context_tokens, created)
+        if held is not None:
+            self._recent.put(ns, sid, held)  # after the commit: a held run only ever copies committed rows
+        return ReplyView(r is not None, ended, added, memory, context or [])
 
     def turns(self, ns: str, sid: str, after: int = 0, upto: int | None = None) -> list[Turn]:
         """Turns with ``after < seq <= upto``, in order."""
@@ -223,9 +243,11 @@ class SQLStore(ABC):
         return [Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows]
 
     @staticmethod
-    def _newest_rows(ex: Any, ns: str, sid: str, after: int, max_tokens: int) -> list[Turn]:
+    def _newest_rows(ex: Any, ns: str, sid: str, after: int, max_tokens: int,
+                     created: float) -> tuple[list[Turn], Recent]:
         """The newest turns after ``after`` that fit ``max_tokens`` (:func:`~.budget.fit_newest`,
-        as ``fit_context`` fits them), read newest first until the first that does not fit."""
+        as ``fit_context`` fits them), read newest first until the first that does not fit; and
+        the run of rows that read covered, to hold for the next reply."""
         cur = ex("SELECT seq, role, content, dialogue_no, created FROM pw_turns WHERE ns = ? AND sid = ? "
                  "AND seq > ? ORDER BY seq DESC", (ns, sid, after))
 
@@ -233,7 +255,12 @@ class SQLStore(ABC):
             while rows := cur.fetchmany(64):
                 yield from (Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows)
 
-        return fit_newest(newest_first(), max_tokens, lambda t: t.content)
+        kept, costs, stop_cost = fit_read(newest_first(), max_tokens)
+        last_seq = kept[-1].seq if kept else after
+        # turn seqs are contiguous: the kept turns are every row after ``floor``, and a fit that
+        # stopped did so at turn ``floor`` (its cost is kept, so the next fit knows it stops there too)
+        floor = kept[0].seq - 1 if kept else after
+        return kept, Recent(created, last_seq, max_tokens, tuple(kept), tuple(costs), floor, stop_cost)
 
     def session(self, ns: str, sid: str) -> SessionState | None:
         with self._read() as ex:
@@ -331,6 +358,7 @@ class SQLStore(ABC):
             found = ex("DELETE FROM pw_sessions WHERE ns = ? AND sid = ? RETURNING sid", (ns, sid)).fetchone()
             ex("DELETE FROM pw_turns WHERE ns = ? AND sid = ?", (ns, sid))
             ex("DELETE FROM pw_memory WHERE ns = ? AND sid = ?", (ns, sid))
+        self._recent.drop(ns, sid)
         return found is not None
 
 
