@@ -25,7 +25,7 @@ from .budget import Budget, approx_tokens
 from .config import MemoryConfig
 from .dedup import new_turns
 from .prompts import clean_reply, render_respond
-from .store import MemoryVersion, SQLStore, Turn, VersionConflict
+from .store import MemoryVersion, SQLStore, Turn, VersionConflict, storable
 from .updater import Summarizer, UpdateFailure
 
 log = logging.getLogger("promptweave.memory")
@@ -93,7 +93,8 @@ class MemoryManager:
             res = await self.runtimes["default"].chat(messages, **overrides)
             if not res.ok or res.text is None:
                 raise ReplyError(f"the model failed: {res.error}")
-            text = clean_reply(res.text, self.respond_tpl.meta.get("reply_marker"))
+            # a NUL or lone surrogate from a backend must not lose the reply when it is stored
+            text = storable(clean_reply(res.text, self.respond_tpl.meta.get("reply_marker")))
             added = view.added + self.store.append_turns(ns, sid, [("assistant", text)])
             self._apply_policy(ns, sid)
             return Reply(text, added, memory.version if memory else 0, res.prompt_tokens, res.completion_tokens,
@@ -188,7 +189,8 @@ class MemoryManager:
                     if key in self._again:
                         continue
                     return
-                committed = await self.update_once(ns, sid, memory, covered, state.pending_upto)
+                committed = await self.update_once(ns, sid, memory, covered, state.pending_upto,
+                                                   conversation=state.gen)
                 if committed is None:
                     # a failed call: keep the request, try again later (a restart also redoes it)
                     asyncio.get_running_loop().call_later(self.cfg.update_retry_after, self._retry, ns, sid)
@@ -204,9 +206,11 @@ class MemoryManager:
             self.schedule(ns, sid)
 
     async def update_once(self, ns: str, sid: str, memory: MemoryVersion | None, covered: int,
-                          upto: int) -> MemoryVersion | bool | None:
+                          upto: int, *, conversation: str | None = None) -> MemoryVersion | bool | None:
         """Summarise turns ``covered < seq <= upto`` into a new version. Returns the version,
-        False after a version conflict (the caller re-reads), None when the model failed."""
+        False after a version conflict or when the conversation (the incarnation
+        ``conversation``, :attr:`~.store.SessionState.gen`) was deleted meanwhile (the caller
+        re-reads), None when the model failed."""
         turns = self.store.turns(ns, sid, after=covered, upto=upto)
         result = await self.summarize(memory.text if memory else None, turns)
         if isinstance(result, UpdateFailure):
@@ -217,7 +221,8 @@ class MemoryManager:
         try:
             mv = self.store.commit_memory(ns, sid, expected_version=memory.version if memory else 0, text=text,
                                           turn_from=covered + 1, turn_to=upto, model=dict(rt.identity),
-                                          template_sha256=self.update_tpl.sha256, cut=cut, note=note)
+                                          template_sha256=self.update_tpl.sha256, cut=cut, note=note,
+                                          conversation=conversation)
         except VersionConflict:
             return False
         self.failures.pop((ns, sid), None)

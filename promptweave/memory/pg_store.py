@@ -34,11 +34,8 @@ class PostgresStore(SQLStore):
                 self.conn.execute("SELECT pg_advisory_unlock(727274)")
 
     def _create_schema_unlocked(self) -> None:
-        from .store import _SCHEMA
-
         with self.conn.transaction():
-            for stmt in _SCHEMA:
-                self.conn.execute(stmt)
+            self._setup_schema(lambda sql, params=(): self.conn.execute(self._sql(sql), params))
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:

@@ -9,9 +9,9 @@ under load it was over a quarter of the server's CPU once sessions held a few hu
 
 The store stays the only truth. An entry is a faithful copy of a contiguous run of stored rows
 (every turn with ``floor < seq <= last_seq``) and is used only when the conversation's row, read
-in the same transaction as the reply, still has the entry's ``last_seq`` and creation time: a
-conversation appended to by another process, or deleted and created again, is read from the
-store as before. Entries are replaced, never changed, and written only after the transaction that
+in the same transaction as the reply, still has the entry's ``last_seq`` and incarnation token
+(``gen``, random per creation): a conversation appended to by another process, or deleted and
+created again, is read from the store as before. Entries are replaced, never changed, and written only after the transaction that
 stored their turns committed.
 """
 
@@ -35,7 +35,8 @@ MAX_CONVERSATIONS = 1024  # entries kept (least recently used first out); a miss
 class Recent:
     """Every stored turn of one conversation with ``floor < seq <= last_seq``."""
 
-    created: float  # the conversation row's creation time: tells a re-created conversation apart
+    gen: str  # the conversation row's incarnation token: tells a re-created conversation apart
+    # (a creation time does not: two stores can create one in the same clock tick)
     last_seq: int
     budget: int  # the context budget the run was trimmed for
     turns: tuple[Turn, ...]
@@ -81,7 +82,7 @@ class Recent:
         floor, floor_cost = self.floor, self.floor_cost
         if cut:
             floor, floor_cost = turns[cut - 1].seq, costs[cut - 1]
-        return Recent(self.created, turns[-1].seq if turns else self.last_seq, self.budget, tuple(turns[cut:]),
+        return Recent(self.gen, turns[-1].seq if turns else self.last_seq, self.budget, tuple(turns[cut:]),
                       tuple(costs[cut:]), floor, floor_cost)
 
 
@@ -113,13 +114,13 @@ class RecentTurns:
         self._entries: OrderedDict[tuple[str, str], Recent] = OrderedDict()
         self._lock = threading.Lock()  # the store may be used from several threads
 
-    def get(self, ns: str, sid: str, created: float, last_seq: int) -> Recent | None:
+    def get(self, ns: str, sid: str, gen: str, last_seq: int) -> Recent | None:
         """The entry, if it still matches the stored conversation row."""
         with self._lock:
             entry = self._entries.get((ns, sid))
             if entry is None:
                 return None
-            if entry.created != created or entry.last_seq != last_seq:
+            if entry.gen != gen or entry.last_seq != last_seq:
                 del self._entries[(ns, sid)]
                 return None
             self._entries.move_to_end((ns, sid))
@@ -132,7 +133,7 @@ class RecentTurns:
             while len(self._entries) > self.max_conversations:
                 self._entries.popitem(last=False)
 
-    def appended(self, ns: str, sid: str, created: float, added: list[Turn]) -> None:
+    def appended(self, ns: str, sid: str, gen: str, added: list[Turn]) -> None:
         """After a commit that stored ``added`` without a reply's read: extend a matching entry."""
         if not added:
             return
@@ -140,7 +141,7 @@ class RecentTurns:
             entry = self._entries.get((ns, sid))
         if entry is None:
             return
-        if entry.created == created and entry.last_seq == added[0].seq - 1:
+        if entry.gen == gen and entry.last_seq == added[0].seq - 1:
             self.put(ns, sid, entry.extended(added))
         else:
             self.drop(ns, sid)

@@ -105,12 +105,12 @@ def test_a_reply_in_a_long_session_reads_no_turn_rows(tmp_path: Path) -> None:
 
 def test_a_run_that_does_not_hold_what_a_fit_needs_says_so() -> None:
     turns = tuple(Turn(s, "user", "w", 1, 0.0) for s in (5, 6, 7))  # cost 3 each
-    run = Recent(created=1.0, last_seq=7, budget=9, turns=turns, costs=(3, 3, 3), floor=4, floor_cost=None)
+    run = Recent(gen="g1", last_seq=7, budget=9, turns=turns, costs=(3, 3, 3), floor=4, floor_cost=None)
     assert run.context(start=4, budget=9) == list(turns)  # the session starts at the floor: complete
     assert run.context(start=0, budget=9) is None  # turn 4 might fit too: not held
     assert run.context(start=0, budget=20) is None  # a larger budget than the run was kept for
     assert run.context(start=6, budget=9) == [turns[2]]
-    stopped = Recent(1.0, 7, 9, turns[1:], (3, 3), floor=5, floor_cost=5)
+    stopped = Recent("g1", 7, 9, turns[1:], (3, 3), floor=5, floor_cost=5)
     assert stopped.context(start=0, budget=9) == list(turns[1:])  # turn 5 (cost 5) is known not to fit
     assert stopped.tail(after=4) is None and stopped.tail(after=6) == [turns[2]]
     grown = stopped.extended([Turn(8, "assistant", "w", 1, 0.0)])
@@ -123,10 +123,10 @@ def test_a_run_that_does_not_hold_what_a_fit_needs_says_so() -> None:
 
 def test_held_conversations_are_bounded_and_checked_against_the_row() -> None:
     held = RecentTurns(max_conversations=2)
-    run = Recent(1.0, 0, 10, (), (), 0, None)
+    run = Recent("g1", 0, 10, (), (), 0, None)
     for sid in ("a", "b", "c"):
         held.put("ns", sid, run)
-    assert held.get("ns", "a", 1.0, 0) is None  # the least recently used went first
-    assert held.get("ns", "c", 1.0, 0) is run
-    assert held.get("ns", "c", 2.0, 0) is None  # a conversation created again: dropped
-    assert held.get("ns", "b", 1.0, 3) is None  # turns written elsewhere: dropped
+    assert held.get("ns", "a", "g1", 0) is None  # the least recently used went first
+    assert held.get("ns", "c", "g1", 0) is run
+    assert held.get("ns", "c", "g2", 0) is None  # a conversation created again: dropped
+    assert held.get("ns", "b", "g1", 3) is None  # turns written elsewhere: dropped

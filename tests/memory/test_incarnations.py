@@ -1,0 +1,98 @@
+"""A conversation deleted and started again is a new one, to every other store object (another
+server process) and to every update that read the old one: nothing of the deleted one comes
+back, whether the delete happened in the same clock tick or while an update ran."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from promptweave.memory import ConversationChanged, SQLStore, VersionConflict, open_store
+from promptweave.memory.dedup import new_turns
+
+
+def _commit(store: SQLStore, upto: int, conversation: str | None = None, expected: int = 0):
+    return store.commit_memory("ns", "s", expected_version=expected, text="The user is Bob.", turn_from=1,
+                               turn_to=upto, model={}, template_sha256="0" * 64, conversation=conversation)
+
+
+def test_a_conversation_recreated_in_the_same_tick_elsewhere_is_not_served_from_held_turns(
+        store: SQLStore, store_url: str) -> None:
+    other = open_store(store_url)  # a second server process on the same database
+    try:
+        store.begin_reply("ns", "s", [("user", "the old secret")], context_tokens=100, now=1000.0)
+        other.delete("ns", "s")
+        other.append_turns("ns", "s", [("user", "a new start")], now=1000.0)  # same time, same last_seq
+        view = store.begin_reply("ns", "s", [], context_tokens=100, now=1000.0)
+        assert [t.content for t in view.context] == ["a new start"]
+        view = store.begin_reply("ns", "s", [("user", "a new start"), ("user", "more")], select_new=new_turns,
+                                 context_tokens=100, now=1000.0)
+        assert [t.content for t in view.context] == ["a new start", "more"]
+    finally:
+        other.close()
+
+
+def test_an_update_of_a_deleted_conversation_is_never_committed(store: SQLStore, store_url: str) -> None:
+    other = open_store(store_url)
+    try:
+        store.append_turns("ns", "s", [("user", "I am Bob"), ("assistant", "Hi Bob")])
+        read = store.session("ns", "s")  # what an update reads before its model call
+        other.delete("ns", "s")  # the user is forgotten meanwhile, by another process
+        with pytest.raises(ConversationChanged):  # gone: no orphan memory row
+            _commit(store, 2, read.gen)
+        assert store.versions("ns", "s") == []
+        other.append_turns("ns", "s", [("user", "hello"), ("assistant", "hi"), ("user", "who am I?")])
+        with pytest.raises(ConversationChanged):  # started again: not the conversation the update read
+            _commit(store, 2, read.gen)
+        other.delete("ns", "s")
+        other.append_turns("ns", "s", [("user", "x")])
+        with pytest.raises(VersionConflict):  # without the token, a range past the transcript is refused too
+            _commit(store, 2)
+        assert store.versions("ns", "s") == [] and other.latest_memory("ns", "s") is None
+        view = store.begin_reply("ns", "s", [("user", "who am I?")], context_tokens=100, after_memory=True)
+        assert view.memory is None and [t.content for t in view.context] == ["x", "who am I?"]
+        assert _commit(store, 2, store.session("ns", "s").gen).version == 1  # the live incarnation commits
+    finally:
+        other.close()
+
+
+def test_a_rollback_of_a_deleted_conversation_is_refused(store: SQLStore) -> None:
+    store.append_turns("ns", "s", [("user", "I am Bob")])
+    _commit(store, 1)
+    store.delete("ns", "s")
+    with pytest.raises(KeyError):
+        store.rollback("ns", "s", 1)
+    assert store.versions("ns", "s") == []
+
+
+def test_a_store_made_before_incarnation_tokens_gets_them(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("""CREATE TABLE pw_sessions (
+        ns TEXT NOT NULL, sid TEXT NOT NULL,
+        dialogue_no INTEGER NOT NULL DEFAULT 1, session_start INTEGER NOT NULL DEFAULT 0,
+        pending_upto INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,
+        last_activity DOUBLE PRECISION NOT NULL, created DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (ns, sid))""")
+    conn.execute("INSERT INTO pw_sessions (ns, sid, last_seq, last_activity, created) VALUES ('ns', 'a', 0, 1, 1), "
+                 "('ns', 'b', 0, 1, 1)")
+    conn.commit()
+    conn.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        gens = {store.session("ns", sid).gen for sid in ("a", "b")}
+        assert len(gens) == 2 and "" not in gens
+        assert store.append_turns("ns", "a", [("user", "hi")])[0].seq == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "a\ud800b"])
+def test_text_a_store_cannot_keep_is_refused_on_both_stores_before_any_write(store: SQLStore, text: str) -> None:
+    with pytest.raises(ValueError, match="NUL|surrogate"):
+        store.append_turns("ns", "s", [("user", "fine"), ("user", text)])
+    with pytest.raises(ValueError, match="NUL|surrogate"):
+        store.begin_reply("ns", "s", [("user", text)], context_tokens=100)
+    assert store.session("ns", "s") is None and store.turns("ns", "s") == []
