@@ -43,6 +43,8 @@ def create_app(loaded: LoadedServeConfig, host: str | None = None) -> ChatEndpoi
 
     app = FastAPI(title="promptweave serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
+    # /v1/sessions/x/ answers 404 JSON like any unknown path, not a redirect to another URL
+    app.router.redirect_slashes = False
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -73,12 +75,12 @@ def create_app(loaded: LoadedServeConfig, host: str | None = None) -> ChatEndpoi
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        auth.namespace_of(request.headers.get("authorization", ""))
+        auth.namespace_of(request.headers.getlist("authorization"))
         return {"object": "list", "data": [{"id": cfg.server.model_name, "object": "model", "created": 0,
                                             "owned_by": "promptweave"}]}
 
     def _existing(request: Request, sid: str) -> tuple[str, str]:
-        ns = auth.namespace_of(request.headers.get("authorization", ""))
+        ns = auth.namespace_of(request.headers.getlist("authorization"))
         check_session_id(sid)
         if manager().store.session(ns, sid) is None:
             raise APIError(404, f"no session '{sid}'", param="session", code="session_not_found")

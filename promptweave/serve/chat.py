@@ -79,11 +79,17 @@ class ChatEndpoint:
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, bytes] = {}
+        repeated: set[bytes] = set()
         for name, value in scope["headers"]:
             if name in (b"authorization", b"x-session-id", b"content-length"):
+                if name in headers:
+                    repeated.add(name)
                 headers[name] = value
         server = self.cfg.server
-        ns = self.auth.namespace_of(headers.get(b"authorization", b"").decode("latin-1"))
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        ns = self.auth.namespace_of([auth, auth] if b"authorization" in repeated else auth)
+        if b"x-session-id" in repeated:
+            raise APIError(400, "send one X-Session-Id header, not several", param="user", code="conflicting_session")
         raw = await read_limited(_chunks(receive), headers.get(b"content-length", b"").decode("latin-1"),
                                  server.max_body_bytes)
         req = parse_chat_request(parse_json_body(raw), server.max_tokens_limit)
