@@ -25,7 +25,7 @@ from .budget import Budget, approx_tokens
 from .config import MemoryConfig
 from .dedup import new_turns
 from .prompts import clean_reply, render_respond
-from .store import MemoryVersion, SQLStore, Turn, VersionConflict, storable
+from .store import ConversationChanged, MemoryVersion, SQLStore, Turn, VersionConflict, storable
 from .updater import Summarizer, UpdateFailure
 
 log = logging.getLogger("promptweave.memory")
@@ -33,6 +33,11 @@ log = logging.getLogger("promptweave.memory")
 
 class ReplyError(PromptweaveError):
     """The model could not produce a reply; the user's turn is kept (a resend is deduplicated)."""
+
+
+class ReplyDiscarded(ReplyError):
+    """The conversation was deleted (by another process) while its reply was made: the reply is
+    not stored, since storing it would start the forgotten conversation again."""
 
 
 @dataclass
@@ -95,7 +100,12 @@ class MemoryManager:
                 raise ReplyError(f"the model failed: {res.error}")
             # a NUL or lone surrogate from a backend must not lose the reply when it is stored
             text = storable(clean_reply(res.text, self.respond_tpl.meta.get("reply_marker")))
-            added = view.added + self.store.append_turns(ns, sid, [("assistant", text)])
+            try:
+                stored = self.store.append_turns(ns, sid, [("assistant", text)], conversation=view.gen)
+            except ConversationChanged:
+                raise ReplyDiscarded("the conversation was deleted while its reply was made; nothing was stored, "
+                                     "send the message again to start a new one") from None
+            added = view.added + stored
             self._apply_policy(ns, sid)
             return Reply(text, added, memory.version if memory else 0, res.prompt_tokens, res.completion_tokens,
                          res.finish_reason, messages)
@@ -134,7 +144,8 @@ class MemoryManager:
             await asyncio.gather(task, return_exceptions=True)
         async with self.lock(ns, sid):
             gone = self.store.delete(ns, sid)
-        self._locks.pop((ns, sid), None)
+        # the lock stays: a reply already waiting for it would otherwise run beside one that
+        # takes a new lock (the weak dictionary drops it once nobody holds or waits for it)
         self.failures.pop((ns, sid), None)
         return gone
 

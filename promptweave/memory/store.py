@@ -73,6 +73,7 @@ class ReplyView:
     added: list[Turn]
     memory: MemoryVersion | None
     context: list[Turn]
+    gen: str = ""  # the conversation's incarnation the reply read (its answer is stored only into it)
 
 
 @dataclass(frozen=True)
@@ -180,23 +181,32 @@ class SQLStore(ABC):
             ex("UPDATE pw_sessions SET gen = ? WHERE ns = ? AND sid = ?", (new_gen(), ns, sid))
 
     # -- turns ------------------------------------------------------------------------------
-    def append_turns(self, ns: str, sid: str, turns: list[tuple[str, str]], now: float | None = None) -> list[Turn]:
-        """Append turns at the end of the transcript (creating the conversation on first use)."""
+    def append_turns(self, ns: str, sid: str, turns: list[tuple[str, str]], now: float | None = None, *,
+                     conversation: str | None = None) -> list[Turn]:
+        """Append turns at the end of the transcript (creating the conversation on first use).
+        With ``conversation`` (an incarnation token, e.g. :attr:`ReplyView.gen`), only into that
+        incarnation: :class:`ConversationChanged` when it was deleted meanwhile, so that an
+        answer made from a forgotten conversation does not start it again."""
         now = time.time() if now is None else now
         with self._tx() as ex:
-            added, gen = self._append(ex, ns, sid, turns, now)
+            added, gen = self._append(ex, ns, sid, turns, now, conversation)
         self._recent.appended(ns, sid, gen, added)  # committed: a held run may grow
         return added
 
     @staticmethod
-    def _append(ex: Any, ns: str, sid: str, turns: list[tuple[str, str]], now: float) -> tuple[list[Turn], str]:
+    def _append(ex: Any, ns: str, sid: str, turns: list[tuple[str, str]], now: float,
+                conversation: str | None = None) -> tuple[list[Turn], str]:
         """Inside a write transaction: advance ``last_seq`` and insert the turns after it.
         Returns them and the conversation row's incarnation token."""
         for _, content in turns:
             check_storable(content)
         row = ex("UPDATE pw_sessions SET last_seq = last_seq + ?, last_activity = ? WHERE ns = ? AND sid = ? "
                  "RETURNING last_seq, dialogue_no, gen", (len(turns), now, ns, sid)).fetchone()
+        if row is not None and conversation is not None and row[2] != conversation:
+            raise ConversationChanged(f"{sid}: the conversation was deleted and started again meanwhile")
         if row is None:  # the first turn of a conversation: its row
+            if conversation is not None:
+                raise ConversationChanged(f"{sid}: the conversation was deleted meanwhile")
             gen = new_gen()
             ex("INSERT INTO pw_sessions (ns, sid, last_seq, last_activity, created, gen) VALUES (?, ?, ?, ?, ?, ?)",
                (ns, sid, len(turns), now, now, gen))
@@ -261,7 +271,7 @@ class SQLStore(ABC):
                         context, held = self._newest_rows(ex, ns, sid, start, context_tokens, gen)
         if held is not None:
             self._recent.put(ns, sid, held)  # after the commit: a held run only ever copies committed rows
-        return ReplyView(r is not None, ended, added, memory, context or [])
+        return ReplyView(r is not None, ended, added, memory, context or [], gen)
 
     def turns(self, ns: str, sid: str, after: int = 0, upto: int | None = None) -> list[Turn]:
         """Turns with ``after < seq <= upto``, in order."""

@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..memory import ReplyError
+from ..memory import ReplyDiscarded, ReplyError
 from .auth import Auth, read_limited
 from .config import ServeConfig
 from .protocol import (APIError, completion_body, new_id, parse_chat_request, parse_json_body, session_id,
@@ -102,6 +102,8 @@ class ChatEndpoint:
         try:
             reply = await manager.reply(ns, sid, sent, temperature=req.temperature,
                                         max_tokens=req.max_completion_tokens or req.max_tokens)
+        except ReplyDiscarded as exc:
+            raise APIError(409, str(exc), param="user", code="session_deleted") from None
         except ReplyError as exc:
             raise APIError(502, str(exc), code="backend_error") from None
         cid = new_id()

@@ -4,6 +4,7 @@ back, whether the delete happened in the same clock tick or while an update ran.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -96,3 +97,40 @@ def test_text_a_store_cannot_keep_is_refused_on_both_stores_before_any_write(sto
     with pytest.raises(ValueError, match="NUL|surrogate"):
         store.begin_reply("ns", "s", [("user", text)], context_tokens=100)
     assert store.session("ns", "s") is None and store.turns("ns", "s") == []
+
+
+async def test_a_reply_to_a_conversation_deleted_meanwhile_elsewhere_is_not_stored(store: SQLStore,
+                                                                                  store_url: str) -> None:
+    from promptweave.memory import ReplyDiscarded
+
+    from .scripted import manager
+
+    mm = manager(store, reply_delay=0.3)
+    await mm.reply("ns", "s", [("user", "my name is Ada")])
+    other = open_store(store_url)  # another server process forgets the user during the model call
+    try:
+        pending = asyncio.ensure_future(mm.reply("ns", "s", [("user", "what is my name?")]))
+        await asyncio.sleep(0.1)
+        assert other.delete("ns", "s")
+        with pytest.raises(ReplyDiscarded):
+            await pending
+        assert store.session("ns", "s") is None and store.turns("ns", "s") == []  # not started again
+    finally:
+        other.close()
+
+
+async def test_a_reply_waiting_behind_a_forget_never_runs_beside_a_later_one(store: SQLStore) -> None:
+    from .scripted import manager
+
+    mm = manager(store, reply_delay=0.2)
+    first = asyncio.ensure_future(mm.reply("ns", "s", [("user", "one")]))
+    await asyncio.sleep(0.05)
+    forget = asyncio.ensure_future(mm.forget("ns", "s"))  # waits for the first reply
+    await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(mm.reply("ns", "s", [("user", "two")]))  # waits behind the forget
+    await forget
+    later = asyncio.ensure_future(mm.reply("ns", "s", [("user", "three")]))
+    await asyncio.gather(first, queued, later)
+    turns = [(t.role, t.content) for t in store.turns("ns", "s")]
+    assert turns == [("user", "two"), ("assistant", "You said: two"), ("user", "three"),
+                     ("assistant", "You said: three")]
