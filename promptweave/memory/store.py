@@ -388,20 +388,27 @@ class SQLStore(ABC):
             raise
         return mv
 
-    def rollback(self, ns: str, sid: str, version: int) -> MemoryVersion:
+    def rollback(self, ns: str, sid: str, version: int, now: float | None = None) -> MemoryVersion:
         """Make the text of ``version`` current again, as a new version (history is kept). The
         new version covers the same turns as the latest, so the rolled-back facts are not
-        re-learned from turns that were already summarised."""
-        state = self.session(ns, sid)  # first: a delete after this read fails the commit
-        versions = {v.version: v for v in self.versions(ns, sid)}
-        if state is None or version not in versions:
-            raise KeyError(f"no memory version {version}")
-        latest = versions[max(versions)]
-        target = versions[version]
-        return self.commit_memory(ns, sid, expected_version=latest.version, text=target.text,
-                                  turn_from=latest.turn_from, turn_to=latest.turn_to, model=target.model,
-                                  template_sha256=target.template_sha256, note=f"rollback to version {version}",
-                                  conversation=state.gen)
+        re-learned from turns that were already summarised. One transaction: an update that
+        commits meanwhile is simply the version rolled back over, never a failed request.
+        KeyError when the conversation has no such version."""
+        now = time.time() if now is None else now
+        with self._tx() as ex:
+            rows = ex(f"SELECT {_MEM_COLS} FROM pw_memory WHERE ns = ? AND sid = ? AND version IN (?, "
+                      "(SELECT MAX(version) FROM pw_memory WHERE ns = ? AND sid = ?)) ORDER BY version",
+                      (ns, sid, version, ns, sid)).fetchall()
+            found = [_memory(r) for r in rows]
+            if not found or found[0].version != version:
+                raise KeyError(f"no memory version {version}")
+            target, latest = found[0], found[-1]
+            mv = MemoryVersion(latest.version + 1, target.text, latest.turn_from, latest.turn_to, target.model,
+                               target.template_sha256, now, [], f"rollback to version {version}")
+            ex(f"INSERT INTO pw_memory ({_MEM_COLS}, ns, sid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (mv.version, mv.text, mv.turn_from, mv.turn_to, json.dumps(mv.model, sort_keys=True),
+                mv.template_sha256, now, "[]", mv.note, ns, sid))
+        return mv
 
     def delete(self, ns: str, sid: str) -> bool:
         """Forget a conversation: its turns and every memory version. False if it did not exist."""

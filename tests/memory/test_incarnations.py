@@ -134,3 +134,30 @@ async def test_a_reply_waiting_behind_a_forget_never_runs_beside_a_later_one(sto
     turns = [(t.role, t.content) for t in store.turns("ns", "s")]
     assert turns == [("user", "two"), ("assistant", "You said: two"), ("user", "three"),
                      ("assistant", "You said: three")]
+
+
+def test_a_rollback_racing_an_update_rolls_back_over_it(store: SQLStore, store_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An update that commits while a rollback runs (another process) is the version rolled
+    back over, not a failed request (it was a VersionConflict: a 500 from serve)."""
+    store.append_turns("ns", "s", [("user", "I am Bob"), ("assistant", "hi")])
+    _commit(store, 1)
+    other = open_store(store_url)
+    try:
+        real_tx = type(store)._tx
+
+        def update_lands_first(self: SQLStore):  # type: ignore[no-untyped-def]
+            if self is store and not landed:
+                landed.append(other.commit_memory("ns", "s", expected_version=1, text="The user is Bob. He sings.",
+                                                  turn_from=1, turn_to=2, model={}, template_sha256="0" * 64))
+            return real_tx(self)
+
+        landed: list = []
+        monkeypatch.setattr(type(store), "_tx", update_lands_first)
+        mv = store.rollback("ns", "s", 1)
+        monkeypatch.undo()
+        assert landed and mv.version == 3 and mv.text == "The user is Bob." and (mv.turn_from, mv.turn_to) == (1, 2)
+        assert [v.text for v in other.versions("ns", "s")] == ["The user is Bob.", "The user is Bob. He sings.",
+                                                               "The user is Bob."]
+    finally:
+        other.close()
