@@ -25,7 +25,7 @@ from .budget import Budget, approx_tokens
 from .config import MemoryConfig
 from .dedup import new_turns
 from .prompts import clean_reply, render_respond
-from .store import ConversationChanged, MemoryVersion, SQLStore, Turn, VersionConflict, storable
+from .store import ConversationChanged, MemoryVersion, SQLStore, StoreUnavailable, Turn, VersionConflict, storable
 from .updater import Summarizer, UpdateFailure
 
 log = logging.getLogger("promptweave.memory")
@@ -208,6 +208,9 @@ class MemoryManager:
                     return
         except asyncio.CancelledError:
             raise
+        except StoreUnavailable as exc:  # the database is back later: the request is still stored
+            self.failures[key] = UpdateFailure(time.time(), str(exc))
+            asyncio.get_running_loop().call_later(self.cfg.update_retry_after, self._retry, ns, sid)
         except Exception as exc:  # noqa: BLE001 - an update must never take the server down
             log.exception("memory update of %s/%s failed", ns, sid)
             self.failures[key] = UpdateFailure(time.time(), f"{type(exc).__name__}: {exc}")

@@ -24,11 +24,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import PromptweaveError
 from .recent import Recent, RecentTurns, fit_read
 
 
 class VersionConflict(Exception):
     """Another update committed first; re-read the memory and try again."""
+
+
+class StoreUnavailable(PromptweaveError):
+    """The database cannot be reached or stayed locked; the call may be tried again (503)."""
 
 
 class ConversationChanged(VersionConflict):

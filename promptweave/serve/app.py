@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..memory import StoreUnavailable
 from .auth import Auth, read_limited
 from .chat import ChatEndpoint
 from .config import LoadedServeConfig
@@ -49,6 +50,12 @@ def create_app(loaded: LoadedServeConfig, host: str | None = None) -> ChatEndpoi
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("store unavailable: %s", exc)
+        return JSONResponse(APIError(503, "the conversation store is unavailable; try again shortly",
+                                     code="store_unavailable").body(), status_code=503)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..memory import ReplyDiscarded, ReplyError
+from ..memory import ReplyDiscarded, ReplyError, StoreUnavailable
 from .auth import Auth, read_limited
 from .config import ServeConfig
 from .protocol import (APIError, completion_body, new_id, parse_chat_request, parse_json_body, session_id,
@@ -102,6 +102,10 @@ class ChatEndpoint:
         try:
             reply = await manager.reply(ns, sid, sent, temperature=req.temperature,
                                         max_tokens=req.max_completion_tokens or req.max_tokens)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable: %s", exc)
+            raise APIError(503, "the conversation store is unavailable; try again shortly",
+                           code="store_unavailable") from None
         except ReplyDiscarded as exc:
             raise APIError(409, str(exc), param="user", code="session_deleted") from None
         except ReplyError as exc:
