@@ -130,3 +130,27 @@ def test_held_conversations_are_bounded_and_checked_against_the_row() -> None:
     assert held.get("ns", "c", "g1", 0) is run
     assert held.get("ns", "c", "g2", 0) is None  # a conversation created again: dropped
     assert held.get("ns", "b", "g1", 3) is None  # turns written elsewhere: dropped
+
+
+def test_held_turns_are_bounded_in_weight_and_a_huge_turn_is_not_held(tmp_path: Path) -> None:
+    held = RecentTurns(max_conversations=100, max_tokens=800)
+    run = Recent("g1", 1, 1000, (Turn(1, "user", "w", 1, 0.0),), (60,), 0, None)
+    for i in range(20):
+        held.put("ns", f"s{i}", run)
+    assert len(held) == 13 and held.weight == 13 * 60  # the oldest went out to keep the weight
+    assert held.get("ns", "s19", "g1", 1) is run and held.get("ns", "s0", "g1", 1) is None
+    held.put("ns", "s19", Recent("g1", 1, 1000, run.turns, (101,), 0, None))  # over an eighth: not held
+    assert held.get("ns", "s19", "g1", 1) is None and held.weight == 12 * 60
+    # through the store (a smaller bound, for speed): big messages in many conversations
+    store = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    store._recent = RecentTurns(max_tokens=100_000)
+    try:
+        for i in range(30):
+            view = store.begin_reply("ns", f"big{i}", [("user", "x" * 20_000)], context_tokens=1500)
+            assert view.context[-1].content == "x" * 20_000  # the reply still gets it
+            assert store._recent.weight <= 100_000
+        assert len(store._recent) == 19  # 5,002 tokens each
+        view = store.begin_reply("ns", "huge", [("user", "x" * 60_000)], context_tokens=1500)
+        assert len(view.context) == 1 and store._recent.get("ns", "huge", store.session("ns", "huge").gen, 1) is None
+    finally:
+        store.close()
