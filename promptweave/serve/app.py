@@ -80,11 +80,21 @@ def create_app(loaded: LoadedServeConfig, host: str | None = None) -> ChatEndpoi
                 "updates_running": sum(1 for t in m._tasks.values() if not t.done()),
                 "usage": {name: rt.ledger.to_dict() for name, rt in m.runtimes.items()}}
 
+    model_card = {"id": cfg.server.model_name, "object": "model", "created": 0, "owned_by": "promptweave"}
+
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         auth.namespace_of(request.headers.getlist("authorization"))
-        return {"object": "list", "data": [{"id": cfg.server.model_name, "object": "model", "created": 0,
-                                            "owned_by": "promptweave"}]}
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str, request: Request) -> dict[str, Any]:
+        """What ``client.models.retrieve(id)`` asks for (it was a 404 for the served model too)."""
+        auth.namespace_of(request.headers.getlist("authorization"))
+        if model != cfg.server.model_name:
+            raise APIError(404, f"no model '{model[:100]}'; this server serves '{cfg.server.model_name}'",
+                           param="model", code="model_not_found")
+        return model_card
 
     def _existing(request: Request, sid: str) -> tuple[str, str]:
         ns = auth.namespace_of(request.headers.getlist("authorization"))

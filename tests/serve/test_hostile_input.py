@@ -104,3 +104,12 @@ def test_a_trailing_slash_is_a_json_404_not_a_redirect(server: Served) -> None:
         _error(httpx.request(method, f"{server.root}/v1/sessions/slash/", headers=A), 404)
     _error(httpx.post(f"{server.root}/v1/sessions/slash/end/", headers=A), 404)
     assert _turns(server, "slash") == ["hi", "You said: hi"]
+
+
+def test_the_served_model_can_be_retrieved_by_id(server: Served) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.root}/v1", api_key="key-a", max_retries=0)
+    assert client.models.retrieve("promptweave-memory").id == "promptweave-memory"
+    assert _error(httpx.get(f"{server.root}/v1/models/gpt-4", headers=A), 404)["code"] == "model_not_found"
+    _error(httpx.get(f"{server.root}/v1/models/promptweave-memory"), 401)
