@@ -120,6 +120,7 @@ def new_gen() -> str:
     return secrets.token_hex(_GEN_BYTES)
 
 
+_MAX_INT = 2**31 - 1  # the largest INTEGER both databases keep
 _MEM_COLS = "version, text, turn_from, turn_to, model, template_sha256, created, cut, note"
 
 
@@ -286,7 +287,7 @@ class SQLStore(ABC):
     @staticmethod
     def _turn_rows(ex: Any, ns: str, sid: str, after: int, upto: int | None = None) -> list[Turn]:
         rows = ex("SELECT seq, role, content, dialogue_no, created FROM pw_turns WHERE ns = ? AND sid = ? "
-                  "AND seq > ? AND seq <= ? ORDER BY seq", (ns, sid, after, upto if upto is not None else 2**31 - 1)
+                  "AND seq > ? AND seq <= ? ORDER BY seq", (ns, sid, after, upto if upto is not None else _MAX_INT)
                   ).fetchall()
         return [Turn(int(r[0]), r[1], r[2], int(r[3]), float(r[4])) for r in rows]
 
@@ -400,6 +401,8 @@ class SQLStore(ABC):
         commits meanwhile is simply the version rolled back over, never a failed request.
         KeyError when the conversation has no such version."""
         now = time.time() if now is None else now
+        if not 1 <= version <= _MAX_INT:  # SQLite's integers end at 2**63: never a version anyway
+            raise KeyError(f"no memory version {version}")
         with self._tx() as ex:
             rows = ex(f"SELECT {_MEM_COLS} FROM pw_memory WHERE ns = ? AND sid = ? AND version IN (?, "
                       "(SELECT MAX(version) FROM pw_memory WHERE ns = ? AND sid = ?)) ORDER BY version",

@@ -59,9 +59,12 @@ def test_an_update_of_a_deleted_conversation_is_never_committed(store: SQLStore,
         other.close()
 
 
-def test_a_rollback_of_a_deleted_conversation_is_refused(store: SQLStore) -> None:
+def test_a_rollback_to_no_version_or_of_a_deleted_conversation_is_refused(store: SQLStore) -> None:
     store.append_turns("ns", "s", [("user", "I am Bob")])
     _commit(store, 1)
+    for version in (0, -1, 2, 10**22):
+        with pytest.raises(KeyError):
+            store.rollback("ns", "s", version)
     store.delete("ns", "s")
     with pytest.raises(KeyError):
         store.rollback("ns", "s", 1)

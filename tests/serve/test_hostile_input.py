@@ -113,3 +113,11 @@ def test_the_served_model_can_be_retrieved_by_id(server: Served) -> None:
     assert client.models.retrieve("promptweave-memory").id == "promptweave-memory"
     assert _error(httpx.get(f"{server.root}/v1/models/gpt-4", headers=A), 404)["code"] == "model_not_found"
     _error(httpx.get(f"{server.root}/v1/models/promptweave-memory"), 401)
+
+
+@pytest.mark.parametrize("body,status", [(b'{"version": 10000000000000000000000}', 404), (b'{"version": 0}', 404),
+                                         (b'{"version": 1, "version": 2}', 400)])
+def test_rollback_to_versions_no_store_holds_is_404(server: Served, body: bytes, status: int) -> None:
+    assert _post(server, {"user": "rolled", "messages": HI}).status_code == 200
+    r = httpx.post(f"{server.root}/v1/sessions/rolled/rollback", content=body, headers=A)
+    _error(r, status)
