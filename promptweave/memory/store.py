@@ -204,6 +204,8 @@ class SQLStore(ABC):
                 conversation: str | None = None) -> tuple[list[Turn], str]:
         """Inside a write transaction: advance ``last_seq`` and insert the turns after it.
         Returns them and the conversation row's incarnation token."""
+        check_storable(ns, "the namespace")
+        check_storable(sid, "the conversation id")
         for _, content in turns:
             check_storable(content)
         row = ex("UPDATE pw_sessions SET last_seq = last_seq + ?, last_activity = ? WHERE ns = ? AND sid = ? "
@@ -428,16 +430,16 @@ class SQLStore(ABC):
         return found is not None
 
 
-def check_storable(text: str) -> None:
+def check_storable(text: str, what: str = "a turn's text") -> None:
     """Refuse text a store cannot keep as it is: NUL (PostgreSQL's text has none) and lone
     surrogates (not UTF-8). Both stores refuse the same text, so a conversation never works on
     one and fails on the other."""
     if "\x00" in text:
-        raise ValueError("a turn's text contains a NUL character (\\u0000); remove it")
+        raise ValueError(f"{what} contains a NUL character (\\u0000); remove it")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(f"a turn's text contains a lone surrogate at character {exc.start}; send valid "
+        raise ValueError(f"{what} contains a lone surrogate at character {exc.start}; send valid "
                          "Unicode") from None
 
 

@@ -164,3 +164,9 @@ def test_a_rollback_racing_an_update_rolls_back_over_it(store: SQLStore, store_u
                                                                "The user is Bob."]
     finally:
         other.close()
+
+
+def test_a_conversation_id_a_store_cannot_keep_is_refused_on_both_stores(store: SQLStore) -> None:
+    with pytest.raises(ValueError, match="conversation id contains a NUL"):
+        store.append_turns("ns", "a\x00b", [("user", "hi")])
+    assert store.sessions("ns") == []
