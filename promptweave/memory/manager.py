@@ -106,7 +106,10 @@ class MemoryManager:
                 raise ReplyDiscarded("the conversation was deleted while its reply was made; nothing was stored, "
                                      "send the message again to start a new one") from None
             added = view.added + stored
-            self._apply_policy(ns, sid)
+            try:
+                self._apply_policy(ns, sid)
+            except StoreUnavailable as exc:  # the reply is stored: answer it (the next reply looks again)
+                log.warning("memory policy of %s/%s not applied: %s", ns, sid, exc)
             return Reply(text, added, memory.version if memory else 0, res.prompt_tokens, res.completion_tokens,
                          res.finish_reason, messages)
 
