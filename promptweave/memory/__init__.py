@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from .budget import Budget, approx_tokens, sentences
 from .config import MemoryConfig
-from .manager import MemoryManager, Reply, ReplyError
-from .store import MemoryVersion, SessionState, SQLStore, Turn, VersionConflict, open_store
+from .manager import MemoryManager, Reply, ReplyDiscarded, ReplyError
+from .store import (ConversationChanged, MemoryVersion, SessionState, SQLStore, StoreUnavailable, Turn, VersionConflict,
+                    open_store)
 
-__all__ = ["Budget", "MemoryConfig", "MemoryManager", "MemoryVersion", "Reply", "ReplyError", "SQLStore",
-           "SessionState", "Turn", "VersionConflict", "approx_tokens", "open_store", "sentences"]
+__all__ = ["Budget", "ConversationChanged", "MemoryConfig", "MemoryManager", "MemoryVersion", "Reply", "ReplyDiscarded",
+           "ReplyError", "SQLStore", "SessionState", "StoreUnavailable", "Turn", "VersionConflict", "approx_tokens",
+           "open_store", "sentences"]

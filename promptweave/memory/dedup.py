@@ -8,11 +8,34 @@ from .store import Turn
 
 def new_turns(stored: list[Turn], sent: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``sent`` minus its longest prefix that equals the end of the stored transcript. A resent
-    request whose user turn is already stored unanswered returns [] (answer it, store nothing)."""
-    tail = [(t.role, t.content) for t in stored[-len(sent):]] if sent else []
-    for k in range(min(len(sent), len(tail)), 0, -1):
-        if tail[len(tail) - k:] == sent[:k]:
-            if k == len(sent) and stored and stored[-1].role != "user":
-                continue  # the whole request is old and already answered: it is a new turn again
-            return sent[k:]
-    return sent
+    request whose user turn is already stored unanswered returns [] (answer it, store nothing).
+
+    Linear in the turns compared (Knuth-Morris-Pratt over turns): trying every prefix length
+    in turn was quadratic, so one request resending a long history (thousands of turns fit in a
+    body) held the store's lock for seconds while every other conversation waited."""
+    if not sent:
+        return sent
+    tail = [(t.role, t.content) for t in stored[-len(sent):]]
+    border = _borders(sent)
+    k = 0  # the longest prefix of ``sent`` that ends the tail read so far
+    for turn in tail:
+        while k and (k == len(sent) or turn != sent[k]):
+            k = border[k - 1]
+        if k < len(sent) and turn == sent[k]:
+            k += 1
+    if k == len(sent) and stored[-1].role != "user":
+        k = border[k - 1]  # the whole request is old and already answered: its last turn is new again
+    return sent[k:]
+
+
+def _borders(seq: list[tuple[str, str]]) -> list[int]:
+    """``out[i]``: the length of the longest proper prefix of ``seq[:i + 1]`` that is also its suffix."""
+    out = [0] * len(seq)
+    k = 0
+    for i in range(1, len(seq)):
+        while k and seq[i] != seq[k]:
+            k = out[k - 1]
+        if seq[i] == seq[k]:
+            k += 1
+        out[i] = k
+    return out

@@ -25,7 +25,7 @@ from .budget import Budget, approx_tokens
 from .config import MemoryConfig
 from .dedup import new_turns
 from .prompts import clean_reply, render_respond
-from .store import MemoryVersion, SQLStore, Turn, VersionConflict
+from .store import ConversationChanged, MemoryVersion, SQLStore, StoreUnavailable, Turn, VersionConflict, storable
 from .updater import Summarizer, UpdateFailure
 
 log = logging.getLogger("promptweave.memory")
@@ -33,6 +33,11 @@ log = logging.getLogger("promptweave.memory")
 
 class ReplyError(PromptweaveError):
     """The model could not produce a reply; the user's turn is kept (a resend is deduplicated)."""
+
+
+class ReplyDiscarded(ReplyError):
+    """The conversation was deleted (by another process) while its reply was made: the reply is
+    not stored, since storing it would start the forgotten conversation again."""
 
 
 @dataclass
@@ -93,9 +98,18 @@ class MemoryManager:
             res = await self.runtimes["default"].chat(messages, **overrides)
             if not res.ok or res.text is None:
                 raise ReplyError(f"the model failed: {res.error}")
-            text = clean_reply(res.text, self.respond_tpl.meta.get("reply_marker"))
-            added = view.added + self.store.append_turns(ns, sid, [("assistant", text)])
-            self._apply_policy(ns, sid)
+            # a NUL or lone surrogate from a backend must not lose the reply when it is stored
+            text = storable(clean_reply(res.text, self.respond_tpl.meta.get("reply_marker")))
+            try:
+                stored = self.store.append_turns(ns, sid, [("assistant", text)], conversation=view.gen)
+            except ConversationChanged:
+                raise ReplyDiscarded("the conversation was deleted while its reply was made; nothing was stored, "
+                                     "send the message again to start a new one") from None
+            added = view.added + stored
+            try:
+                self._apply_policy(ns, sid)
+            except StoreUnavailable as exc:  # the reply is stored: answer it (the next reply looks again)
+                log.warning("memory policy of %s/%s not applied: %s", ns, sid, exc)
             return Reply(text, added, memory.version if memory else 0, res.prompt_tokens, res.completion_tokens,
                          res.finish_reason, messages)
 
@@ -133,7 +147,8 @@ class MemoryManager:
             await asyncio.gather(task, return_exceptions=True)
         async with self.lock(ns, sid):
             gone = self.store.delete(ns, sid)
-        self._locks.pop((ns, sid), None)
+        # the lock stays: a reply already waiting for it would otherwise run beside one that
+        # takes a new lock (the weak dictionary drops it once nobody holds or waits for it)
         self.failures.pop((ns, sid), None)
         return gone
 
@@ -188,13 +203,17 @@ class MemoryManager:
                     if key in self._again:
                         continue
                     return
-                committed = await self.update_once(ns, sid, memory, covered, state.pending_upto)
+                committed = await self.update_once(ns, sid, memory, covered, state.pending_upto,
+                                                   conversation=state.gen)
                 if committed is None:
                     # a failed call: keep the request, try again later (a restart also redoes it)
                     asyncio.get_running_loop().call_later(self.cfg.update_retry_after, self._retry, ns, sid)
                     return
         except asyncio.CancelledError:
             raise
+        except StoreUnavailable as exc:  # the database is back later: the request is still stored
+            self.failures[key] = UpdateFailure(time.time(), str(exc))
+            asyncio.get_running_loop().call_later(self.cfg.update_retry_after, self._retry, ns, sid)
         except Exception as exc:  # noqa: BLE001 - an update must never take the server down
             log.exception("memory update of %s/%s failed", ns, sid)
             self.failures[key] = UpdateFailure(time.time(), f"{type(exc).__name__}: {exc}")
@@ -204,9 +223,11 @@ class MemoryManager:
             self.schedule(ns, sid)
 
     async def update_once(self, ns: str, sid: str, memory: MemoryVersion | None, covered: int,
-                          upto: int) -> MemoryVersion | bool | None:
+                          upto: int, *, conversation: str | None = None) -> MemoryVersion | bool | None:
         """Summarise turns ``covered < seq <= upto`` into a new version. Returns the version,
-        False after a version conflict (the caller re-reads), None when the model failed."""
+        False after a version conflict or when the conversation (the incarnation
+        ``conversation``, :attr:`~.store.SessionState.gen`) was deleted meanwhile (the caller
+        re-reads), None when the model failed."""
         turns = self.store.turns(ns, sid, after=covered, upto=upto)
         result = await self.summarize(memory.text if memory else None, turns)
         if isinstance(result, UpdateFailure):
@@ -217,7 +238,8 @@ class MemoryManager:
         try:
             mv = self.store.commit_memory(ns, sid, expected_version=memory.version if memory else 0, text=text,
                                           turn_from=covered + 1, turn_to=upto, model=dict(rt.identity),
-                                          template_sha256=self.update_tpl.sha256, cut=cut, note=note)
+                                          template_sha256=self.update_tpl.sha256, cut=cut, note=note,
+                                          conversation=conversation)
         except VersionConflict:
             return False
         self.failures.pop((ns, sid), None)

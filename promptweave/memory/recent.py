@@ -9,9 +9,9 @@ under load it was over a quarter of the server's CPU once sessions held a few hu
 
 The store stays the only truth. An entry is a faithful copy of a contiguous run of stored rows
 (every turn with ``floor < seq <= last_seq``) and is used only when the conversation's row, read
-in the same transaction as the reply, still has the entry's ``last_seq`` and creation time: a
-conversation appended to by another process, or deleted and created again, is read from the
-store as before. Entries are replaced, never changed, and written only after the transaction that
+in the same transaction as the reply, still has the entry's ``last_seq`` and incarnation token
+(``gen``, random per creation): a conversation appended to by another process, or deleted and
+created again, is read from the store as before. Entries are replaced, never changed, and written only after the transaction that
 stored their turns committed.
 """
 
@@ -29,13 +29,15 @@ if TYPE_CHECKING:
     from .store import Turn
 
 MAX_CONVERSATIONS = 1024  # entries kept (least recently used first out); a miss only costs a read
+MAX_TOKENS = 4_000_000  # their total context cost (~16 MB of text); see RecentTurns
 
 
 @dataclass(frozen=True)
 class Recent:
     """Every stored turn of one conversation with ``floor < seq <= last_seq``."""
 
-    created: float  # the conversation row's creation time: tells a re-created conversation apart
+    gen: str  # the conversation row's incarnation token: tells a re-created conversation apart
+    # (a creation time does not: two stores can create one in the same clock tick)
     last_seq: int
     budget: int  # the context budget the run was trimmed for
     turns: tuple[Turn, ...]
@@ -81,7 +83,7 @@ class Recent:
         floor, floor_cost = self.floor, self.floor_cost
         if cut:
             floor, floor_cost = turns[cut - 1].seq, costs[cut - 1]
-        return Recent(self.created, turns[-1].seq if turns else self.last_seq, self.budget, tuple(turns[cut:]),
+        return Recent(self.gen, turns[-1].seq if turns else self.last_seq, self.budget, tuple(turns[cut:]),
                       tuple(costs[cut:]), floor, floor_cost)
 
 
@@ -106,45 +108,68 @@ def fit_read(newest_first: Iterable[Turn], budget: int) -> tuple[list[Turn], lis
 
 
 class RecentTurns:
-    """The entries, by (namespace, conversation), least recently used dropped first."""
+    """The entries, by (namespace, conversation), least recently used dropped first, bounded in
+    number and in total weight (the turns' context costs, about a token per 4 characters).
 
-    def __init__(self, max_conversations: int = MAX_CONVERSATIONS) -> None:
-        self.max_conversations = max_conversations
-        self._entries: OrderedDict[tuple[str, str], Recent] = OrderedDict()
+    Why the weight: a held run keeps its newest turn whatever its size, so 1,024 conversations
+    each ending in a 1 MB message held a gigabyte; with the weight bound, held text stays near
+    ``max_tokens`` tokens (~4 bytes each) and a huge turn is simply not held."""
+
+    def __init__(self, max_conversations: int = MAX_CONVERSATIONS, max_tokens: int = MAX_TOKENS) -> None:
+        self.max_conversations, self.max_tokens = max_conversations, max_tokens
+        self._entries: OrderedDict[tuple[str, str], tuple[Recent, int]] = OrderedDict()
+        self._weight = 0
         self._lock = threading.Lock()  # the store may be used from several threads
 
-    def get(self, ns: str, sid: str, created: float, last_seq: int) -> Recent | None:
+    def get(self, ns: str, sid: str, gen: str, last_seq: int) -> Recent | None:
         """The entry, if it still matches the stored conversation row."""
         with self._lock:
-            entry = self._entries.get((ns, sid))
-            if entry is None:
+            found = self._entries.get((ns, sid))
+            if found is None:
                 return None
-            if entry.created != created or entry.last_seq != last_seq:
-                del self._entries[(ns, sid)]
+            if found[0].gen != gen or found[0].last_seq != last_seq:
+                self._pop((ns, sid))
                 return None
             self._entries.move_to_end((ns, sid))
-            return entry
+            return found[0]
 
     def put(self, ns: str, sid: str, entry: Recent) -> None:
+        weight = sum(entry.costs)
         with self._lock:
-            self._entries[(ns, sid)] = entry
-            self._entries.move_to_end((ns, sid))
-            while len(self._entries) > self.max_conversations:
-                self._entries.popitem(last=False)
+            self._pop((ns, sid))
+            if weight > self.max_tokens // 8:  # one conversation never takes more than an eighth
+                return
+            self._entries[(ns, sid)] = (entry, weight)
+            self._weight += weight
+            while len(self._entries) > self.max_conversations or self._weight > self.max_tokens:
+                self._weight -= self._entries.popitem(last=False)[1][1]
 
-    def appended(self, ns: str, sid: str, created: float, added: list[Turn]) -> None:
+    def appended(self, ns: str, sid: str, gen: str, added: list[Turn]) -> None:
         """After a commit that stored ``added`` without a reply's read: extend a matching entry."""
         if not added:
             return
         with self._lock:
-            entry = self._entries.get((ns, sid))
-        if entry is None:
+            found = self._entries.get((ns, sid))
+        if found is None:
             return
-        if entry.created == created and entry.last_seq == added[0].seq - 1:
-            self.put(ns, sid, entry.extended(added))
+        if found[0].gen == gen and found[0].last_seq == added[0].seq - 1:
+            self.put(ns, sid, found[0].extended(added))
         else:
             self.drop(ns, sid)
 
     def drop(self, ns: str, sid: str) -> None:
         with self._lock:
-            self._entries.pop((ns, sid), None)
+            self._pop((ns, sid))
+
+    @property
+    def weight(self) -> int:
+        """The held turns' total context cost."""
+        return self._weight
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _pop(self, key: tuple[str, str]) -> None:
+        found = self._entries.pop(key, None)
+        if found is not None:
+            self._weight -= found[1]

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .store import SQLStore
+from .store import SQLStore, StoreUnavailable
 
 
 class SQLiteStore(SQLStore):
@@ -28,7 +28,10 @@ class SQLiteStore(SQLStore):
     def _transaction(self) -> Iterator[Any]:
         # IMMEDIATE takes the write lock at BEGIN, so a version check and its insert cannot be
         # split by a writer in another process
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # locked by another process past busy_timeout
+            raise StoreUnavailable(f"SQLite: {exc}") from None
         try:
             yield self.conn.execute
         except BaseException:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..memory import StoreUnavailable
 from .auth import Auth, read_limited
 from .chat import ChatEndpoint
 from .config import LoadedServeConfig
@@ -43,10 +44,18 @@ def create_app(loaded: LoadedServeConfig, host: str | None = None) -> ChatEndpoi
 
     app = FastAPI(title="promptweave serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
+    # /v1/sessions/x/ answers 404 JSON like any unknown path, not a redirect to another URL
+    app.router.redirect_slashes = False
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("store unavailable: %s", exc)
+        return JSONResponse(APIError(503, "the conversation store is unavailable; try again shortly",
+                                     code="store_unavailable").body(), status_code=503)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -71,14 +80,24 @@ def create_app(loaded: LoadedServeConfig, host: str | None = None) -> ChatEndpoi
                 "updates_running": sum(1 for t in m._tasks.values() if not t.done()),
                 "usage": {name: rt.ledger.to_dict() for name, rt in m.runtimes.items()}}
 
+    model_card = {"id": cfg.server.model_name, "object": "model", "created": 0, "owned_by": "promptweave"}
+
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        auth.namespace_of(request.headers.get("authorization", ""))
-        return {"object": "list", "data": [{"id": cfg.server.model_name, "object": "model", "created": 0,
-                                            "owned_by": "promptweave"}]}
+        auth.namespace_of(request.headers.getlist("authorization"))
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str, request: Request) -> dict[str, Any]:
+        """What ``client.models.retrieve(id)`` asks for (it was a 404 for the served model too)."""
+        auth.namespace_of(request.headers.getlist("authorization"))
+        if model != cfg.server.model_name:
+            raise APIError(404, f"no model '{model[:100]}'; this server serves '{cfg.server.model_name}'",
+                           param="model", code="model_not_found")
+        return model_card
 
     def _existing(request: Request, sid: str) -> tuple[str, str]:
-        ns = auth.namespace_of(request.headers.get("authorization", ""))
+        ns = auth.namespace_of(request.headers.getlist("authorization"))
         check_session_id(sid)
         if manager().store.session(ns, sid) is None:
             raise APIError(404, f"no session '{sid}'", param="session", code="session_not_found")

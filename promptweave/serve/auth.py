@@ -37,10 +37,16 @@ class Auth:
                               "for an unauthenticated loopback-only server", file=loaded.file, key="server.keys_env")
         return cls(keys)
 
-    def namespace_of(self, authorization: str) -> str:
-        """The namespace of an ``Authorization`` header value; 401 without a known key."""
+    def namespace_of(self, authorization: str | list[str]) -> str:
+        """The namespace of an ``Authorization`` header value (or of every such header a request
+        has); 401 without a known key, and 401 for two headers: which one counts is no guess
+        to make with credentials."""
         if self.keys is None:
             return "public"
+        if isinstance(authorization, list):
+            if len(authorization) > 1:
+                raise APIError(401, "send one Authorization header, not several", code="invalid_api_key")
+            authorization = authorization[0] if authorization else ""
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")

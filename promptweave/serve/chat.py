@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..memory import ReplyError
+from ..memory import ReplyDiscarded, ReplyError, StoreUnavailable
 from .auth import Auth, read_limited
 from .config import ServeConfig
 from .protocol import (APIError, completion_body, new_id, parse_chat_request, parse_json_body, session_id,
@@ -79,11 +79,17 @@ class ChatEndpoint:
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, bytes] = {}
+        repeated: set[bytes] = set()
         for name, value in scope["headers"]:
             if name in (b"authorization", b"x-session-id", b"content-length"):
+                if name in headers:
+                    repeated.add(name)
                 headers[name] = value
         server = self.cfg.server
-        ns = self.auth.namespace_of(headers.get(b"authorization", b"").decode("latin-1"))
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        ns = self.auth.namespace_of([auth, auth] if b"authorization" in repeated else auth)
+        if b"x-session-id" in repeated:
+            raise APIError(400, "send one X-Session-Id header, not several", param="user", code="conflicting_session")
         raw = await read_limited(_chunks(receive), headers.get(b"content-length", b"").decode("latin-1"),
                                  server.max_body_bytes)
         req = parse_chat_request(parse_json_body(raw), server.max_tokens_limit)
@@ -96,6 +102,12 @@ class ChatEndpoint:
         try:
             reply = await manager.reply(ns, sid, sent, temperature=req.temperature,
                                         max_tokens=req.max_completion_tokens or req.max_tokens)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable: %s", exc)
+            raise APIError(503, "the conversation store is unavailable; try again shortly",
+                           code="store_unavailable") from None
+        except ReplyDiscarded as exc:
+            raise APIError(409, str(exc), param="user", code="session_deleted") from None
         except ReplyError as exc:
             raise APIError(502, str(exc), code="backend_error") from None
         cid = new_id()

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..memory.store import check_storable
+
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 
 
@@ -37,14 +39,16 @@ class ChatRequest(BaseModel):
     """The fields we act on; other OpenAI fields are accepted and ignored."""
 
     model_config = ConfigDict(extra="ignore")
-    model: str | None = None
+    # strict: "yes", 1, "10", true or 2.0 are refused, not read as true / 10 / 1 / 2 (a client that
+    # sends them has a bug it should hear about, as OpenAI's API tells it)
+    model: str | None = Field(None, strict=True)
     messages: list[ChatMessageIn] = Field(..., min_length=1)
-    stream: bool = False
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    user: str | None = None
-    n: int | None = Field(None, ge=1, le=1)
+    stream: bool = Field(False, strict=True)
+    temperature: float | None = Field(None, ge=0, le=2, strict=True)
+    max_tokens: int | None = Field(None, ge=1, strict=True)
+    max_completion_tokens: int | None = Field(None, ge=1, strict=True)
+    user: str | None = Field(None, strict=True)
+    n: int | None = Field(None, ge=1, le=1, strict=True)
 
 
 def parse_json_body(raw: bytes) -> Any:
@@ -54,12 +58,35 @@ def parse_json_body(raw: bytes) -> Any:
         raise APIError(400, f"the request body is not valid UTF-8 (byte {exc.start}); send UTF-8 JSON",
                        code="invalid_encoding") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise APIError(400, f"the request body is not valid JSON ({exc.msg} at line {exc.lineno} column "
                             f"{exc.colno})", code="invalid_json") from None
     except RecursionError:
         raise APIError(400, "the request body is nested too deeply", code="invalid_json") from None
+    except _DuplicateKey as exc:
+        raise APIError(400, f"the request body names '{exc.args[0]}' twice in one object; send each field once",
+                       param=exc.args[0], code="invalid_json") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (4,300)
+        raise APIError(400, f"the request body is not usable JSON ({' '.join(str(exc).split())[:120]})",
+                       code="invalid_json") from None
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats: which of two ``user`` fields a server reads
+    (the last, in Python) is not something a client should have to guess."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
 
 
 def parse_chat_request(data: Any, max_tokens_limit: int) -> ChatRequest:
@@ -89,10 +116,18 @@ def text_of(msg: ChatMessageIn, index: int) -> str:
     """Text content; text parts are joined, any other part is refused."""
     if msg.content is None:
         return ""
-    if isinstance(msg.content, str):
-        return msg.content
+    text = msg.content if isinstance(msg.content, str) else _parts_text(msg.content, index)
+    try:
+        check_storable(text)
+    except ValueError as exc:
+        raise APIError(400, f"'messages.{index}.content': {exc}", param=f"messages.{index}.content",
+                       code="invalid_value") from None
+    return text
+
+
+def _parts_text(parts: list[dict[str, Any]], index: int) -> str:
     out = []
-    for part in msg.content:
+    for part in parts:
         if part.get("type") != "text" or not isinstance(part.get("text"), str):
             raise APIError(400, f"'messages.{index}.content': only text parts are supported",
                            param=f"messages.{index}.content", code="invalid_value")
@@ -101,6 +136,12 @@ def text_of(msg: ChatMessageIn, index: int) -> str:
 
 
 def session_id(header: str | None, user: str | None) -> str:
+    """The conversation's id: the X-Session-Id header or the ``user`` field; both may be given
+    only when they agree (a turn stored under the one the client did not mean is not undone)."""
+    if header is not None and user is not None and header != user:
+        raise APIError(400, f"the X-Session-Id header ({header[:40]!r}) and the 'user' field ({user[:40]!r}) name "
+                            "different conversations; send one, or the same id in both",
+                       param="user", code="conflicting_session")
     sid = header if header is not None else user
     if sid is None:
         raise APIError(400, "name the conversation: send the 'user' field or an X-Session-Id header",

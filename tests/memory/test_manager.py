@@ -120,3 +120,20 @@ async def test_idle_timeout_ends_the_session(store: SQLStore) -> None:
     await mm.drain()
     assert store.latest_memory("ns", "u").version == 1
     assert store.session("ns", "u").dialogue_no == 2
+
+
+async def test_a_store_outage_after_the_reply_is_stored_still_answers(store: SQLStore, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The policy check after a stored reply is best effort: failing there made the client retry
+    a request whose exchange was already stored, and the retry stored it twice."""
+    from promptweave.memory import StoreUnavailable
+
+    mm = manager(store, policy="every_n_turns", every_n_turns=2)
+
+    def down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise StoreUnavailable("SQLite: database is locked")
+
+    monkeypatch.setattr(type(store), "session", down)
+    r = await mm.reply("ns", "u", [("user", "hi")])
+    monkeypatch.undo()
+    assert r.text == "You said: hi"
+    assert [t.content for t in store.turns("ns", "u")] == ["hi", "You said: hi"]

@@ -105,12 +105,12 @@ def test_a_reply_in_a_long_session_reads_no_turn_rows(tmp_path: Path) -> None:
 
 def test_a_run_that_does_not_hold_what_a_fit_needs_says_so() -> None:
     turns = tuple(Turn(s, "user", "w", 1, 0.0) for s in (5, 6, 7))  # cost 3 each
-    run = Recent(created=1.0, last_seq=7, budget=9, turns=turns, costs=(3, 3, 3), floor=4, floor_cost=None)
+    run = Recent(gen="g1", last_seq=7, budget=9, turns=turns, costs=(3, 3, 3), floor=4, floor_cost=None)
     assert run.context(start=4, budget=9) == list(turns)  # the session starts at the floor: complete
     assert run.context(start=0, budget=9) is None  # turn 4 might fit too: not held
     assert run.context(start=0, budget=20) is None  # a larger budget than the run was kept for
     assert run.context(start=6, budget=9) == [turns[2]]
-    stopped = Recent(1.0, 7, 9, turns[1:], (3, 3), floor=5, floor_cost=5)
+    stopped = Recent("g1", 7, 9, turns[1:], (3, 3), floor=5, floor_cost=5)
     assert stopped.context(start=0, budget=9) == list(turns[1:])  # turn 5 (cost 5) is known not to fit
     assert stopped.tail(after=4) is None and stopped.tail(after=6) == [turns[2]]
     grown = stopped.extended([Turn(8, "assistant", "w", 1, 0.0)])
@@ -123,10 +123,34 @@ def test_a_run_that_does_not_hold_what_a_fit_needs_says_so() -> None:
 
 def test_held_conversations_are_bounded_and_checked_against_the_row() -> None:
     held = RecentTurns(max_conversations=2)
-    run = Recent(1.0, 0, 10, (), (), 0, None)
+    run = Recent("g1", 0, 10, (), (), 0, None)
     for sid in ("a", "b", "c"):
         held.put("ns", sid, run)
-    assert held.get("ns", "a", 1.0, 0) is None  # the least recently used went first
-    assert held.get("ns", "c", 1.0, 0) is run
-    assert held.get("ns", "c", 2.0, 0) is None  # a conversation created again: dropped
-    assert held.get("ns", "b", 1.0, 3) is None  # turns written elsewhere: dropped
+    assert held.get("ns", "a", "g1", 0) is None  # the least recently used went first
+    assert held.get("ns", "c", "g1", 0) is run
+    assert held.get("ns", "c", "g2", 0) is None  # a conversation created again: dropped
+    assert held.get("ns", "b", "g1", 3) is None  # turns written elsewhere: dropped
+
+
+def test_held_turns_are_bounded_in_weight_and_a_huge_turn_is_not_held(tmp_path: Path) -> None:
+    held = RecentTurns(max_conversations=100, max_tokens=800)
+    run = Recent("g1", 1, 1000, (Turn(1, "user", "w", 1, 0.0),), (60,), 0, None)
+    for i in range(20):
+        held.put("ns", f"s{i}", run)
+    assert len(held) == 13 and held.weight == 13 * 60  # the oldest went out to keep the weight
+    assert held.get("ns", "s19", "g1", 1) is run and held.get("ns", "s0", "g1", 1) is None
+    held.put("ns", "s19", Recent("g1", 1, 1000, run.turns, (101,), 0, None))  # over an eighth: not held
+    assert held.get("ns", "s19", "g1", 1) is None and held.weight == 12 * 60
+    # through the store (a smaller bound, for speed): big messages in many conversations
+    store = open_store(f"sqlite:///{tmp_path / 'm.db'}")
+    store._recent = RecentTurns(max_tokens=100_000)
+    try:
+        for i in range(30):
+            view = store.begin_reply("ns", f"big{i}", [("user", "x" * 20_000)], context_tokens=1500)
+            assert view.context[-1].content == "x" * 20_000  # the reply still gets it
+            assert store._recent.weight <= 100_000
+        assert len(store._recent) == 19  # 5,002 tokens each
+        view = store.begin_reply("ns", "huge", [("user", "x" * 60_000)], context_tokens=1500)
+        assert len(view.context) == 1 and store._recent.get("ns", "huge", store.session("ns", "huge").gen, 1) is None
+    finally:
+        store.close()
