@@ -35,9 +35,12 @@ def chat(
 
 async def _loop(loaded, ns: str, sid: str) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
+    from rich.markup import escape
     from rich.panel import Panel
+    from rich.text import Text
 
-    from ..memory import ReplyError
+    from ..memory import ReplyError, StoreUnavailable
+    from ..memory.store import check_storable
     from ..serve.service import ChatService
 
     console = Console(highlight=False)
@@ -61,7 +64,8 @@ async def _loop(loaded, ns: str, sid: str) -> None:  # type: ignore[no-untyped-d
                 mv = manager.store.latest_memory(ns, sid)
                 running = (ns, sid) in manager._tasks and not manager._tasks[(ns, sid)].done()
                 title = f"memory v{mv.version} (turns {mv.turn_from}-{mv.turn_to})" if mv else "memory: none yet"
-                console.print(Panel(mv.text if mv else "none", title=title,
+                # a model's text is never markup: Text, not a str rich would parse
+                console.print(Panel(Text(mv.text if mv else "none"), title=title,
                                     subtitle="an update is running" if running else None))
             elif line == "/end":
                 if manager.end_session(ns, sid):
@@ -70,7 +74,7 @@ async def _loop(loaded, ns: str, sid: str) -> None:  # type: ignore[no-untyped-d
                     failure = manager.failures.get((ns, sid))
                     mv = manager.store.latest_memory(ns, sid)
                     if failure:
-                        console.print(f"[red]memory update failed[/]: {failure.error} (it is retried later)")
+                        console.print(f"[red]memory update failed[/]: {escape(str(failure.error))} (it is retried later)")
                     else:
                         console.print(f"[dim]session ended; memory v{mv.version if mv else 0}[/]")
                 else:
@@ -79,13 +83,21 @@ async def _loop(loaded, ns: str, sid: str) -> None:  # type: ignore[no-untyped-d
                 await manager.forget(ns, sid)
                 console.print("[dim]forgotten: every turn and memory version of this session is deleted[/]")
             elif line.startswith("/"):
-                console.print(f"[red]unknown command[/] {line}; {_HELP}")
+                console.print(f"[red]unknown command[/] {escape(line)}; {_HELP}")
             else:
+                try:
+                    check_storable(line, "your message")  # e.g. bytes the terminal could not decode
+                except ValueError as exc:
+                    console.print(f"[red]error[/]: {escape(str(exc))}; nothing was sent")
+                    continue
                 try:
                     reply = await manager.reply(ns, sid, [("user", line)], dedup=False)
                 except ReplyError as exc:
-                    console.print(f"[red]error[/]: {exc} (your turn is kept)")
+                    console.print(f"[red]error[/]: {escape(str(exc))} (your turn is kept)")
                     continue
-                console.print(f"[bold green]bot[/] › {reply.text}")
+                except StoreUnavailable as exc:
+                    console.print(f"[red]error[/]: {escape(str(exc))}")
+                    continue
+                console.print("[bold green]bot[/] › ", Text(reply.text), sep="")
     finally:
         await service.close()

@@ -36,3 +36,19 @@ def test_bad_session_id_is_a_one_line_error(tmp_path: Path) -> None:
                        capture_output=True, text=True, cwd=REPO, timeout=60, env={"PYTHONPATH": str(REPO),
                                                                                    "PATH": "/usr/bin:/bin"})
     assert r.returncode == 2 and r.stderr.startswith("error: --session:") and "Traceback" not in r.stderr
+
+
+def test_text_is_never_markup_and_undecodable_input_is_one_line(tmp_path: Path) -> None:
+    cfg = serve_config(tmp_path)
+    # the scripted bot echoes the message: rich markup in a model's reply is printed as it is
+    out = _chat(cfg, ["look [/x] and [bold]here", "/end", "/memory", "/[/]"])
+    assert "You said: look [/x] and [bold]here" in out
+    assert "memory v1" in out and "unknown command /[/]" in out
+    # bytes the terminal cannot decode (not UTF-8): refused in one line, nothing stored
+    r = subprocess.run([sys.executable, "-m", "promptweave", "chat", str(cfg), "--session", "bytes"],
+                       input=b"caf\xe9\n/memory\n", capture_output=True, cwd=REPO, timeout=60,
+                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 0 and "Traceback" not in err, err
+    assert "error: your message contains a lone surrogate" in out and "nothing was sent" in out
+    assert "memory: none yet" in out
