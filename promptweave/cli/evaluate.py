@@ -236,8 +236,9 @@ def evaluate(
 
 
 def _print_table(results: list[dict[str, Any]], lp: str | None, n_segments: int) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from . import output
 
     table = Table("system", "metric", "score", title=f"{lp or ''} ({n_segments} segments)".strip())
     signatures: dict[str, str] = {}
@@ -245,9 +246,7 @@ def _print_table(results: list[dict[str, Any]], lp: str | None, n_segments: int)
         arrow = "" if r["higher_is_better"] else " ↓"
         table.add_row(r["system"], r["metric"] + arrow, "-" if r["score"] is None else f"{r['score']:.2f}")
         signatures.setdefault(r["metric"], r["signature"])
-    console = Console()
-    if not console.is_terminal:  # piped: do not squeeze long system names into 80 columns
-        console = Console(width=200)
+    console = output.console(wide_when_piped=True)  # piped: long system names stay whole
     console.print(table)
     for metric, sig in signatures.items():
-        console.print(f"{metric}: {sig}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"{metric}: {sig}", soft_wrap=True)

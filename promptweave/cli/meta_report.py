@@ -125,9 +125,8 @@ def print_pooled(pooled: dict[str, dict[str, Any]]) -> None:
 
 def _console() -> Any:
     """A rich console that does not squeeze tables to 80 columns when output is piped."""
-    from rich.console import Console
+    from .output import console
 
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    return console(wide_when_piped=True)
 
 __all__ = ["nan_to_null", "pool", "print_clusters", "print_pooled", "print_table"]

@@ -10,10 +10,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from rich.table import Table
 
-from . import Interrupted, app
+from . import Interrupted, app, output
 from .supervise import SUPERVISED_ENV, child_setup, command_line, count_finished, report_run_dir
 
 _SET = typer.Option(None, "--set", "-s", help="override a config value: key.path=value (repeatable)")
@@ -68,9 +68,9 @@ def run(
                                "usage": led.to_dict(), "metrics": scores["metrics"], "judges": scores["judges"]},
                               indent=2, default=str))
     else:
-        console = Console()
-        console.print(f"[bold]{summary.name}[/]: {summary.total} rows "
-                      f"({summary.ran} run, {summary.skipped} resumed, {summary.errors} errors) in {summary.seconds:.1f}s")
+        console = output.console()
+        console.print(Text.assemble((summary.name, "bold"), f": {summary.total} rows ({summary.ran} run, "
+                                    f"{summary.skipped} resumed, {summary.errors} errors) in {summary.seconds:.1f}s"))
         console.print(f"model calls {led.calls}, cache hits {led.cache_hits}, retries {led.retries}, "
                       f"tokens {led.prompt_tokens}+{led.completion_tokens}"
                       + (f", cost {led.cost:.4f}" if led.cost else ""))
@@ -78,12 +78,12 @@ def run(
         from ..report.markdown import terminal_lines
 
         for line in terminal_lines(scores.get("numbers") or {}):
-            console.print(line, markup=False, highlight=False)
+            console.print(line)
         console.print(f"results: {run_dir}/results.jsonl · report: {run_dir}/report.md, {run_dir}/report.html",
                       soft_wrap=True)  # paths stay whole
         if summary.errors:
-            console.print(f"[yellow]{summary.errors} rows failed; re-run them with: "
-                          f"{escape(command_line(args, add=['--retry-errors']))}[/]", soft_wrap=True)
+            console.print(f"{summary.errors} rows failed; re-run them with: "
+                          f"{command_line(args, add=['--retry-errors'])}", style="yellow", soft_wrap=True)
     if summary.errors:
         raise typer.Exit(1)
 

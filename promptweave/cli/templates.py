@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from . import app
+from . import app, output
 
 templates_app = typer.Typer(help="List and show built-in prompt templates.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
@@ -22,7 +21,7 @@ def list_templates() -> None:
         tpl = get_template(name)
         desc = " ".join(tpl.description.split())
         table.add_row(name, ", ".join(tpl.variables), desc[:100] + ("…" if len(desc) > 100 else ""))
-    Console().print(table)
+    output.console().print(table)
 
 
 @templates_app.command("show")
