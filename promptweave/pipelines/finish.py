@@ -61,7 +61,9 @@ def write_scores(path: Path, scores: dict[str, Any]) -> None:
     items = segments.items_in_order() if hasattr(segments, "items_in_order") else iter(segments.items())
     text = json.dumps({**scores, "segments": _SEGMENTS}, indent=2, ensure_ascii=False, default=str)
     before, after = text.split(json.dumps(_SEGMENTS, ensure_ascii=False), 1)
-    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", buffering=1 << 20) as f:
+    # backslashreplace: a lone surrogate (from a "\\ud800" escape in the data) is written as that
+    # JSON escape again, instead of failing the finish
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", errors="backslashreplace", buffering=1 << 20) as f:
         f.write(scrub(before))
         first = True
         names: dict[str, str] = {}

@@ -38,21 +38,17 @@ def finite(value: Any) -> float | None:
 
 
 def check_record(rec: Any, where: str) -> dict[str, Any]:
-    """One results row (``where``: ``file:line``); the record itself when its fields have the
-    types the run store writes."""
-    if not isinstance(rec, dict) or "key" not in rec:
-        raise DataError(f"{where}: not a results row (no 'key')")
-    if not isinstance(rec["key"], (str, int)) or isinstance(rec["key"], bool):
-        raise DataError(f"{where}: field 'key' is {_kind(rec['key'])}, expected a string; {_FIX}")
-    index = rec.get("index", 0)
-    if isinstance(index, bool) or not isinstance(index, (int, float)) or not math.isfinite(index):
-        raise DataError(f"{where}: field 'index' is {_kind(index)}, expected a number; {_FIX}")
-    for name, want in (("status", str), ("fields", dict), ("outputs", dict), ("error", dict)):
-        if name in rec and not isinstance(rec[name], want) and not (name == "error" and rec[name] is None):
-            raise DataError(f"{where}: field '{name}' is {_kind(rec[name])}, expected {_JSON_TYPES[want]}; {_FIX}")
-    for step_id, out in (rec.get("outputs") or {}).items():
-        if not isinstance(out, dict):
-            raise DataError(f"{where}: field 'outputs.{step_id}' is {_kind(out)}, expected an object; {_FIX}")
+    """One results row (``where``: ``file:line``) as the run store accepts it
+    (:func:`~promptweave.pipelines.recovery.record_problem`), each step output an object."""
+    from ..pipelines.recovery import record_problem
+
+    problem = record_problem(rec)
+    if problem is None:
+        step, out = next(((k, v) for k, v in rec["outputs"].items() if not isinstance(v, dict)), (None, None))
+        if step is not None:
+            problem = f"'outputs.{step}' is {_kind(out)}, not an object"
+    if problem is not None:
+        raise DataError(f"{where}: not a results row ({problem}); {_FIX}")
     return rec
 
 

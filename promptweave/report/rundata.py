@@ -134,7 +134,7 @@ def read_records(results: Path, max_rows: int | None = None) -> list[dict[str, A
             if not raw.strip():
                 continue
             try:
-                rec = json.loads(raw.decode("utf-8"))
+                rec = json.loads(raw.decode("utf-8", "surrogatepass"))  # as the run store writes them
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 if not raw.endswith(b"\n"):
                     break  # a torn last line from a killed run: the run itself trims it on resume
