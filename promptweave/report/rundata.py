@@ -131,6 +131,8 @@ def read_records(results: Path, max_rows: int | None = None) -> list[dict[str, A
         raise DataError(f"{results}: cannot be read ({exc.strerror or exc}); give a run directory") from None
     with f:
         for lineno, raw in enumerate(f, 1):
+            if max_rows is not None and len(records) >= max_rows:
+                break
             if not raw.strip():
                 continue
             try:
@@ -141,8 +143,6 @@ def read_records(results: Path, max_rows: int | None = None) -> list[dict[str, A
                 why = exc.msg if isinstance(exc, json.JSONDecodeError) else f"not UTF-8 at byte {exc.start}"
                 raise DataError(f"{results}:{lineno}: not valid JSON ({why})") from None
             records.append(check_record(rec, f"{results}:{lineno}"))
-            if max_rows is not None and len(records) >= max_rows:
-                break
     by_key = {r["key"]: r for r in records}
     return sorted(by_key.values(), key=lambda r: r.get("index") or 0)
 
