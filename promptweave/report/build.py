@@ -14,7 +14,7 @@ import numpy as np
 
 from . import svg
 from .compare import MetricSpec, SystemData, _streams, compare, run_metric
-from .numbers import call_traces, fmt_score, latency_by_model, quality_counts, rows_per_system, step_models
+from .numbers import call_traces, count, finite, fmt_score, latency_by_model, quality_counts, rows_per_system, step_models
 from .page import json_for_script, page, table, write_page
 from .rundata import SACRE_METRICS, Column, Run, columns, load_run
 from .segments import segment_blob
@@ -290,11 +290,12 @@ def _usage_section(run: Run) -> str:
                 continue
             price = prices.get(models.get(step_id, "default"))
             for t in call_traces(o):
-                if isinstance(t.get("latency_s"), (int, float)):
-                    lats.append(float(t["latency_s"]))
+                lat = finite(t.get("latency_s"))
+                if lat is not None:
+                    lats.append(lat)
                 if t.get("cached"):
                     continue
-                p_tok, c_tok = int(t.get("prompt_tokens") or 0), int(t.get("completion_tokens") or 0)
+                p_tok, c_tok = count(t.get("prompt_tokens")), count(t.get("completion_tokens"))
                 total += p_tok + c_tok
                 if price:
                     spent += (p_tok * float(price.get("input", 0)) + c_tok * float(price.get("output", 0))) / 1e6

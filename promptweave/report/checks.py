@@ -9,7 +9,6 @@ naming the file, the line or field, and what was expected.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,6 @@ _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true/f
 
 def _kind(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-def finite(value: Any) -> float | None:
-    """``value`` as a float when it is a finite number (not a bool, NaN, infinity or an integer
-    too big for a float), else ``None``: what a score column may hold."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:
-        return None
-    return f if math.isfinite(f) else None
 
 
 def check_record(rec: Any, where: str) -> dict[str, Any]:

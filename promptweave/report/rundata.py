@@ -15,7 +15,8 @@ from typing import Any
 from collections.abc import Callable
 
 from ..errors import DataError
-from .checks import check_manifest, check_record, check_scores, finite
+from .checks import check_manifest, check_record, check_scores
+from .numbers import finite
 
 #: sacrebleu-backed metrics, whose corpus score is not a mean of segment scores
 SACRE_METRICS = {"bleu", "chrf", "ter"}

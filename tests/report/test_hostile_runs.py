@@ -175,3 +175,38 @@ def test_retried_rows_and_a_torn_last_line(base: Path, tmp_path: Path) -> None:
     assert len(run.records) == len(recs)
     assert next(r for r in run.records if r["key"] == retried["key"])["status"] == "error"  # the last record wins
     write_report(d, 100)
+
+
+def _mqm(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    return lambda r: edit(r["outputs"]["mqm"])
+
+
+def _first_call(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    return _mqm(lambda o: edit(o["calls"][0]))
+
+
+# fields inside a step output the page reads without trusting their type: a value of another
+# type is left out (no flag, no call, no tokens), never the end of the page
+ODD_INSIDE: dict[str, Callable[[dict[str, Any]], None]] = {
+    "flags a number": _mqm(lambda o: o.__setitem__("flags", 5)),
+    "flags with null": _mqm(lambda o: o.__setitem__("flags", ["x", None, 1])),
+    "removed a number": _mqm(lambda o: o.__setitem__("removed", 5)),
+    "calls a number": _mqm(lambda o: o.__setitem__("calls", 5)),
+    "tokens a string": _first_call(lambda c: c.__setitem__("prompt_tokens", "many")),
+    "tokens NaN": _first_call(lambda c: c.__setitem__("completion_tokens", float("nan"))),
+    "latency past a float": _first_call(lambda c: c.__setitem__("latency_s", 10 ** 400)),
+    "references of numbers": lambda r: r["fields"].__setitem__("reference", [1, "x"]),
+    "one huge judge value": _mqm(lambda o: o.__setitem__("value", 10 ** 19)),
+}
+
+
+@pytest.mark.parametrize("odd", list(ODD_INSIDE))
+def test_odd_values_inside_step_outputs_do_not_end_the_page(base: Path, tmp_path: Path, odd: str) -> None:
+    d = _copy(base, tmp_path)
+    recs = _records(d)
+    for r in recs:
+        ODD_INSIDE[odd](r)
+    _write_records(d, recs)
+    html = write_report(d, 100).read_text(encoding="utf-8")
+    assert html.count('"sys":') == len(recs)  # every row is in the segment browser
+    systems_from_runs([load_run(d)])
