@@ -210,3 +210,14 @@ def test_odd_values_inside_step_outputs_do_not_end_the_page(base: Path, tmp_path
     html = write_report(d, 100).read_text(encoding="utf-8")
     assert html.count('"sys":') == len(recs)  # every row is in the segment browser
     systems_from_runs([load_run(d)])
+
+
+def test_the_report_command_bounds_the_page_as_the_finish_does(base: Path, tmp_path: Path) -> None:
+    import os
+
+    d = _copy(base, tmp_path)
+    res = cli("report", str(d), env={**os.environ, "PROMPTWEAVE_REPORT_ROWS": "7"})
+    assert res.returncode == 0, res.stderr
+    html = (d / "report.html").read_text(encoding="utf-8")
+    assert f"This run has {len(_records(d))} rows; this page covers the first 7</strong>" in html
+    assert html.count('"sys":') == 7
