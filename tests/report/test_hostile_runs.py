@@ -221,3 +221,8 @@ def test_the_report_command_bounds_the_page_as_the_finish_does(base: Path, tmp_p
     html = (d / "report.html").read_text(encoding="utf-8")
     assert f"This run has {len(_records(d))} rows; this page covers the first 7</strong>" in html
     assert html.count('"sys":') == 7
+    for bad in ("abc", "-1"):
+        res = cli("report", str(d), env={**os.environ, "PROMPTWEAVE_REPORT_ROWS": bad})
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert res.stderr.strip() == f"error: PROMPTWEAVE_REPORT_ROWS='{bad}': not a whole number >= 0; " \
+                                     "unset it for the default (20000)"
