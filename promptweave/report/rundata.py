@@ -105,13 +105,22 @@ class Run:
         return list(dict.fromkeys(system for _, system, _ in self.labelled()))
 
 
+def _regular(path: Path) -> None:
+    """A FIFO or a device in a run directory would block or never end a read: refused."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: not a regular file; move it away and re-run the pipeline to rewrite it")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
+    _regular(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: missing; is {path.parent} a finished run directory?") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run the pipeline to rewrite it") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply; re-run the pipeline to rewrite it") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); re-run the pipeline to rewrite it") from None
     except OSError as exc:
@@ -126,6 +135,7 @@ def read_records(results: Path, max_rows: int | None = None) -> list[dict[str, A
     once the run compacted it); a retried row keeps its last record, as RunStore does. A clear
     one-line :class:`DataError` for a line that is not a record (:func:`.checks.check_record`)."""
     records: list[dict[str, Any]] = []
+    _regular(results)
     try:
         f = open(results, "rb")
     except OSError as exc:
@@ -138,10 +148,11 @@ def read_records(results: Path, max_rows: int | None = None) -> list[dict[str, A
                 continue
             try:
                 rec = json.loads(raw.decode("utf-8", "surrogatepass"))  # as the run store writes them
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
                 if not raw.endswith(b"\n"):
                     break  # a torn last line from a killed run: the run itself trims it on resume
-                why = exc.msg if isinstance(exc, json.JSONDecodeError) else f"not UTF-8 at byte {exc.start}"
+                why = (exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                       if isinstance(exc, RecursionError) else f"not UTF-8 at byte {exc.start}")
                 raise DataError(f"{results}:{lineno}: not valid JSON ({why})") from None
             records.append(check_record(rec, f"{results}:{lineno}"))
     by_key = {r["key"]: r for r in records}

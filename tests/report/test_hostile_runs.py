@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -73,7 +74,11 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "no status": (_each(lambda r: r.pop("status")), r"results\.jsonl:1: .*'status'"),
     "not UTF-8": (lambda d: (d / "results.jsonl").write_bytes(b'{"key": "\xff"}\n'), r"results\.jsonl:1: .*UTF-8"),
     "results.jsonl a directory": (lambda d: ((d / "results.jsonl").unlink(), (d / "results.jsonl").mkdir()),
-                                  r"results\.jsonl: cannot be read"),
+                                  r"results\.jsonl: not a regular file"),
+    "a line nested too deeply": (lambda d: (d / "results.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n"),
+                                 r"results\.jsonl:1: not valid JSON \(nested too deeply\)"),
+    "scores.json a FIFO": (lambda d: ((d / "scores.json").unlink(), os.mkfifo(d / "scores.json")),
+                           r"scores\.json: not a regular file"),  # reading it would wait forever
     "scores metrics a list": (lambda d: _edit_json(d, "scores.json", lambda s: s.__setitem__("metrics", [1])),
                               r"scores\.json: field 'metrics'"),
     "scores segment row a string": (
@@ -213,8 +218,6 @@ def test_odd_values_inside_step_outputs_do_not_end_the_page(base: Path, tmp_path
 
 
 def test_the_report_command_bounds_the_page_as_the_finish_does(base: Path, tmp_path: Path) -> None:
-    import os
-
     d = _copy(base, tmp_path)
     res = cli("report", str(d), env={**os.environ, "PROMPTWEAVE_REPORT_ROWS": "7"})
     assert res.returncode == 0, res.stderr
