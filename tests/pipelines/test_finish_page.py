@@ -59,15 +59,32 @@ def test_page_shared_by_two_processes_equals_the_page_of_one(tmp_path: Path, mon
     assert "ref-copy" in forked and "95% bootstrap interval" in forked
 
 
-def _children() -> bool:
-    """Whether this process has a child process left (running, or ended and not reaped)."""
+def _page_processes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the page processes the finish forks (filled as it forks them)."""
+    import os
+
+    pids: list[int] = []
+    real = os.fork
+
+    def fork() -> int:
+        pid = real()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(finish.os, "fork", fork)
+    return pids
+
+
+def _reaped(pid: int) -> bool:
+    """Whether process ``pid`` (a child of this one) has ended and been waited for."""
     import os
 
     try:
-        os.waitpid(-1, os.WNOHANG)
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return False
-    return True
+        return True
+    return False
 
 
 def test_interrupted_finish_leaves_no_page_process_and_a_rerun_finishes(tmp_path: Path,
@@ -79,11 +96,12 @@ def test_interrupted_finish_leaves_no_page_process_and_a_rerun_finishes(tmp_path
         raise KeyboardInterrupt  # Ctrl-C while the parent works out the page's tests
 
     monkeypatch.setattr(build, "page_tests", interrupted)
+    pids = _page_processes(monkeypatch)
     cfg = multisystem_config(tmp_path, 20)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(cfg, run_id="r")
     # the page's process was stopped and reaped: nothing waits on a pipe no one will close
-    assert not _children()
+    assert len(pids) == 1 and _reaped(pids[0])
     d = tmp_path / "runs" / "stream-eval" / "r"
     assert not (d / "scores.json").exists()
     monkeypatch.setattr(build, "page_tests", real)
@@ -97,10 +115,11 @@ def test_a_dying_page_process_neither_hangs_the_finish_nor_loses_its_results(tmp
 
     monkeypatch.setattr(finish, "FORK_ROWS", 10)
     monkeypatch.setattr(finish, "_write_html", lambda *a, **k: os._exit(3))  # only the forked child calls it
+    pids = _page_processes(monkeypatch)
     run = run_pipeline(multisystem_config(tmp_path, 20), run_id="r")
     d = Path(run.run_dir)
     assert json.loads((d / "scores.json").read_text(encoding="utf-8"))["rows"] == 60
-    assert (d / "report.md").exists() and not _children()
+    assert (d / "report.md").exists() and len(pids) == 1 and _reaped(pids[0])
     saved = json.loads((d / finish.finishcache.STATE_FILE).read_text(encoding="utf-8"))
     assert saved["tests"] == {}  # the page failed: its tests are not kept as if it had been written
 
