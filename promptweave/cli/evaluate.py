@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -11,11 +10,12 @@ from typing import Any, Optional
 import typer
 
 from ..errors import DataError, PromptweaveError
+from ..envknobs import env_int
 from . import app
 
 
 #: from this many segments on, sacreBLEU statistics are computed in a process pool
-POOL_SEGMENTS = int(os.environ.get("PROMPTWEAVE_POOL_SEGMENTS", "10000"))
+POOL_SEGMENTS = env_int("PROMPTWEAVE_POOL_SEGMENTS", 10000)
 
 
 @dataclass

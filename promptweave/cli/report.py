@@ -15,7 +15,9 @@ def report(
     samples: int = typer.Option(1000, "--bootstrap", min=100, help="bootstrap resamples for the intervals and tests"),
 ) -> None:
     """Write report.html (one self-contained offline page) into each run directory."""
+    from ..pipelines.scoring import REPORT_ROWS
     from ..report import write_report
 
     for d in run_dirs:
-        typer.echo(f"wrote {write_report(d, samples)}")
+        # bounded as the finish bounds it: a huge run's page covers its first rows (and says so)
+        typer.echo(f"wrote {write_report(d, samples, max_rows=REPORT_ROWS)}")

@@ -177,6 +177,14 @@ def _describe(value: Any) -> str:
     return f"{kind.get(type(value), type(value).__name__)} ({str(value)[:40]})"
 
 
+def _as_float(value: int | float) -> float:
+    """``float(value)``; infinity for an integer past a float's range (scores are summed as floats)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def _number(value: Any, where: str, name: str) -> float | int | None:
     if value is None:
         return None
@@ -193,8 +201,8 @@ def _number(value: Any, where: str, name: str) -> float | int | None:
                 raise DataError(f"{where}: field '{name}' must be a number, got '{text[:40]}'") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataError(f"{where}: field '{name}' must be a number, got {_describe(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise DataError(f"{where}: field '{name}' is {value}, not a finite number; use null for a missing score")
+    if not math.isfinite(_as_float(value)):  # NaN, infinities, integers past a float's range
+        raise DataError(f"{where}: field '{name}' is {str(value)[:40]}, not a finite number; use null for a missing score")
     return value
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
+from ..envknobs import env_int
 from .base import Metric
 
 #: (metric name, src_lang, tgt_lang, options) - enough to rebuild the metric in a worker
@@ -121,7 +122,7 @@ def make_pool(workers: int | None = None) -> Executor | None:
     ``PROMPTWEAVE_WORKERS`` overrides the count (1 disables the pool)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # a few workers keep a 1M-row finish fed; more would only multiply the forked memory
-    n = workers or int(os.environ.get("PROMPTWEAVE_WORKERS") or 0) or min(cores, 8)
+    n = workers or env_int("PROMPTWEAVE_WORKERS", 0) or min(cores, 8)
     if n <= 1:
         return None
     import multiprocessing

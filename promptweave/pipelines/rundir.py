@@ -138,11 +138,13 @@ def write_bytes_atomic(path: Path | str, data: bytes) -> None:
 
 
 def write_json_atomic(path: Path | str, data: Any) -> None:
-    write_bytes_atomic(path, (scrub(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n").encode("utf-8"))
+    # a lone surrogate (a JSON "\\ud800" escape in the data) is written as that escape again
+    write_bytes_atomic(path, (scrub(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
+                       .encode("utf-8", "backslashreplace"))
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:
-    write_bytes_atomic(path, scrub(text).encode("utf-8"))
+    write_bytes_atomic(path, scrub(text).encode("utf-8", "backslashreplace"))  # lone surrogates: escaped
 
 
 def open_regular(path: Path | str, flags: int, action: str = "write") -> int:

@@ -26,13 +26,14 @@ from ..data.keytable import KeyList
 from ..evaluators import create_metric
 from ..evaluators.base import Metric
 from ..evaluators.segstats import StatsSum, chunk_stats, corpus_from_sum, make_pool, metric_spec, supports_stats
+from ..envknobs import env_int
 from ..report.numbers import call_traces, percentile, step_models
 
 JUDGE_KINDS = {"mqm", "da"}
 #: from this many rows on, sacreBLEU statistics are computed in a process pool
-POOL_ROWS = int(os.environ.get("PROMPTWEAVE_POOL_ROWS", "5000"))
+POOL_ROWS = env_int("PROMPTWEAVE_POOL_ROWS", 5000)
 #: report.html covers at most this many rows (it says so); scores.json and report.md cover all
-REPORT_ROWS = int(os.environ.get("PROMPTWEAVE_REPORT_ROWS", "20000"))
+REPORT_ROWS = env_int("PROMPTWEAVE_REPORT_ROWS", 20000)
 CHUNK = 2000  # segments per statistics job: big enough to amortise a process hop
 
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from . import svg
-from .compare import MetricSpec, SystemData, _streams, compare, sacrebleu_metric
-from .numbers import call_traces, fmt_score, latency_by_model, quality_counts, rows_per_system, step_models
-from .page import json_for_script, page, table
-from .rundata import SACRE_METRICS, Column, Run, columns, languages, load_run, metric_options
+from .compare import MetricSpec, SystemData, _streams, compare, run_metric
+from .numbers import call_traces, count, finite, fmt_score, latency_by_model, quality_counts, rows_per_system, step_models
+from .page import json_for_script, page, table, write_page
+from .rundata import SACRE_METRICS, Column, Run, columns, load_run
 from .segments import segment_blob
 from .stats import Draws, TestResult, paired, sacrebleu_stats, seed_from_env
 
@@ -36,8 +36,7 @@ def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 100
     order = [best] + [s for s in present if s != best]
     seed = seed_from_env()
     if col.kind == "metric" and col.name in SACRE_METRICS:
-        src, tgt = languages(run)
-        metric = sacrebleu_metric(col.name, src, tgt, metric_options(run, col.name))
+        metric = run_metric(run, col.name)
         data = _texts(run, order)
         items = [i for i in data[best].hyps if all(i in d.hyps for d in data.values()) and i in data[best].refs]
         if not items:
@@ -91,7 +90,7 @@ def _texts(run: Run, systems: list[str]) -> dict[str, SystemData]:
         for rec, system, item in run.labelled():
             if rec.get("status") != "ok":
                 continue
-            hyp, ref = run.value(rec, hyp_name), run.value(rec, ref_name)
+            hyp, ref = run.value(rec, hyp_name), run.text(rec, ref_name)
             if hyp is not None and ref:
                 d = every.get(system) or every.setdefault(system, SystemData(system))
                 d.hyps[item] = str(hyp)
@@ -291,11 +290,12 @@ def _usage_section(run: Run) -> str:
                 continue
             price = prices.get(models.get(step_id, "default"))
             for t in call_traces(o):
-                if isinstance(t.get("latency_s"), (int, float)):
-                    lats.append(float(t["latency_s"]))
+                lat = finite(t.get("latency_s"))
+                if lat is not None:
+                    lats.append(lat)
                 if t.get("cached"):
                     continue
-                p_tok, c_tok = int(t.get("prompt_tokens") or 0), int(t.get("completion_tokens") or 0)
+                p_tok, c_tok = count(t.get("prompt_tokens")), count(t.get("completion_tokens"))
                 total += p_tok + c_tok
                 if price:
                     spent += (p_tok * float(price.get("input", 0)) + c_tok * float(price.get("output", 0))) / 1e6
@@ -386,7 +386,5 @@ def write_report(run_dir: Path | str, n_samples: int = 1000, *, scores: dict[str
     run.tests_cache = tests_cache  # the bootstrap results of the last page, reused or filled
     run.tests_from = tests_from  # or worked out by another process meanwhile
     out = run.dir / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(render_html(run, n_samples), encoding="utf-8")
-    tmp.replace(out)
+    write_page(out, render_html(run, n_samples))
     return out

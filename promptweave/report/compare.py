@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..errors import PromptweaveError
+from ..errors import DataError, PromptweaveError
 from .rundata import SACRE_METRICS, Run, columns, languages, metric_options
 from .stats import Draws, TestResult, TestType, mean_stats, paired, sacrebleu_paired, seed_from_env
 
@@ -92,8 +92,7 @@ def systems_from_runs(runs: Sequence[Run]) -> tuple[list[SystemData], list[Metri
         for col in cols:
             spec = MetricSpec(col.name, col.higher_is_better)
             if col.kind == "metric" and col.name in SACRE_METRICS:
-                src, tgt = languages(run)
-                spec.sacre = sacrebleu_metric(col.name, src, tgt, metric_options(run, col.name))
+                spec.sacre = run_metric(run, col.name)
             specs[col.name] = spec
         shared = specs if shared is None else {k: v for k, v in shared.items() if k in specs}
         by_name: dict[str, SystemData] = {}
@@ -104,9 +103,9 @@ def systems_from_runs(runs: Sequence[Run]) -> tuple[list[SystemData], list[Metri
             hyp = run.value(rec, hyp_name)
             if rec.get("status") == "ok" and hyp is not None:
                 sd.hyps[item] = str(hyp)
-            ref = run.value(rec, ref_name)
+            ref = run.text(rec, ref_name)
             if ref is not None:
-                sd.refs[item] = ref if isinstance(ref, list) else str(ref)
+                sd.refs[item] = ref
         for col in cols:
             for sysname, vals in col.values.items():
                 if sysname in by_name:
@@ -117,6 +116,16 @@ def systems_from_runs(runs: Sequence[Run]) -> tuple[list[SystemData], list[Metri
     if dup:
         raise PromptweaveError(f"two systems are named {sorted(dup)[0]!r}; compare runs with distinct directories")
     return systems, list((shared or {}).values())
+
+
+def run_metric(run: Run, name: str) -> Any:
+    """:func:`sacrebleu_metric` with the run's languages and options; options the manifest holds
+    that the metric refuses are named with the manifest's path."""
+    try:
+        src, tgt = languages(run)
+        return sacrebleu_metric(name, src, tgt, metric_options(run, name))
+    except (PromptweaveError, TypeError, ValueError) as exc:
+        raise DataError(f"{run.dir / 'manifest.json'}: field 'config.metrics' ({name}): {exc}") from None
 
 
 def sacrebleu_metric(name: str, src_lang: str | None, tgt_lang: str | None, options: dict[str, Any]) -> Any:
@@ -213,7 +222,7 @@ def write_html(path: Any, comps: Sequence[MetricComparison], test: TestType, inp
     from html import escape
     from pathlib import Path
 
-    from .page import page, table
+    from .page import page, table, write_page
 
     head = [("system", "txt")] + [(c.metric + ("" if c.higher_is_better else " ↓"), "num") for c in comps]
     rows = []
@@ -234,4 +243,4 @@ def write_html(path: Any, comps: Sequence[MetricComparison], test: TestType, inp
             + table(head, rows, "compare-table", sortable=False)
             + f"<p class=\"muted\">score (μ = bootstrap mean ± 95% half-interval) (p = p-value against the baseline); "
               f"* and red: p &lt; 0.05.</p><ul>{sigs}</ul></section>")
-    Path(path).write_text(page(f"compare: {name}", body, script=False), encoding="utf-8")
+    write_page(Path(path), page(f"compare: {name}", body, script=False))

@@ -5,6 +5,7 @@ failed rows, parse failures, quality flags, latency percentiles per model, cumul
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -39,9 +40,33 @@ def call_traces(output: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Every model-call trace a step output holds (``call``, ``calls``, nested error records)."""
     if isinstance(output.get("call"), dict):
         yield output["call"]
-    for t in output.get("calls") or []:
+    for t in listed(output.get("calls")):
         if isinstance(t, dict):
             yield t
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool, NaN, infinity or an integer
+    too big for a float), else ``None``: what a score column may hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def listed(value: Any) -> list[Any]:
+    """``value`` when it is a list, else empty: a record's list fields (flags, calls, removed
+    text) read without trusting their type."""
+    return value if isinstance(value, list) else []
+
+
+def count(value: Any) -> int:
+    """A token count as a whole number; 0 for anything that is not a finite number."""
+    f = finite(value)
+    return int(f) if f is not None else 0
 
 
 def percentile(sorted_vals: list[float], q: float) -> float:
@@ -62,9 +87,9 @@ def latency_by_model(records: list[dict[str, Any]], manifest: dict[str, Any]) ->
             if not isinstance(out, dict):
                 continue
             for t in call_traces(out):
-                lat = t.get("latency_s")
-                if isinstance(lat, (int, float)) and not t.get("cached"):
-                    samples.setdefault(models.get(step_id, "default"), []).append(float(lat))
+                lat = finite(t.get("latency_s"))
+                if lat is not None and not t.get("cached"):
+                    samples.setdefault(models.get(step_id, "default"), []).append(lat)
     out = {}
     for model, vals in samples.items():
         vals.sort()
@@ -86,7 +111,7 @@ def quality_counts(records: list[dict[str, Any]], system_of: Any = None) -> dict
                 continue
             if out.get("parse_status") == "failed":
                 parse[step_id] += 1
-            seen.update(str(f) for f in out.get("flags") or [])
+            seen.update(str(f) for f in listed(out.get("flags")))
         flags.update(seen)
         if system_of is not None and seen:
             by_system.setdefault(str(system_of(rec)), Counter()).update(seen)

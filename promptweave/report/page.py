@@ -13,12 +13,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
+import re
 from html import escape
+from pathlib import Path
 from importlib import resources
 from typing import Any
 
+from ..errors import DataError
+
 _JS_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
                0x2028: "\\u2028", 0x2029: "\\u2029"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ScriptJSON(str):
@@ -26,8 +32,40 @@ class ScriptJSON(str):
 
 
 def json_for_script(data: Any) -> ScriptJSON:
-    """JSON that is safe inside ``<script type="application/json">``."""
-    return ScriptJSON(json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).translate(_JS_ESCAPES))
+    """JSON that is safe inside ``<script type="application/json">`` and that ``JSON.parse``
+    reads: NaN and infinities (which Python writes as bare ``NaN``/``Infinity``, and which made
+    the browser's parse, and so the whole segment browser, fail) become ``null``."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    except ValueError:  # rare: a non-finite number somewhere; rebuilt without it
+        text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    return ScriptJSON(text.translate(_JS_ESCAPES))
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def write_page(path: Path, text: str) -> None:
+    """Write a page as UTF-8 (atomically: a temporary file beside it, then renamed). A lone
+    surrogate (a JSON ``\\ud800`` escape in a model's reply decodes to one) cannot be encoded;
+    such characters become U+FFFD instead of failing the page."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = _SURROGATE.sub("\ufffd", text).encode("utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be written ({exc.strerror or exc}); give a writable path") from None
 
 
 def asset(name: str) -> str:

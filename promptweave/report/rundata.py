@@ -15,6 +15,8 @@ from typing import Any
 from collections.abc import Callable
 
 from ..errors import DataError
+from .checks import check_manifest, check_record, check_scores
+from .numbers import finite
 
 #: sacrebleu-backed metrics, whose corpus score is not a mean of segment scores
 SACRE_METRICS = {"bleu", "chrf", "ter"}
@@ -69,16 +71,25 @@ class Run:
         """A step's value or a field's, as ``finish`` reads them."""
         if not name:
             return None
-        if name in rec.get("outputs", {}):
-            return rec["outputs"][name].get("value")
-        return rec.get("fields", {}).get(name)
+        outputs = rec.get("outputs") or {}
+        if name in outputs:
+            return outputs[name].get("value")
+        return (rec.get("fields") or {}).get(name)
+
+    def text(self, rec: dict[str, Any], name: str | None) -> str | list[str] | None:
+        """A hypothesis or reference as a metric takes it: text, or a list of texts (several
+        references); a number or an object in the record is its JSON-free ``str``."""
+        value = self.value(rec, name)
+        if value is None:
+            return None
+        return [str(v) for v in value] if isinstance(value, list) else str(value)
 
     def system_of(self, rec: dict[str, Any]) -> str:
         return str(self.value(rec, self.group_by)) if self.group_by else self.name
 
     @staticmethod
     def item_of(rec: dict[str, Any]) -> str:
-        return str(rec.get("fields", {}).get("item", rec["key"]))
+        return str((rec.get("fields") or {}).get("item", rec["key"]))
 
     def labelled(self) -> list[tuple[dict[str, Any], str, str]]:
         """``(record, system, item)`` for every record, worked out once: every section of the
@@ -94,13 +105,26 @@ class Run:
         return list(dict.fromkeys(system for _, system, _ in self.labelled()))
 
 
+def _regular(path: Path) -> None:
+    """A FIFO or a device in a run directory would block or never end a read: refused."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: not a regular file; move it away and re-run the pipeline to rewrite it")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
+    _regular(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: missing; is {path.parent} a finished run directory?") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run the pipeline to rewrite it") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply; re-run the pipeline to rewrite it") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); re-run the pipeline to rewrite it") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object")
     return data
@@ -109,25 +133,30 @@ def _read_json(path: Path) -> dict[str, Any]:
 def read_records(results: Path, max_rows: int | None = None) -> list[dict[str, Any]]:
     """The records of ``results.jsonl`` in data order (the first ``max_rows`` lines: data order
     once the run compacted it); a retried row keeps its last record, as RunStore does. A clear
-    one-line :class:`DataError` for a line that is not a record."""
+    one-line :class:`DataError` for a line that is not a record (:func:`.checks.check_record`)."""
     records: list[dict[str, Any]] = []
-    with open(results, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if not line.endswith("\n"):
-                    break  # a torn last line from a killed run: the run itself trims it on resume
-                raise DataError(f"{results}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict) or "key" not in rec:
-                raise DataError(f"{results}:{lineno}: not a results row (no 'key')")
-            records.append(rec)
+    _regular(results)
+    try:
+        f = open(results, "rb")
+    except OSError as exc:
+        raise DataError(f"{results}: cannot be read ({exc.strerror or exc}); give a run directory") from None
+    with f:
+        for lineno, raw in enumerate(f, 1):
             if max_rows is not None and len(records) >= max_rows:
                 break
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8", "surrogatepass"))  # as the run store writes them
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+                if not raw.endswith(b"\n"):
+                    break  # a torn last line from a killed run: the run itself trims it on resume
+                why = (exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                       if isinstance(exc, RecursionError) else f"not UTF-8 at byte {exc.start}")
+                raise DataError(f"{results}:{lineno}: not valid JSON ({why})") from None
+            records.append(check_record(rec, f"{results}:{lineno}"))
     by_key = {r["key"]: r for r in records}
-    return sorted(by_key.values(), key=lambda r: r.get("index", 0))
+    return sorted(by_key.values(), key=lambda r: r.get("index") or 0)
 
 
 def load_run(run_dir: Path | str, *, scores: dict[str, Any] | None = None, max_rows: int | None = None,
@@ -143,10 +172,11 @@ def load_run(run_dir: Path | str, *, scores: dict[str, Any] | None = None, max_r
     if not results.exists():
         raise DataError(f"{d}: no results.jsonl; give a run directory (e.g. runs/NAME/RUN_ID)")
     ordered = records if records is not None else read_records(results, max_rows)
-    scores = scores if scores is not None else _read_json(d / "scores.json")
+    scores = scores if scores is not None else check_scores(_read_json(d / "scores.json"), d / "scores.json")
     total = scores.get("rows")
     capped = max_rows is not None and isinstance(total, int) and total > len(ordered)
-    return Run(d, _read_json(d / "manifest.json"), scores, ordered, total if capped else None)
+    manifest = check_manifest(_read_json(d / "manifest.json"), d / "manifest.json")
+    return Run(d, manifest, scores, ordered, total if capped else None)
 
 
 def columns(run: Run) -> list[Column]:
@@ -156,7 +186,7 @@ def columns(run: Run) -> list[Column]:
     for name, m in run.scores.get("metrics", {}).items():
         col = Column(name, "metric", bool(m.get("higher_is_better", True)))
         groups = m.get("groups") or ({run.systems()[0]: {"corpus": m.get("corpus")}} if run.records else {})
-        col.corpus = {str(k): v.get("corpus") for k, v in groups.items()}
+        col.corpus = {str(k): finite((v or {}).get("corpus")) for k, v in groups.items()}
         out.append(col)
     for step_id in run.scores.get("judges", {}):
         out.append(Column(step_id, "judge"))
@@ -167,11 +197,12 @@ def columns(run: Run) -> list[Column]:
             if col.kind == "metric":
                 v = segs.get(rec["key"], {}).get(col.name)
             elif col.kind == "judge":
-                v = rec.get("outputs", {}).get(col.name, {}).get("value") if rec.get("status") == "ok" else None
+                v = (rec.get("outputs") or {}).get(col.name, {}).get("value") if rec.get("status") == "ok" else None
             else:
                 v = run.value(rec, col.name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                col.values.setdefault(system, {})[item] = float(v)
+            v = finite(v)  # NaN, infinities and bools are no scores
+            if v is not None:
+                col.values.setdefault(system, {})[item] = v
     for col in out:
         if col.kind != "metric":
             col.corpus = {s: (sum(v.values()) / len(v) if v else None) for s, v in col.values.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .numbers import call_traces
+from .numbers import call_traces, listed
 from .rundata import Column, Run
 
 TEXT_CAP = 2000
@@ -39,10 +39,12 @@ def _step_view(step_id: str, out: dict[str, Any]) -> dict[str, Any]:
         v["pe"] = cap(out["parse_error"], 300)
     if out.get("error"):
         v["err"] = cap(out["error"], 500)
-    if out.get("flags"):
-        v["fl"] = [cap(f, 40) for f in out["flags"]]
-    if out.get("removed"):
-        v["rm"] = [cap(x, 300) for x in out["removed"]][:10]
+    flags = [cap(f, 40) for f in listed(out.get("flags")) if f is not None]
+    if flags:
+        v["fl"] = flags
+    removed = listed(out.get("removed"))
+    if removed:
+        v["rm"] = [cap(x, 300) for x in removed[:10]]
     errors = out.get("errors")
     if isinstance(errors, list) and errors:
         v["e"] = [{"sev": cap(e.get("severity"), 20), "cat": cap(e.get("category"), 80),
@@ -63,7 +65,7 @@ def segment_blob(run: Run, cols: list[Column]) -> dict[str, Any]:
     col_index = {c.name: c for c in cols}
     for rec, system, item in run.labelled():
         if item not in items:
-            ref = run.value(rec, ref_name)
+            ref = run.text(rec, ref_name)
             items[item] = [cap(run.value(rec, src_name)), cap(" ‖ ".join(ref) if isinstance(ref, list) else ref)]
         outs = rec.get("outputs") or {}
         steps = [_step_view(sid, o) for sid, o in outs.items() if isinstance(o, dict)]

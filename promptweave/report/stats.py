@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import PromptweaveError
+
 TestType = Literal["bs", "ar"]
 DEFAULT_SAMPLES = {"bs": 1000, "ar": 10000}
 _CHUNK_CELLS = 8_000_000  # resample x segment counts per float32 block (32 MB)
@@ -26,8 +28,17 @@ _CHUNK_CELLS = 8_000_000  # resample x segment counts per float32 block (32 MB)
 
 def seed_from_env() -> int | None:
     """sacrebleu's seed rule: ``SACREBLEU_SEED`` (``none`` = from OS entropy), default 12345."""
-    seed = os.environ.get("SACREBLEU_SEED", "12345")
-    return None if seed.lower() == "none" else int(seed)
+    seed = os.environ.get("SACREBLEU_SEED", "12345").strip()
+    if seed.lower() == "none":
+        return None
+    try:
+        value = int(seed)
+    except ValueError:
+        value = -1
+    if value < 0:  # numpy's generators take non-negative integers only
+        raise PromptweaveError(f"SACREBLEU_SEED={seed!r}: not a seed; set a non-negative integer, "
+                               "or 'none' for a random one")
+    return value
 
 
 @dataclass

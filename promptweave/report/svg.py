@@ -24,8 +24,12 @@ def _nice(lo: float, hi: float) -> tuple[float, float, list[float]]:
     """Axis bounds and ~5 round ticks covering [lo, hi]."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         lo, hi = 0.0, 1.0
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
+    lo, hi = max(lo, -1e307), min(hi, 1e307)  # hi - lo stays a finite float
+    if hi - lo <= 1e-12 * max(1.0, abs(lo), abs(hi)):
+        # one value (or values equal to a float's precision): a range around it, relative to its
+        # size; a fixed +-0.5 vanished next to 1e19 (log10(0): the whole page failed)
+        pad = 0.5 * max(1.0, abs(lo) * 1e-3, abs(hi) * 1e-3)
+        lo, hi = lo - pad, hi + pad
     step = 10 ** math.floor(math.log10((hi - lo) / 5))
     for m in (1, 2, 2.5, 5, 10):
         if (hi - lo) / (step * m) <= 6:

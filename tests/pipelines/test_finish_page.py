@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from promptweave import run_pipeline
+from promptweave.errors import PromptweaveError
 from promptweave.pipelines import finish
 from promptweave.report import build
 from tests.pipelines.test_streaming_scores import multisystem_config
@@ -56,3 +57,120 @@ def test_page_shared_by_two_processes_equals_the_page_of_one(tmp_path: Path, mon
     monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
     assert steady(serial_page(d)) == steady(forked)
     assert "ref-copy" in forked and "95% bootstrap interval" in forked
+
+
+def _page_processes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the page processes the finish forks (filled as it forks them)."""
+    import os
+
+    pids: list[int] = []
+    real = os.fork
+
+    def fork() -> int:
+        pid = real()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(finish.os, "fork", fork)
+    return pids
+
+
+def _reaped(pid: int) -> bool:
+    """Whether process ``pid`` (a child of this one) has ended and been waited for."""
+    import os
+
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_interrupted_finish_leaves_no_page_process_and_a_rerun_finishes(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(finish, "FORK_ROWS", 10)
+    real = build.page_tests
+
+    def interrupted(*a: object, **k: object) -> dict:
+        raise KeyboardInterrupt  # Ctrl-C while the parent works out the page's tests
+
+    monkeypatch.setattr(build, "page_tests", interrupted)
+    pids = _page_processes(monkeypatch)
+    cfg = multisystem_config(tmp_path, 20)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg, run_id="r")
+    # the page's process was stopped and reaped: nothing waits on a pipe no one will close
+    assert len(pids) == 1 and _reaped(pids[0])
+    d = tmp_path / "runs" / "stream-eval" / "r"
+    assert not (d / "scores.json").exists()
+    monkeypatch.setattr(build, "page_tests", real)
+    again = run_pipeline(cfg, run_id="r")
+    assert again.ran == 0 and (d / "scores.json").exists() and (d / "report.html").exists()
+
+
+def test_a_dying_page_process_neither_hangs_the_finish_nor_loses_its_results(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(finish, "FORK_ROWS", 10)
+    monkeypatch.setattr(finish, "_write_html", lambda *a, **k: os._exit(3))  # only the forked child calls it
+    pids = _page_processes(monkeypatch)
+    run = run_pipeline(multisystem_config(tmp_path, 20), run_id="r")
+    d = Path(run.run_dir)
+    assert json.loads((d / "scores.json").read_text(encoding="utf-8"))["rows"] == 60
+    assert (d / "report.md").exists() and len(pids) == 1 and _reaped(pids[0])
+    saved = json.loads((d / finish.finishcache.STATE_FILE).read_text(encoding="utf-8"))
+    assert saved["tests"] == {}  # the page failed: its tests are not kept as if it had been written
+
+
+def test_a_finish_state_that_does_not_fit_is_scored_again(tmp_path: Path) -> None:
+    cfg = multisystem_config(tmp_path, 12)
+    d = Path(run_pipeline(cfg, run_id="r").run_dir)
+    scores = (d / "scores.json").read_bytes()
+    state = d / finish.finishcache.STATE_FILE
+    saved = json.loads(state.read_text(encoding="utf-8"))
+    saved["examples"] = ["not", "examples"]  # the fingerprint still matches: only the payload is damaged
+    state.write_text(json.dumps(saved), encoding="utf-8")
+    (d / "report.md").unlink()
+    again = run_pipeline(cfg, run_id="r")
+    assert again.ran == 0 and (d / "scores.json").read_bytes() == scores and (d / "report.md").exists()
+
+
+def test_lone_surrogates_in_the_data_are_finished_and_resumed(tmp_path: Path) -> None:
+    from tests.helpers import write_jsonl
+
+    rows = [{"id": f"s{i}\ud800", "source": f"Quelle {i} \ud800 </script>", "reference": f"Sentence {i}.",
+             "translations": [{"system": s, "hypothesis": f"Sentence {i} {s}.", "mqm": -i} for s in ("a", "b")]}
+            for i in range(6)]
+    # written as JSON escapes (ensure_ascii), the way a JSON file holds a lone surrogate
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # the judge's prompt holds only the hypothesis (the model cache's key cannot hash a lone
+    # surrogate: a separate defect, reported, not this test's subject)
+    (tmp_path / "da.yaml").write_text("messages:\n  - {role: user, content: 'Score: {{ hypothesis }}'}\n")
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"""
+name: surrogates
+model: {{backend: scripted, options: {{default: '70'}}}}
+data: {{path: {tmp_path / 'd.jsonl'}, key: id, explode: translations, src_lang: de, tgt_lang: en}}
+steps:
+  - id: da
+    generate: {{template: {tmp_path / 'da.yaml'}, parser: number}}
+metrics: [bleu]
+scoring: {{hypothesis: hypothesis, group_by: system, human: mqm}}
+output: {tmp_path / 'runs'}
+""", encoding="utf-8")
+    d = Path(run_pipeline(cfg, run_id="r").run_dir)
+    scores = json.loads((d / "scores.json").read_text(encoding="utf-8"))
+    assert scores["rows"] == 12 and "s0\ud800:a" in scores["segments"]  # the key as the records hold it
+    for name in ("manifest.json", finish.finishcache.STATE_FILE):
+        json.loads((d / name).read_text(encoding="utf-8"))
+    assert "\\ud800" in (d / "report.md").read_text(encoding="utf-8")
+    assert "Quelle 0 \ufffd" in (d / "report.html").read_text(encoding="utf-8")
+    for name in (finish.finishcache.STATE_FILE, ".resume.json"):
+        (d / name).unlink()
+    assert run_pipeline(cfg, run_id="r").ran == 0  # the stored records are read back, not re-run
+    write_jsonl(tmp_path / "d.jsonl", [{"id": "x", "source": "s", "reference": "r", "translations": [
+        {"system": "a", "hypothesis": "h", "mqm": 10 ** 400}]}])
+    with pytest.raises(PromptweaveError, match=r"'mqm' is 1000.*not a finite number"):
+        run_pipeline(cfg, run_id="r2")
