@@ -238,7 +238,7 @@ def evaluate(
 def _print_table(results: list[dict[str, Any]], lp: str | None, n_segments: int) -> None:
     from rich.table import Table
 
-    from . import output
+    from .. import terminal
 
     table = Table("system", "metric", "score", title=f"{lp or ''} ({n_segments} segments)".strip())
     signatures: dict[str, str] = {}
@@ -246,7 +246,7 @@ def _print_table(results: list[dict[str, Any]], lp: str | None, n_segments: int)
         arrow = "" if r["higher_is_better"] else " ↓"
         table.add_row(r["system"], r["metric"] + arrow, "-" if r["score"] is None else f"{r['score']:.2f}")
         signatures.setdefault(r["metric"], r["signature"])
-    console = output.console(wide_when_piped=True)  # piped: long system names stay whole
+    console = terminal.console(wide_when_piped=True)  # piped: long system names stay whole
     console.print(table)
     for metric, sig in signatures.items():
         console.print(f"{metric}: {sig}", soft_wrap=True)

@@ -125,7 +125,7 @@ def print_pooled(pooled: dict[str, dict[str, Any]]) -> None:
 
 def _console() -> Any:
     """A rich console that does not squeeze tables to 80 columns when output is piped."""
-    from .output import console
+    from ..terminal import console
 
     return console(wide_when_piped=True)
 

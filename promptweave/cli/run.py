@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.text import Text
 from rich.table import Table
 
-from . import Interrupted, app, output
+from .. import terminal
+from . import Interrupted, app
 from .supervise import SUPERVISED_ENV, child_setup, command_line, count_finished, report_run_dir
 
 _SET = typer.Option(None, "--set", "-s", help="override a config value: key.path=value (repeatable)")
@@ -68,7 +69,7 @@ def run(
                                "usage": led.to_dict(), "metrics": scores["metrics"], "judges": scores["judges"]},
                               indent=2, default=str))
     else:
-        console = output.console()
+        console = terminal.console()
         console.print(Text.assemble((summary.name, "bold"), f": {summary.total} rows ({summary.ran} run, "
                                     f"{summary.skipped} resumed, {summary.errors} errors) in {summary.seconds:.1f}s"))
         console.print(f"model calls {led.calls}, cache hits {led.cache_hits}, retries {led.retries}, "

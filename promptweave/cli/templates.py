@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from . import app, output
+from .. import terminal
+from . import app
 
 templates_app = typer.Typer(help="List and show built-in prompt templates.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
@@ -21,7 +22,7 @@ def list_templates() -> None:
         tpl = get_template(name)
         desc = " ".join(tpl.description.split())
         table.add_row(name, ", ".join(tpl.variables), desc[:100] + ("…" if len(desc) > 100 else ""))
-    output.console().print(table)
+    terminal.console().print(table)
 
 
 @templates_app.command("show")

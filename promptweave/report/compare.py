@@ -197,8 +197,9 @@ def format_cell(r: TestResult, digits: int = 4) -> str:
 
 def print_table(comps: Sequence[MetricComparison], test: TestType) -> None:
     """The terminal table: systems down, metrics across; ``*`` marks p < 0.05 vs the baseline."""
-    from rich.console import Console
     from rich.table import Table
+
+    from ..terminal import console as make_console
 
     if not comps:
         raise PromptweaveError("no metric is shared by all systems on common segments; nothing to compare")
@@ -208,12 +209,10 @@ def print_table(comps: Sequence[MetricComparison], test: TestType) -> None:
     for i, r in enumerate(comps[0].results):
         label = ("Baseline: " if i == 0 else "") + r.system
         table.add_row(label, *[format_cell(c.results[i], 4 if abs(c.results[i].score) < 10 else 2) for c in comps])
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=240)
+    console = make_console(wide_when_piped=True)  # system names are text, never markup
     console.print(table)
     for c in comps:
-        console.print(f"{c.metric}: {c.signature} (n={c.results[0].n})", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"{c.metric}: {c.signature} (n={c.results[0].n})", soft_wrap=True)
 
 
 

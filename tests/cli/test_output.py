@@ -41,3 +41,29 @@ def test_eval_prints_a_bracketed_file_name_as_it_is(tmp_path: Path) -> None:
               "--metrics", "bleu", env=ENV)
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     assert "sys[bold]x" in res.stdout and "100.00" in res.stdout
+
+
+def test_compare_prints_bracketed_system_names_as_they_are(tmp_path: Path) -> None:
+    rows = [{"id": f"s{i}", "source": f"Satz {i}", "reference": f"the cat sat on mat number {i} today",
+             "translations": [{"system": "[/x]", "hypothesis": f"the cat sat on mat number {i} today"},
+                              {"system": "[bold]b", "hypothesis": f"a dog sat on the mat {i}"}]} for i in range(30)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    (tmp_path / "da.yaml").write_text("messages:\n  - {role: user, content: 'Score 0-100: {{ hypothesis }}'}\n")
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"""
+name: brackets
+model: {{backend: scripted, options: {{default: '55'}}}}
+data: {{path: {tmp_path / 'd.jsonl'}, key: id, explode: translations, src_lang: de, tgt_lang: en}}
+steps:
+  - id: da
+    generate: {{template: {tmp_path / 'da.yaml'}, parser: number}}
+metrics: [bleu]
+scoring: {{hypothesis: hypothesis, group_by: system}}
+output: {tmp_path / 'runs'}
+""")
+    res = cli("run", str(cfg), "--no-progress", env=ENV)
+    assert res.returncode == 0, res.stderr
+    run_dir = next((tmp_path / "runs" / "brackets").iterdir())
+    res = cli("compare", str(run_dir), env=ENV, cwd=tmp_path)  # it writes compare.html here
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert "Baseline: [/x]" in res.stdout and "[bold]b" in res.stdout

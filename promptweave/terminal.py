@@ -1,4 +1,4 @@
-"""The one way the CLI makes a rich console: text is never read as markup.
+"""The one way promptweave makes a rich console: text is never read as markup.
 
 Names, paths, system names, metric names and model replies come from users' files and models;
 with rich's default markup, a ``[/x]`` in any of them was a ``MarkupError`` traceback (after a
