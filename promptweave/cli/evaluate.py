@@ -54,12 +54,26 @@ def _check_lengths(named: dict[str, list[Any]]) -> None:
         raise DataError(f"line counts differ ({listing}); every file needs one segment per line, aligned")
 
 
+def _unique(name: str, taken: dict[str, Any]) -> str:
+    """``name``, or ``name (2)``, ``name (3)``... : the first one not in ``taken``."""
+    k = 1
+    out = name
+    while out in taken:
+        k += 1
+        out = f"{name} ({k})"
+    return out
+
+
 def read_text_files(hyps: list[Path], refs: list[Path], src: Path | None) -> EvalData:
     """Plain-text inputs; system names are the file names (made unique if they collide)."""
     systems: dict[str, list[str]] = {}
     named: dict[str, list[str]] = {}
+    seen: set[Path] = set()
     for p in hyps:
-        name = p.name if p.name not in systems else str(p)
+        if p.resolve() in seen:  # a second copy would overwrite the first system's row
+            raise PromptweaveError(f"--hyp {p} is given twice; keep one")
+        seen.add(p.resolve())
+        name = p.name if p.name not in systems else _unique(str(p), systems)
         systems[name] = named[str(p)] = read_lines(p)
     ref_lists = [read_lines(p) for p in refs]
     named.update({str(p): r for p, r in zip(refs, ref_lists)})
@@ -95,6 +109,8 @@ def read_jsonl(path: Path, hyp_fields: list[str], ref_field: str | None,
                 raise DataError(f"{path}:{lineno}: no field '{name}'; fields: {', '.join(row)} "
                                 f"(choose the field with --hyp-field/--ref-field/--src-field)")
             v = row[name]
+            if allow_list and v == []:
+                raise DataError(f"{path}:{lineno}: field '{name}' is an empty list; give at least one reference")
             ok = isinstance(v, str) or (allow_list and isinstance(v, list) and all(isinstance(x, str) for x in v))
             if not ok:
                 raise DataError(f"{path}:{lineno}: field '{name}' must be a string"
@@ -102,6 +118,9 @@ def read_jsonl(path: Path, hyp_fields: list[str], ref_field: str | None,
             out.append(v)
         return out
 
+    twice = next((f for i, f in enumerate(hyp_fields) if f in hyp_fields[:i]), None)
+    if twice is not None:  # one system would silently replace the other
+        raise PromptweaveError(f"--hyp-field {twice} is given twice; keep one")
     single = len(hyp_fields) == 1
     systems = {(path.stem if single else f): column(f, True) or [] for f in hyp_fields}
     refs = column(ref_field, False, allow_list=True) if ref_field else None

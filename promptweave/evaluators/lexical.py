@@ -92,7 +92,8 @@ class BLEUOptions(BaseModel):
     tokenize: str | None = None
     lowercase: StrictBool = False
     smooth_method: str = "exp"
-    smooth_value: Number | None = Field(None, ge=0)
+    # finite: an infinite floor/add-k value makes every score inf (and the JSON output invalid)
+    smooth_value: Number | None = Field(None, ge=0, allow_inf_nan=False)
     max_ngram_order: StrictInt = Field(4, ge=1, le=9)
     effective_order: StrictBool = False
     force: StrictBool = False
