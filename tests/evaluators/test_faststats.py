@@ -320,3 +320,17 @@ def test_streaming_corpus_scores_and_signatures_equal_sacrebleu(lp: str) -> None
         assert result.signature == str(m.get_signature())
         assert result.extra["formatted"] == score.format()
         assert len(result.segments) == len(hyps)
+
+
+# -- differential fuzz against sacreBLEU's public API (tests/evaluators/fuzz_faststats.py) --------
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_differential_fuzz_against_sacrebleu(seed: int) -> None:
+    # a small seeded share of the adversarial fuzz: unicode from many blocks, every kind of
+    # whitespace, invisible and control characters, long tokens, repeats, None/empty references,
+    # every offline tokenizer and the option space, chunked as the pool chunks
+    from . import fuzz_faststats
+
+    counts, failures = fuzz_faststats.run(cases=12, seed=seed)
+    assert failures == []
+    assert {"bleu:13a", "bleu:zh", "bleu:intl", "bleu:char", "bleu:none", "chrf"} <= set(counts)
