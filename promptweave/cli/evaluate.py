@@ -235,6 +235,11 @@ def evaluate(
     names = [m.strip() for m in metric_list.split(",") if m.strip()]
     if not names:
         raise PromptweaveError("--metrics is empty; e.g. --metrics bleu,chrf,ter")
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:  # it would be scored twice and listed twice; options could not tell them apart
+        raise PromptweaveError(f"--metrics: '{twice}' is given twice; keep one")
+    if segments and not as_json:
+        raise PromptweaveError("--segments adds segment scores to the JSON output; add --json")
     options = parse_metric_options(list(option or []), names)
     if jsonl is not None:
         data = read_jsonl(jsonl, list(hyp_field or ["hypothesis"]), ref_field or None, src_field or None)

@@ -143,6 +143,10 @@ def test_jsonl_fields(run, tmp_path):
     (lambda p: (write(p / "h.txt", ["a b c"]), write(p / "r.txt", ["a x c"])),
      ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt", "-o", "bleu.smooth_method=floor", "-o", "bleu.smooth_value=.inf"],
      ["option 'smooth_value'", "finite"]),
+    (lambda p: (write(p / "h.txt", ["a"]), write(p / "r.txt", ["a"])),
+     ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt", "--metrics", "bleu,chrf,bleu"], ["'bleu' is given twice"]),
+    (lambda p: (write(p / "h.txt", ["a"]), write(p / "r.txt", ["a"])),
+     ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt", "--segments"], ["--segments", "add --json"]),
 ])
 def test_eval_errors(run, tmp_path, setup, args, expected):
     setup(tmp_path)
