@@ -51,7 +51,11 @@ def _check_lengths(named: dict[str, list[Any]]) -> None:
     counts = {name: len(v) for name, v in named.items()}
     if len(set(counts.values())) > 1:
         listing = ", ".join(f"{name}: {n}" for name, n in counts.items())
-        raise DataError(f"line counts differ ({listing}); every file needs one segment per line, aligned")
+        # only "\n" ends a segment (as in sacreBLEU's own reader): a file with bare "\r" line ends
+        # reads as few long lines, which this names rather than leave the counts unexplained
+        bare_cr = next((name for name, v in named.items() if any("\r" in line for line in v)), None)
+        hint = f"; {bare_cr} has carriage returns inside lines (old Mac line ends?): convert them to \\n" if bare_cr else ""
+        raise DataError(f"line counts differ ({listing}); every file needs one segment per line, aligned{hint}")
 
 
 def _unique(name: str, taken: dict[str, Any]) -> str:

@@ -147,6 +147,8 @@ def test_jsonl_fields(run, tmp_path):
      ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt", "--metrics", "bleu,chrf,bleu"], ["'bleu' is given twice"]),
     (lambda p: (write(p / "h.txt", ["a"]), write(p / "r.txt", ["a"])),
      ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt", "--segments"], ["--segments", "add --json"]),
+    (lambda p: ((p / "h.txt").write_bytes(b"a b\rc d\r"), write(p / "r.txt", ["a b", "c d"])),
+     ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt"], ["line counts differ", "h.txt has carriage returns", "\\n"]),
 ])
 def test_eval_errors(run, tmp_path, setup, args, expected):
     setup(tmp_path)
