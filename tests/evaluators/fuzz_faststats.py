@@ -52,8 +52,10 @@ def _piece(rnd: random.Random) -> str:
         return rnd.choice(SPACES)
     if kind < 0.77:
         return rnd.choice(INVISIBLE)
-    if kind < 0.87:  # random code points from anywhere but the surrogates
-        return "".join(chr(rnd.choice((rnd.randrange(0x20, 0x3000), rnd.randrange(0xE000, 0x10FFFF))))
+    if kind < 0.87:  # random code points from anywhere; lone surrogates rarely (JSON can carry them)
+        return "".join(chr(rnd.choice((rnd.randrange(0x20, 0x3000), rnd.randrange(0xE000, 0x10FFFF),
+                                       rnd.randrange(0x3000, 0xD800), rnd.randrange(0, 0x20),
+                                       rnd.randrange(0xD800, 0xE000) if rnd.random() < 0.2 else 0x41)))
                        for _ in range(rnd.randint(1, 4)))
     if kind < 0.9:
         return rnd.choice("abcxyz.,-") * rnd.randint(20, 400)  # a very long token
@@ -137,9 +139,9 @@ def configs(rnd: random.Random, toks: list[str]) -> Iterator[tuple[str, dict[str
         yield "bleu", {"tokenize": tok, "lowercase": rnd.random() < 0.5,
                        "smooth_method": rnd.choice(["exp", "none", "floor", "add-k"]),
                        "smooth_value": rnd.choice([None, None, 0, 0.01, 1, 3]),
-                       "max_ngram_order": rnd.choice([4, 4, 1, 2, 3, 6]),
+                       "max_ngram_order": rnd.choice([4, 4, 1, 2, 3, 6, 9]),
                        "effective_order": rnd.random() < 0.3}
-    yield "chrf", {"char_order": rnd.choice([6, 6, 1, 2, 3, 9, 0]), "word_order": rnd.choice([0, 2, 2, 1, 4]),
+    yield "chrf", {"char_order": rnd.choice([6, 6, 1, 2, 3, 9, 20, 0]), "word_order": rnd.choice([0, 2, 2, 1, 4, 10]),
                    "beta": rnd.choice([2, 2, 0, 1, 3]), "lowercase": rnd.random() < 0.5,
                    "whitespace": rnd.random() < 0.3, "eps_smoothing": rnd.random() < 0.5}
 
@@ -203,7 +205,8 @@ def run(cases: int, seed: int, rows: int = 40, with_ter: bool = False,
     counts: dict[str, int] = {}
     failures: list[tuple[str, dict[str, Any], str]] = []
     for case in range(cases):
-        n = rnd.choice((1, 3, rows, rows, faststats.BATCH_MIN, faststats.BATCH_MIN - 1, 2 * rows))
+        n = rnd.choice((1, 3, rows, rows, faststats.BATCH_MIN, faststats.BATCH_MIN - 1, 2 * rows,
+                        faststats.BATCH_MAX + 1 if rnd.random() < 0.2 else rows))
         hyps, streams = chunk(rnd, n, rnd.choice((1, 1, 3)))
         todo = list(configs(rnd, toks))
         if with_ter:
