@@ -14,6 +14,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from itertools import repeat
 from typing import Any
 
 from .base import Metric
@@ -50,7 +51,7 @@ def chunk_stats(spec: Spec, hyps: Sequence[str], streams: list[list[str | None]]
     Runs in a worker process (or inline); the metric is built once per process. BLEU and chrF
     are computed by :mod:`.faststats` (identical results, several times faster; chunks of 32+ rows
     are fastest), anything else by sacreBLEU. ``warn=False``: no tokenized-period warning for
-    the chunk (see :func:`warn_like_sacrebleu`, which gives it once for the whole corpus)."""
+    the chunk (see :func:`tokenized_periods`: :func:`score_chunked` warns once for the whole corpus)."""
     metric = _metric(spec)
     corpus_m, sentence_m = metric._corpus_metric, metric._sentence_metric  # type: ignore[attr-defined]
     corpus_m._check_corpus_score_args(hyps, streams)
@@ -159,18 +160,15 @@ def ordered_map(pool: Executor | None, fn: Callable[..., Any], jobs: Iterator[tu
         yield t, fut.result()
 
 
-def warn_like_sacrebleu(metric: Metric, hyps: Sequence[str]) -> None:
-    """sacreBLEU's tokenized-period warning, once for the corpus, when sacreBLEU would give it:
-    100 or more hypotheses ending in ``" ."`` (BLEU without ``force``; the base class reads
-    ``_force``, which only BLEU sets to ``False``). Chunks counted alone would miss a corpus
-    whose such lines are spread out, and repeat it for one where they are not."""
+def tokenized_periods(metric: Metric, hyps: Sequence[str]) -> int:
+    """How many of ``hyps`` count towards sacreBLEU's tokenized-period warning: those ending in
+    ``" ."`` for BLEU without ``force`` (the base class reads ``_force``, which only BLEU sets to
+    ``False``), else 0. Counted over the corpus: chunks counted alone would miss a corpus whose
+    such lines are spread out, and warn again for each chunk of one where they are not."""
     corpus_m = getattr(metric, "_corpus_metric", None)
     if corpus_m is None or getattr(corpus_m, "_force", True):
-        return
-    if sum(1 for h in hyps if h.endswith(" .")) >= 100:
-        from .faststats import warn_tokenized
-
-        warn_tokenized()
+        return 0
+    return sum(map(str.endswith, hyps, repeat(" .")))
 
 
 def score_chunked(metric: Metric, spec: Spec, hyps: list[str], references: Any, pool: Executor | None,
@@ -184,16 +182,25 @@ def score_chunked(metric: Metric, spec: Spec, hyps: list[str], references: Any, 
     streams = _reference_streams(references, len(hyps))
     if not hyps:
         return metric.score(hyps, references)
-    jobs = ((None, (spec, hyps[i:i + chunk], [s[i:i + chunk] for s in streams], True, False))
-            for i in range(0, len(hyps), chunk))
+    periods = [0]
+
+    def jobs() -> Iterator[tuple[None, tuple[Any, ...]]]:
+        for i in range(0, len(hyps), chunk):
+            part = hyps[i:i + chunk]
+            periods[0] += tokenized_periods(metric, part)  # while the workers score earlier chunks
+            yield None, (spec, part, [s[i:i + chunk] for s in streams], True, False)
+
     total, segments, nrefs = StatsSum(), [], set()
-    for _, (stats, segs, seen) in ordered_map(pool, chunk_stats, jobs, in_flight=4):
+    for _, (stats, segs, seen) in ordered_map(pool, chunk_stats, jobs(), in_flight=4):
         for st in stats:
             total.add(st)
         segments.extend(segs)
         nrefs |= seen
     corpus = corpus_from_sum(metric, total, nrefs)
-    warn_like_sacrebleu(metric, hyps)
+    if periods[0] >= 100:  # sacreBLEU's warning, once for the corpus
+        from .faststats import warn_tokenized
+
+        warn_tokenized()
     return MetricResult(name=metric.name, corpus=float(corpus.score), segments=segments, signature=metric.signature,
                         higher_is_better=metric.higher_is_better,
                         extra={"formatted": corpus.format(),
