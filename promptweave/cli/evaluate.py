@@ -51,15 +51,33 @@ def _check_lengths(named: dict[str, list[Any]]) -> None:
     counts = {name: len(v) for name, v in named.items()}
     if len(set(counts.values())) > 1:
         listing = ", ".join(f"{name}: {n}" for name, n in counts.items())
-        raise DataError(f"line counts differ ({listing}); every file needs one segment per line, aligned")
+        # only "\n" ends a segment (as in sacreBLEU's own reader): a file with bare "\r" line ends
+        # reads as few long lines, which this names rather than leave the counts unexplained
+        bare_cr = next((name for name, v in named.items() if any("\r" in line for line in v)), None)
+        hint = f"; {bare_cr} has carriage returns inside lines (old Mac line ends?): convert them to \\n" if bare_cr else ""
+        raise DataError(f"line counts differ ({listing}); every file needs one segment per line, aligned{hint}")
+
+
+def _unique(name: str, taken: dict[str, Any]) -> str:
+    """``name``, or ``name (2)``, ``name (3)``... : the first one not in ``taken``."""
+    k = 1
+    out = name
+    while out in taken:
+        k += 1
+        out = f"{name} ({k})"
+    return out
 
 
 def read_text_files(hyps: list[Path], refs: list[Path], src: Path | None) -> EvalData:
     """Plain-text inputs; system names are the file names (made unique if they collide)."""
     systems: dict[str, list[str]] = {}
     named: dict[str, list[str]] = {}
+    seen: set[Path] = set()
     for p in hyps:
-        name = p.name if p.name not in systems else str(p)
+        if p.resolve() in seen:  # a second copy would overwrite the first system's row
+            raise PromptweaveError(f"--hyp {p} is given twice; keep one")
+        seen.add(p.resolve())
+        name = p.name if p.name not in systems else _unique(str(p), systems)
         systems[name] = named[str(p)] = read_lines(p)
     ref_lists = [read_lines(p) for p in refs]
     named.update({str(p): r for p, r in zip(refs, ref_lists)})
@@ -95,6 +113,8 @@ def read_jsonl(path: Path, hyp_fields: list[str], ref_field: str | None,
                 raise DataError(f"{path}:{lineno}: no field '{name}'; fields: {', '.join(row)} "
                                 f"(choose the field with --hyp-field/--ref-field/--src-field)")
             v = row[name]
+            if allow_list and v == []:
+                raise DataError(f"{path}:{lineno}: field '{name}' is an empty list; give at least one reference")
             ok = isinstance(v, str) or (allow_list and isinstance(v, list) and all(isinstance(x, str) for x in v))
             if not ok:
                 raise DataError(f"{path}:{lineno}: field '{name}' must be a string"
@@ -102,6 +122,9 @@ def read_jsonl(path: Path, hyp_fields: list[str], ref_field: str | None,
             out.append(v)
         return out
 
+    twice = next((f for i, f in enumerate(hyp_fields) if f in hyp_fields[:i]), None)
+    if twice is not None:  # one system would silently replace the other
+        raise PromptweaveError(f"--hyp-field {twice} is given twice; keep one")
     single = len(hyp_fields) == 1
     systems = {(path.stem if single else f): column(f, True) or [] for f in hyp_fields}
     refs = column(ref_field, False, allow_list=True) if ref_field else None
@@ -216,6 +239,11 @@ def evaluate(
     names = [m.strip() for m in metric_list.split(",") if m.strip()]
     if not names:
         raise PromptweaveError("--metrics is empty; e.g. --metrics bleu,chrf,ter")
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:  # it would be scored twice and listed twice; options could not tell them apart
+        raise PromptweaveError(f"--metrics: '{twice}' is given twice; keep one")
+    if segments and not as_json:
+        raise PromptweaveError("--segments adds segment scores to the JSON output; add --json")
     options = parse_metric_options(list(option or []), names)
     if jsonl is not None:
         data = read_jsonl(jsonl, list(hyp_field or ["hypothesis"]), ref_field or None, src_field or None)

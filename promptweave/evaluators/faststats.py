@@ -53,6 +53,15 @@ BATCH_MIN = 8
 #: per row, 256-row batches cost about two thirds of 5,000-row ones)
 BATCH_MAX = 256
 
+def warn_tokenized() -> None:
+    """The warnings of sacreBLEU's ``_extract_corpus_statistics`` for 100+ hypotheses that end
+    in a tokenized period (BLEU without ``force``)."""
+    sacrelogger.warning("That's 100 lines that end in a tokenized period ('.')")
+    sacrelogger.warning("It looks like you forgot to detokenize your test data, which may hurt your score.")
+    sacrelogger.warning("If you insist your data is detokenized, or don't care, you can suppress this "
+                        "message with the `force` parameter.")
+
+
 def _word_grams(words: Sequence[str], n: int) -> Sequence[Any]:
     """Word n-grams of order ``n + 1`` as tuples (sacreBLEU's BLEU keys; for chrF++ its
     ``' '.join`` keys are equal exactly when the tuples are, as tokens hold no whitespace)."""
@@ -170,10 +179,13 @@ class FastBLEU:
             sent = sent.lower()
         return self.tokens(sent.rstrip())
 
-    def stats(self, hyps: Sequence[str], streams: Sequence[Sequence[str | None]]) -> list[list[int]]:
+    def stats(self, hyps: Sequence[str], streams: Sequence[Sequence[str | None]],
+              warn: bool = True) -> list[list[int]]:
+        """Each row's statistics; ``warn=False`` leaves sacreBLEU's tokenized-period warning to a
+        caller that sees the whole corpus (chunks would warn per chunk, not per corpus)."""
         order, prep, tok_count = self.order, self._prep, 0
         rows = list(_ref_rows(hyps, streams))
-        if not self.force:
+        if not self.force and warn:
             tok_count = sum(1 for hyp, _ in rows if hyp.endswith(" ."))
         if len(rows) >= BATCH_MIN and all(len(refs) == 1 for _, refs in rows):
             out = []
@@ -182,11 +194,8 @@ class FastBLEU:
                 out += self._batch([prep(h) for h, _ in part], [prep(refs[0]) for _, refs in part])
         else:
             out = [self._segment(prep(hyp), [prep(r) for r in refs], order) for hyp, refs in rows]
-        if tok_count >= 100:  # the same warnings as sacreBLEU's _extract_corpus_statistics
-            sacrelogger.warning("That's 100 lines that end in a tokenized period ('.')")
-            sacrelogger.warning("It looks like you forgot to detokenize your test data, which may hurt your score.")
-            sacrelogger.warning("If you insist your data is detokenized, or don't care, you can suppress this "
-                                "message with the `force` parameter.")
+        if tok_count >= 100:
+            warn_tokenized()
         return out
 
     def _batch(self, hyps: list[list[str]], refs: list[list[str]]) -> list[list[int]]:
@@ -291,7 +300,9 @@ class FastCHRF:
             _word_stats(h[1], r[1], self.word_order, st)
         return st
 
-    def stats(self, hyps: Sequence[str], streams: Sequence[Sequence[str | None]]) -> list[list[int]]:
+    def stats(self, hyps: Sequence[str], streams: Sequence[Sequence[str | None]],
+              warn: bool = True) -> list[list[int]]:
+        """Each row's statistics (``warn``: as :meth:`FastBLEU.stats`; chrF never warns)."""
         rows = list(_ref_rows(hyps, streams))
         if len(rows) >= BATCH_MIN and self.char_order and all(len(refs) == 1 for _, refs in rows):
             return [st for i in range(0, len(rows), BATCH_MAX) for st in self._batch(rows[i:i + BATCH_MAX])]

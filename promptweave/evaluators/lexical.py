@@ -67,6 +67,28 @@ def default_tokenizer(tgt_lang: str | None) -> str:
     return tok
 
 
+def _spm_model_hint(tokenizer: str, exc: Exception) -> str | None:
+    """For a SentencePiece tokenizer whose model file is missing (sacrebleu downloads it on first
+    use, which fails offline), one line naming the file, where it comes from and the fix."""
+    import os
+
+    try:
+        from sacrebleu.tokenizers.tokenizer_spm import SPM_MODELS
+        from sacrebleu.utils import SACREBLEU_DIR
+    except ImportError:  # pragma: no cover - another sacrebleu layout: its own message is used
+        return None
+    model = SPM_MODELS.get("flores101" if tokenizer == "spm" else tokenizer)
+    if not model:
+        return None
+    path = os.path.join(SACREBLEU_DIR, "models", os.path.basename(model["url"]))
+    if os.path.exists(path):
+        return None
+    reason = " ".join(str(exc).split())[:120]
+    return (f"bleu: tokenizer '{tokenizer}' needs its SentencePiece model {path}, which sacrebleu downloads "
+            f"from {model['url']} ({reason}); download it there by hand, or set SACREBLEU to a folder "
+            f"whose models/ holds it")
+
+
 def _reference_streams(references: Sequence[str] | Sequence[Sequence[str]] | None,
                        n: int) -> list[list[str | None]]:
     """Turn per-segment references into sacrebleu's per-reference streams."""
@@ -92,7 +114,8 @@ class BLEUOptions(BaseModel):
     tokenize: str | None = None
     lowercase: StrictBool = False
     smooth_method: str = "exp"
-    smooth_value: Number | None = Field(None, ge=0)
+    # finite: an infinite floor/add-k value makes every score inf (and the JSON output invalid)
+    smooth_value: Number | None = Field(None, ge=0, allow_inf_nan=False)
     max_ngram_order: StrictInt = Field(4, ge=1, le=9)
     effective_order: StrictBool = False
     force: StrictBool = False
@@ -233,7 +256,11 @@ class BLEUMetric(_SacreMetric):
                                    f"known: {', '.join(BLEU.SMOOTH_DEFAULTS)}")
         options["tokenize"] = tok
         # trg_lang only steers sacrebleu's own default, which we already resolved
-        corpus = BLEU(**options)
+        try:
+            corpus = BLEU(**options)
+        except Exception as exc:  # noqa: BLE001 - the usual cause: an spm model sacrebleu could not download
+            raise PromptweaveError(_spm_model_hint(tok, exc) or f"bleu: invalid options: "
+                                   f"{' '.join(str(exc).split())[:200]}") from None
         sentence = BLEU(**{**options, "effective_order": True})
         return corpus, sentence
 

@@ -14,6 +14,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from itertools import repeat
 from typing import Any
 
 from ..envknobs import env_int
@@ -46,11 +47,12 @@ def _metric(spec: Spec) -> Metric:
 
 
 def chunk_stats(spec: Spec, hyps: Sequence[str], streams: list[list[str | None]],
-                with_segments: bool = True) -> tuple[list[list[Any]], list[float], set[int]]:
+                with_segments: bool = True, warn: bool = True) -> tuple[list[list[Any]], list[float], set[int]]:
     """Per-segment statistics, segment scores and the reference counts seen, for one chunk.
     Runs in a worker process (or inline); the metric is built once per process. BLEU and chrF
     are computed by :mod:`.faststats` (identical results, several times faster; chunks of 32+ rows
-    are fastest), anything else by sacreBLEU."""
+    are fastest), anything else by sacreBLEU. ``warn=False``: no tokenized-period warning for
+    the chunk (see :func:`tokenized_periods`: :func:`score_chunked` warns once for the whole corpus)."""
     metric = _metric(spec)
     corpus_m, sentence_m = metric._corpus_metric, metric._sentence_metric  # type: ignore[attr-defined]
     corpus_m._check_corpus_score_args(hyps, streams)
@@ -60,10 +62,15 @@ def chunk_stats(spec: Spec, hyps: Sequence[str], streams: list[list[str | None]]
         nrefs = {sum(1 for s in streams if s[i] is not None) for i in range(len(hyps))}
     fast = _fast(spec, corpus_m, sentence_m) if streams and 0 not in nrefs else None
     if fast is None:  # a configuration faststats does not reproduce: sacreBLEU's own code
-        stats = corpus_m._extract_corpus_statistics(hyps, streams)
+        force = getattr(corpus_m, "_force", True)
+        try:  # sacreBLEU reads the flag per call; this process's cached metric is restored after
+            corpus_m._force = force or not warn
+            stats = corpus_m._extract_corpus_statistics(hyps, streams)
+        finally:
+            corpus_m._force = force
         segs = [float(sentence_m._aggregate_and_compute([st]).score) for st in stats] if with_segments else []
         return stats, segs, nrefs
-    stats = fast.stats(hyps, streams)
+    stats = fast.stats(hyps, streams, warn)
     if nrefs:  # what sacreBLEU's reference caching leaves on the metric, for its signature
         corpus_m.num_refs = next(iter(nrefs)) if len(nrefs) == 1 else -1
     return stats, list(map(fast.segment_score, stats)) if with_segments else [], nrefs
@@ -154,6 +161,17 @@ def ordered_map(pool: Executor | None, fn: Callable[..., Any], jobs: Iterator[tu
         yield t, fut.result()
 
 
+def tokenized_periods(metric: Metric, hyps: Sequence[str]) -> int:
+    """How many of ``hyps`` count towards sacreBLEU's tokenized-period warning: those ending in
+    ``" ."`` for BLEU without ``force`` (the base class reads ``_force``, which only BLEU sets to
+    ``False``), else 0. Counted over the corpus: chunks counted alone would miss a corpus whose
+    such lines are spread out, and warn again for each chunk of one where they are not."""
+    corpus_m = getattr(metric, "_corpus_metric", None)
+    if corpus_m is None or getattr(corpus_m, "_force", True):
+        return 0
+    return sum(map(str.endswith, hyps, repeat(" .")))
+
+
 def score_chunked(metric: Metric, spec: Spec, hyps: list[str], references: Any, pool: Executor | None,
                   chunk: int = 5000) -> Any:
     """``metric.score(hyps, references)`` for a sacreBLEU metric, its statistics computed chunk by
@@ -165,15 +183,25 @@ def score_chunked(metric: Metric, spec: Spec, hyps: list[str], references: Any, 
     streams = _reference_streams(references, len(hyps))
     if not hyps:
         return metric.score(hyps, references)
-    jobs = ((None, (spec, hyps[i:i + chunk], [s[i:i + chunk] for s in streams]))
-            for i in range(0, len(hyps), chunk))
+    periods = [0]
+
+    def jobs() -> Iterator[tuple[None, tuple[Any, ...]]]:
+        for i in range(0, len(hyps), chunk):
+            part = hyps[i:i + chunk]
+            periods[0] += tokenized_periods(metric, part)  # while the workers score earlier chunks
+            yield None, (spec, part, [s[i:i + chunk] for s in streams], True, False)
+
     total, segments, nrefs = StatsSum(), [], set()
-    for _, (stats, segs, seen) in ordered_map(pool, chunk_stats, jobs, in_flight=4):
+    for _, (stats, segs, seen) in ordered_map(pool, chunk_stats, jobs(), in_flight=4):
         for st in stats:
             total.add(st)
         segments.extend(segs)
         nrefs |= seen
     corpus = corpus_from_sum(metric, total, nrefs)
+    if periods[0] >= 100:  # sacreBLEU's warning, once for the corpus
+        from .faststats import warn_tokenized
+
+        warn_tokenized()
     return MetricResult(name=metric.name, corpus=float(corpus.score), segments=segments, signature=metric.signature,
                         higher_is_better=metric.higher_is_better,
                         extra={"formatted": corpus.format(),

@@ -132,6 +132,23 @@ def test_jsonl_fields(run, tmp_path):
     (lambda p: None, [], ["nothing to score"]),
     (lambda p: (write(p / "h.txt", ["a"]), write(p / "r.txt", ["a"])),
      ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt", "--lp", "zhen"], ["--lp 'zhen'", "zh-en"]),
+    # found by the adversarial probe: each of these used to be accepted, silently
+    (lambda p: (write(p / "h.txt", ["a"]), write(p / "r.txt", ["a"])),
+     ["--hyp", "{p}/h.txt", "--hyp", "{p}/./h.txt", "--ref", "{p}/r.txt"], ["--hyp", "h.txt is given twice"]),
+    (lambda p: write(p / "in.jsonl", ['{"hypothesis": "a", "reference": "a"}']),
+     ["--jsonl", "{p}/in.jsonl", "--hyp-field", "hypothesis", "--hyp-field", "hypothesis"],
+     ["--hyp-field hypothesis is given twice"]),
+    (lambda p: write(p / "in.jsonl", ['{"hypothesis": "a", "reference": "a"}', '{"hypothesis": "a", "reference": []}']),
+     ["--jsonl", "{p}/in.jsonl"], ["in.jsonl:2: field 'reference' is an empty list"]),
+    (lambda p: (write(p / "h.txt", ["a b c"]), write(p / "r.txt", ["a x c"])),
+     ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt", "-o", "bleu.smooth_method=floor", "-o", "bleu.smooth_value=.inf"],
+     ["option 'smooth_value'", "finite"]),
+    (lambda p: (write(p / "h.txt", ["a"]), write(p / "r.txt", ["a"])),
+     ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt", "--metrics", "bleu,chrf,bleu"], ["'bleu' is given twice"]),
+    (lambda p: (write(p / "h.txt", ["a"]), write(p / "r.txt", ["a"])),
+     ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt", "--segments"], ["--segments", "add --json"]),
+    (lambda p: ((p / "h.txt").write_bytes(b"a b\rc d\r"), write(p / "r.txt", ["a b", "c d"])),
+     ["--hyp", "{p}/h.txt", "--ref", "{p}/r.txt"], ["line counts differ", "h.txt has carriage returns", "\\n"]),
 ])
 def test_eval_errors(run, tmp_path, setup, args, expected):
     setup(tmp_path)
@@ -139,6 +156,21 @@ def test_eval_errors(run, tmp_path, setup, args, expected):
     line = one_line_error(code, err)
     for text in expected:
         assert text in line
+
+
+def test_systems_with_the_same_file_name_are_all_scored(run, tmp_path, monkeypatch):
+    # a/h.txt, b/h.txt and ./h.txt: three systems, none replacing another in the results
+    for sub, line in (("a", "a b c d"), ("b", "a b c x"), (".", "x y z w")):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        write(tmp_path / sub / "h.txt", [line])
+    write(tmp_path / "r.txt", ["a b c d"])
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("eval", "--hyp", "a/h.txt", "--hyp", "b/h.txt", "--hyp", "h.txt", "--ref", "r.txt",
+                         "--metrics", "chrf", "--json")
+    assert code == 0, err
+    scores = {r["system"]: r["score"] for r in json.loads(out)["results"]}
+    assert list(scores) == ["h.txt", "b/h.txt", "h.txt (2)"]
+    assert scores["h.txt"] == pytest.approx(100.0) and scores["h.txt (2)"] < scores["b/h.txt"] < 100
 
 
 # ------------------------------------------------------------------ meta-eval

@@ -320,3 +320,38 @@ def test_streaming_corpus_scores_and_signatures_equal_sacrebleu(lp: str) -> None
         assert result.signature == str(m.get_signature())
         assert result.extra["formatted"] == score.format()
         assert len(result.segments) == len(hyps)
+
+
+# -- differential fuzz against sacreBLEU's public API (tests/evaluators/fuzz_faststats.py) --------
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_differential_fuzz_against_sacrebleu(seed: int) -> None:
+    # a small seeded share of the adversarial fuzz: unicode from many blocks, every kind of
+    # whitespace, invisible and control characters, long tokens, repeats, None/empty references,
+    # every offline tokenizer and the option space, chunked as the pool chunks
+    from . import fuzz_faststats
+
+    counts, failures = fuzz_faststats.run(cases=12, seed=seed)
+    assert failures == []
+    assert {"bleu:13a", "bleu:zh", "bleu:intl", "bleu:char", "bleu:none", "chrf"} <= set(counts)
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+@pytest.mark.parametrize(("tokenized", "chunk"), [(120, 60), (240, 100), (99, 50), (0, 100)])
+def test_tokenized_period_warning_once_per_corpus_as_sacrebleu(fast: str, tokenized: int, chunk: int,
+                                                              caplog: pytest.LogCaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # sacreBLEU warns once when 100+ hypotheses of the corpus end in " ."; counted per chunk, 120
+    # such lines in chunks of 60 gave no warning and 240 in chunks of 100 gave two
+    monkeypatch.setenv("PROMPTWEAVE_FASTSTATS", fast)
+    hyps = ["a b ."] * tokenized + ["a b"] * (300 - tokenized)
+    for name, options in (("bleu", {}), ("bleu", {"force": True}), ("chrf", {})):
+        caplog.clear()
+        want = (BLEU(**options) if name == "bleu" else CHRF()).corpus_score(hyps, [hyps])
+        expected = sum("100 lines" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        metric = create_metric(name, **options)
+        got = segstats.score_chunked(metric, segstats.metric_spec(name, None, None, options), hyps, hyps, None, chunk)
+        assert sum("100 lines" in r.getMessage() for r in caplog.records) == expected
+        assert repr(got.corpus) == repr(float(want.score))
+        assert expected == (name == "bleu" and not options and tokenized >= 100)

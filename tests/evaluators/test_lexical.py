@@ -175,3 +175,24 @@ def test_reference_errors():
         create_metric("chrf").score(["a"], None)
     with pytest.raises(DataError, match="at least one reference"):
         create_metric("bleu").score(["a"], [[None]])
+
+
+@pytest.mark.parametrize("tokenize", ["flores200", "spm"])
+def test_spm_tokenizer_without_its_model_names_the_file(tokenize, tmp_path, monkeypatch):
+    # offline, sacrebleu's download of the model fails with a bare urlopen error; ours names the
+    # file, its source and the fix (the download is replaced: tests never touch the network)
+    pytest.importorskip("sentencepiece")
+    import sacrebleu.tokenizers.tokenizer_spm as spm
+    import sacrebleu.utils
+
+    def offline(url, path):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    for module in (spm, sacrebleu.utils):
+        monkeypatch.setattr(module, "SACREBLEU_DIR", str(tmp_path))
+    monkeypatch.setattr(spm, "download_file", offline)
+    with pytest.raises(PromptweaveError) as info:
+        create_metric("bleu", tokenize=tokenize)
+    message = str(info.value)
+    assert "\n" not in message and f"tokenizer '{tokenize}'" in message
+    assert str(tmp_path / "models") in message and "https://" in message and "SACREBLEU" in message
