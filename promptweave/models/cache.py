@@ -58,7 +58,7 @@ def key_from_parts(identity_json: str, params_json: str, messages: list[Message]
     writes for the whole payload: its top-level keys sort as identity < messages < params."""
     blob = ('{"identity":' + identity_json + ',"messages":' + canonical_json([_keyable(m) for m in messages])
             + ',"params":' + params_json + "}")
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()  # valid text: plain UTF-8
 
 
 def _keyable(m: Message) -> dict[str, Any]:
@@ -190,13 +190,14 @@ class CompletionCache:
                     return None
         if row is None:
             return None
-        return Completion(text=row[1], prompt_tokens=row[2] or 0, completion_tokens=row[3] or 0,
+        text = row[1].decode("utf-8", "surrogatepass") if isinstance(row[1], bytes) else row[1]
+        return Completion(text=text, prompt_tokens=row[2] or 0, completion_tokens=row[3] or 0,
                           finish_reason=row[4])
 
     def put(self, key: str, c: Completion) -> None:
         if self._off:
             return
-        row = (key, c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, time.time())
+        row = (key, _storable(c.text), c.prompt_tokens, c.completion_tokens, c.finish_reason, time.time())
         with self._lock:
             self._pending[key] = row
             full = len(self._pending) >= self.max_pending
@@ -235,6 +236,17 @@ class CompletionCache:
             self._fail(exc)
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
+
+
+def _storable(text: str) -> str | bytes:
+    """A reply as SQLite can keep it: text, or, when it holds a lone surrogate (a model echoing a
+    ``\\ud800`` escape from the data), its surrogate-preserving UTF-8 bytes as a BLOB (SQLite's
+    text must be UTF-8; :meth:`ResponseCache.get` decodes the BLOB back to the same string)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+    return text
 
 
 def _why(exc: BaseException) -> str:

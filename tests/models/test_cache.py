@@ -93,3 +93,27 @@ def test_an_existing_cache_of_ours_is_reused(tmp_path: Path) -> None:
     hit = again.get("k")
     assert hit is not None and hit.text == "v" and hit.completion_tokens == 2
     again.close()
+
+
+def test_a_reply_with_a_lone_surrogate_is_cached_and_comes_back_the_same(tmp_path: Path) -> None:
+    # data with a "\ud800" JSON escape reaches the prompt; a model echoing it made the cache's
+    # write (SQLite text is UTF-8) fail at the end of the run with a traceback
+    from promptweave.models.base import Message
+    from promptweave.models.cache import key_from_parts
+
+    text = "Hallo \ud800 Welt \U0001f600"
+    key = key_from_parts("{}", "{}", [Message("user", text)])
+    assert key != key_from_parts("{}", "{}", [Message("user", "Hallo \ufffd Welt \U0001f600")])
+    assert key_from_parts("{}", "{}", [Message("user", "plain")]) == key_from_parts("{}", "{}", [Message("user", "plain")])
+    first = CompletionCache(tmp_path / "c.sqlite")
+    first.put(key, Completion(text, 1, 2, "stop"))
+    first.put("valid", Completion("ok ü", 1, 1, "stop"))
+    first.close()
+    again = CompletionCache(tmp_path / "c.sqlite")
+    hit, plain = again.get(key), again.get("valid")
+    assert hit is not None and hit.text == text and plain is not None and plain.text == "ok ü"
+    again.close()
+    # stored as text wherever it is valid UTF-8 (existing caches read the same)
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    assert db.execute("SELECT typeof(text) FROM completions WHERE key='valid'").fetchone() == ("text",)
+    db.close()
