@@ -25,7 +25,9 @@ from ..config import LoadedConfig
 from ..data.keytable import KeyList
 from ..evaluators import create_metric
 from ..evaluators.base import Metric
-from ..evaluators.segstats import StatsSum, chunk_stats, corpus_from_sum, make_pool, metric_spec, supports_stats
+from ..evaluators.faststats import warn_tokenized
+from ..evaluators.segstats import (StatsSum, chunk_stats, corpus_from_sum, make_pool, metric_spec, supports_stats,
+                                   tokenized_periods)
 from ..envknobs import env_int
 from ..report.numbers import call_traces, percentile, step_models
 
@@ -142,6 +144,8 @@ class RunTally:
         self.specs = {n: metric_spec(n, p.data.src_lang, p.data.tgt_lang, o) for n, o in metric_list(loaded)}
         self.stat_names = [n for n, m in self.metrics if supports_stats(m)]
         self._streamed = frozenset(self.stat_names)  # metrics scored from per-row statistics
+        self._metric = dict(self.metrics)
+        self.periods = {n: 0 for n in self.stat_names}  # hypotheses ending in " ." (sacreBLEU's warning)
         self.rows = self.rows_ok = 0
         # scored rows (ok, with a hypothesis), numbered s = 0, 1, ...
         self.keys = KeyList()  # packed: no object per row (:mod:`..data.keytable`)
@@ -193,6 +197,8 @@ class RunTally:
                 self._submit(2 * getattr(self.pool, "_max_workers", 2))
             meanwhile()
         self._flush(final=True)
+        if any(n >= 100 for n in self.periods.values()):  # once for the run, as sacreBLEU once a corpus
+            warn_tokenized()
 
     def add(self, rec: dict[str, Any]) -> None:
         sc, ok = self.sc, rec["status"] == "ok"
@@ -290,7 +296,9 @@ class RunTally:
             streams: list[list[str | None]] = [[r for _, r in self._chunk]]
             self._chunk = []
             for name in self.stat_names:
-                self._backlog.append((name, start, (self.specs[name], hyps, streams)))
+                # no per-chunk tokenized-period warning: counted here, warned once at the finish
+                self.periods[name] += tokenized_periods(self._metric[name], hyps)
+                self._backlog.append((name, start, (self.specs[name], hyps, streams, True, False)))
 
     def poll(self) -> None:
         """Live tallies: collect the jobs done (in order) and keep ``live`` jobs on the pool."""

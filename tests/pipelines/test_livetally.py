@@ -69,3 +69,17 @@ def test_live_tally_in_any_order_equals_the_ordered_tally(tmp_path: Path, monkey
     kept = {k for k, t in zip(keys, todo) if not t}
     assert kept <= set(reads)  # kept rows come from the store
     assert len(reads) > len(kept)  # and so do rows dropped from memory while they waited
+
+
+@pytest.mark.parametrize("chunk", [90, 100])
+def test_tokenized_period_warning_once_per_run_as_sacrebleu_once_per_corpus(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, chunk: int) -> None:
+    # 270 hypotheses ending in " .": sacreBLEU warns once for the corpus; chunks of 90 warned
+    # never, chunks of 100 twice
+    from tests.helpers import scripted_pipeline
+
+    monkeypatch.setattr(scoring, "CHUNK", chunk)
+    cfg = scripted_pipeline(tmp_path, rows=270, reply="the translation .", extra="metrics: [bleu]\n")
+    with caplog.at_level("WARNING", logger="sacrebleu"):
+        run_pipeline(cfg, run_id="r")
+    assert sum("100 lines that end in a tokenized period" in r.getMessage() for r in caplog.records) == 1
