@@ -64,10 +64,22 @@ class RunLock:
             os.pwrite(fd, info, 0)
         self._fd = fd
         self._finalizer = weakref.finalize(self, _close, fd)
+        _HELD.add(self)
 
     def release(self) -> None:
         if self._finalizer is not None:
             self._finalizer()  # unlock and close, once
+        self._fd = self._finalizer = None
+        _HELD.discard(self)
+
+    def _forget(self) -> None:
+        """In a forked child: close this copy of the descriptor, never unlock (the lock belongs to
+        the open file the parent shares: unlocking or emptying it here would free the parent's)."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
         self._fd = self._finalizer = None
 
     def __enter__(self) -> RunLock:
@@ -76,6 +88,22 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+_HELD: weakref.WeakSet[RunLock] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    """A process forked while a run holds its lock (report.html's process, the statistics
+    workers) does not hold the lock. Else a parent killed with SIGKILL left its run directory
+    locked until every child had ended (a re-run was refused meanwhile), and a child ending
+    through Python's exit ran the lock's finalizer, which unlocked the parent's lock."""
+    for lock in list(_HELD):
+        lock._forget()
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _close(fd: int) -> None:
