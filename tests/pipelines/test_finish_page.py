@@ -145,8 +145,8 @@ def test_lone_surrogates_in_the_data_are_finished_and_resumed(tmp_path: Path) ->
             for i in range(6)]
     # written as JSON escapes (ensure_ascii), the way a JSON file holds a lone surrogate
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    # the judge's prompt holds only the hypothesis (the model cache's key cannot hash a lone
-    # surrogate: a separate defect, reported, not this test's subject)
+    # the judge's prompt holds only the hypothesis (a lone surrogate in a prompt and the model
+    # cache: tests/models/test_cache.py)
     (tmp_path / "da.yaml").write_text("messages:\n  - {role: user, content: 'Score: {{ hypothesis }}'}\n")
     cfg = tmp_path / "p.yaml"
     cfg.write_text(f"""
