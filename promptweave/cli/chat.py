@@ -34,23 +34,22 @@ def chat(
 
 
 async def _loop(loaded, ns: str, sid: str) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.markup import escape
     from rich.panel import Panel
     from rich.text import Text
 
     from ..memory import ReplyError, StoreUnavailable
     from ..memory.store import check_storable
     from ..serve.service import ChatService
+    from ..terminal import console as make_console
 
-    console = Console(highlight=False)
+    console = make_console()  # replies, ids and errors are text, never markup
     service = ChatService(loaded)
     manager = await service.start()
-    console.print(f"[dim]session '{sid}' · policy {loaded.config.memory.policy} · {_HELP}[/]")
+    console.print(f"session '{sid}' · policy {loaded.config.memory.policy} · {_HELP}", style="dim")
     try:
         while True:
             try:
-                line = await asyncio.to_thread(console.input, "[bold cyan]you[/] › ")
+                line = await asyncio.to_thread(console.input, Text.assemble(("you", "bold cyan"), " › "))
             except EOFError:
                 break
             line = line.strip()
@@ -64,7 +63,6 @@ async def _loop(loaded, ns: str, sid: str) -> None:  # type: ignore[no-untyped-d
                 mv = manager.store.latest_memory(ns, sid)
                 running = (ns, sid) in manager._tasks and not manager._tasks[(ns, sid)].done()
                 title = f"memory v{mv.version} (turns {mv.turn_from}-{mv.turn_to})" if mv else "memory: none yet"
-                # a model's text is never markup: Text, not a str rich would parse
                 console.print(Panel(Text(mv.text if mv else "none"), title=title,
                                     subtitle="an update is running" if running else None))
             elif line == "/end":
@@ -74,30 +72,31 @@ async def _loop(loaded, ns: str, sid: str) -> None:  # type: ignore[no-untyped-d
                     failure = manager.failures.get((ns, sid))
                     mv = manager.store.latest_memory(ns, sid)
                     if failure:
-                        console.print(f"[red]memory update failed[/]: {escape(str(failure.error))} (it is retried later)")
+                        console.print(Text.assemble(("memory update failed", "red"),
+                                                    f": {failure.error} (it is retried later)"))
                     else:
-                        console.print(f"[dim]session ended; memory v{mv.version if mv else 0}[/]")
+                        console.print(f"session ended; memory v{mv.version if mv else 0}", style="dim")
                 else:
-                    console.print("[dim]nothing to end: no turns since the last session end[/]")
+                    console.print("nothing to end: no turns since the last session end", style="dim")
             elif line == "/forget":
                 await manager.forget(ns, sid)
-                console.print("[dim]forgotten: every turn and memory version of this session is deleted[/]")
+                console.print("forgotten: every turn and memory version of this session is deleted", style="dim")
             elif line.startswith("/"):
-                console.print(f"[red]unknown command[/] {escape(line)}; {_HELP}")
+                console.print(Text.assemble(("unknown command", "red"), f" {line}; {_HELP}"))
             else:
                 try:
                     check_storable(line, "your message")  # e.g. bytes the terminal could not decode
                 except ValueError as exc:
-                    console.print(f"[red]error[/]: {escape(str(exc))}; nothing was sent")
+                    console.print(Text.assemble(("error", "red"), f": {exc}; nothing was sent"))
                     continue
                 try:
                     reply = await manager.reply(ns, sid, [("user", line)], dedup=False)
                 except ReplyError as exc:
-                    console.print(f"[red]error[/]: {escape(str(exc))} (your turn is kept)")
+                    console.print(Text.assemble(("error", "red"), f": {exc} (your turn is kept)"))
                     continue
                 except StoreUnavailable as exc:
-                    console.print(f"[red]error[/]: {escape(str(exc))}")
+                    console.print(Text.assemble(("error", "red"), f": {exc}"))
                     continue
-                console.print("[bold green]bot[/] › ", Text(reply.text), sep="")
+                console.print(Text.assemble(("bot", "bold green"), " › ", reply.text))
     finally:
         await service.close()
