@@ -194,7 +194,7 @@ class RunTally:
         if meanwhile is not None:
             if self.pool is not None:
                 self._queue_chunk()
-                self._submit(2 * getattr(self.pool, "_max_workers", 2))
+                self._submit(self._final_limit())
             meanwhile()
         self._flush(final=True)
         if any(n >= 100 for n in self.periods.values()):  # once for the run, as sacreBLEU once a corpus
@@ -280,13 +280,17 @@ class RunTally:
         if self.live and not final:
             self.poll()
             return
-        limit = (2 * max(1, len(self.stat_names))) if not final else 2 * getattr(self.pool, "_max_workers", 2)
+        limit = (2 * max(1, len(self.stat_names))) if not final else self._final_limit()
         while True:
             self._submit(limit)
             if not self._flight or not (final or self._backlog):
                 break
             name, start, job = self._flight.popleft()
             self._take(name, start, *job.result())
+
+    def _final_limit(self) -> int:
+        """Jobs out at once at the finish: two per worker (every core is the tally's now)."""
+        return 2 * getattr(self.pool, "_max_workers", 2)
 
     def _queue_chunk(self) -> None:
         """The rows gathered since the last chunk become jobs, one per sacreBLEU metric."""

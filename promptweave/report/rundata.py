@@ -85,7 +85,10 @@ class Run:
         return [str(v) for v in value] if isinstance(value, list) else str(value)
 
     def system_of(self, rec: dict[str, Any]) -> str:
-        return str(self.value(rec, self.group_by)) if self.group_by else self.name
+        return self._system(rec, self.group_by)
+
+    def _system(self, rec: dict[str, Any], group_by: str | None) -> str:
+        return str(self.value(rec, group_by)) if group_by else self.name
 
     @staticmethod
     def item_of(rec: dict[str, Any]) -> str:
@@ -96,8 +99,7 @@ class Run:
         page walks the records with their system and item."""
         if self._labelled is None or len(self._labelled) != len(self.records):
             group_by = self.group_by
-            self._labelled = [(r, str(self.value(r, group_by)) if group_by else self.name, self.item_of(r))
-                              for r in self.records]
+            self._labelled = [(r, self._system(r, group_by), self.item_of(r)) for r in self.records]
         return self._labelled
 
     def systems(self) -> list[str]:
