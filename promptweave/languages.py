@@ -19,6 +19,7 @@ from functools import lru_cache
 import langcodes
 
 from .errors import PromptweaveError
+from .langnames import NAMES
 
 
 _ISO639 = re.compile(r"^[a-z]{2,3}$")  # a primary language subtag (no private-use x-, no grandfathered i-)
@@ -31,6 +32,8 @@ class LanguageError(PromptweaveError, ValueError):
 @lru_cache(maxsize=4096)
 def normalize(value: str) -> str:
     """The standard BCP-47 form of ``value``; :class:`LanguageError` with a suggestion if unknown."""
+    if isinstance(value, str) and value in NAMES:  # a common tag, already standard and valid
+        return value
     text = value.strip() if isinstance(value, str) else value
     if not isinstance(text, str) or not text:
         raise LanguageError("a language is a BCP-47 code such as de, en, zh-Hant or fil")
@@ -75,7 +78,8 @@ def language_name(code: str | None) -> str | None:
     """
     if code is None:
         return None
-    return str(langcodes.Language.get(normalize(code)).display_name("en"))
+    tag = normalize(code)
+    return NAMES.get(tag) or str(langcodes.Language.get(tag).display_name("en"))
 
 
 @lru_cache(maxsize=4096)

@@ -121,7 +121,31 @@ def test_a_dying_page_process_neither_hangs_the_finish_nor_loses_its_results(tmp
     assert json.loads((d / "scores.json").read_text(encoding="utf-8"))["rows"] == 60
     assert (d / "report.md").exists() and len(pids) == 1 and _reaped(pids[0])
     saved = json.loads((d / finish.finishcache.STATE_FILE).read_text(encoding="utf-8"))
-    assert saved["tests"] == {}  # the page failed: its tests are not kept as if it had been written
+    # no page, not even an earlier one; the tests the parent worked out are kept for the next
+    assert not (d / "report.html").exists()
+    assert set(saved["tests"]["tests"]["bleu"]) == {"jdexplore", "ref-copy", "degraded"}
+    monkeypatch.undo()
+    again = run_pipeline(multisystem_config(tmp_path, 20), run_id="r")
+    assert again.ran == 0 and "95% bootstrap interval" in (d / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_finish_that_rewrites_the_results_drops_the_old_page_first(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page that cannot be written leaves none: never the page of the rows as they were."""
+    cfg = multisystem_config(tmp_path, 8)
+    d = Path(run_pipeline(cfg, run_id="r").run_dir)
+    assert (d / "report.html").exists()
+
+    def fail(*a: object, **k: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build, "write_page", fail)
+    monkeypatch.setattr(finish.finishcache, "load", lambda *a: None)  # scored again
+    run_pipeline(cfg, run_id="r")
+    assert not (d / "report.html").exists() and (d / "scores.json").exists()
+    monkeypatch.undo()
+    run_pipeline(cfg, run_id="r")
+    assert (d / "report.html").exists()
 
 
 def test_a_finish_state_that_does_not_fit_is_scored_again(tmp_path: Path) -> None:
