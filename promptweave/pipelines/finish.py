@@ -251,10 +251,10 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
         engine.store.open()
         engine.store.close()
     live, engine.live = engine.live, None
-    page_rows = _PageRows(engine.store.results_path)
-    # the tally the run kept as rows finished (the page's rows read while its statistics
+    page_rows = _PageRows(engine.store, live.page if live is not None else None)
+    # the tally the run kept as rows finished (the page's rows gathered while its statistics
     # workers finish); else one pass over the stored records
-    tally = live.finish(page_rows.read) if live is not None else \
+    tally = live.finish(page_rows.gather) if live is not None else \
         tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
     scores = tally.scores()
     scores["systems"] = tally.system_table(scores)
@@ -263,6 +263,7 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
         scores["vision"] = vision
     scores["mtme_files"] = export_mtme(loaded, tally, scores, run_dir / "mtme")
     manifest = build_manifest(engine, summary, argv, scores)
+    page_rows.check(scores_judges=scores["judges"], manifest=loaded.redact(manifest), scores=scores)
     scores["numbers"] = tally.numbers()
     examples = ReportExamples(tally.n_errors, tally.errors, tally.samples)
     engine.release_pool()  # no threads left: report.html may be written by a forked child
@@ -277,7 +278,7 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
     covered = {key: row for key, row in rows if key in first}
     # a Ray driver keeps Ray's threads and sockets: no fork there
     page = _start_html(run_dir, {**scores, "segments": covered}, stats, fork=loaded.pipeline.executor.kind == "local",
-                       records=page_rows.records)
+                       records=page_rows.records, page=page_rows.page)
     def meanwhile(tests: dict[str, Any]) -> None:  # while the page's process ends
         write_scores(run_dir / "scores.json", scores)
         # last of the result files; report.html may still be in the works: a finish resumed
@@ -339,19 +340,41 @@ def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
 
 
 class _PageRows:
-    """The records report.html covers (the first ``REPORT_ROWS`` of the compacted
-    ``results.jsonl``), read once for both of the page's processes; ``None`` if they could not
-    be read here (the page reads them itself, and says why it cannot)."""
+    """What report.html needs of its rows (the first ``REPORT_ROWS`` of the compacted
+    ``results.jsonl``): the page data statistics workers took while the run went on
+    (:class:`.livetally.LivePage`), else the records, read once for both of the page's
+    processes; neither if they could not be read here (the page reads them itself, and says
+    why it cannot)."""
 
-    def __init__(self, results: Path) -> None:
-        self.results = results
+    def __init__(self, store: Any, live: Any = None) -> None:
+        self.store, self.live = store, live
         self.records: list[dict[str, Any]] | None = None
+        self.page: Any = None
+
+    def gather(self) -> None:
+        """While the statistics workers finish their last jobs."""
+        if self.live is not None:
+            self.page = self.live.result(self.store.position, len(self.store))
+        if self.page is None:
+            self.read()
+
+    def check(self, scores_judges: dict[str, Any], manifest: dict[str, Any], scores: dict[str, Any]) -> None:
+        """The page data stands only if it was taken for what the page will read from the run's
+        files (its judges are known now); else the records are read."""
+        from ..report.pagedata import PageSpec
+
+        if self.page is None:
+            return
+        name = str(manifest.get("name") or self.store.results_path.parent.name)
+        if not self.page.restrict(PageSpec.of(name, manifest, {**scores, "judges": scores_judges})):
+            self.page = None
+            self.read()
 
     def read(self) -> None:
         from ..report.rundata import read_records
 
         try:
-            self.records = read_records(self.results, REPORT_ROWS)
+            self.records = read_records(self.store.results_path, REPORT_ROWS)
         except Exception:  # noqa: BLE001 - the page's own read reports it
             self.records = None
 
@@ -359,29 +382,30 @@ class _PageRows:
 def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
                 seg_stats: dict[str, dict[str, Any]] | None = None, tests: dict[str, Any] | None = None,
                 tests_from: Callable[[], dict[str, Any] | None] | None = None,
-                records: list[dict[str, Any]] | None = None) -> None:
+                records: list[dict[str, Any]] | None = None, page: Any = None) -> None:
     """report.html beside report.md; a failure there is logged, never loses the finished run."""
     from ..report import write_report
 
     try:
         write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats, tests_cache=tests,
-                     tests_from=tests_from, records=records)
+                     tests_from=tests_from, records=records, page=page)
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)
 
 
 def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fork: bool = True,
-                records: list[dict[str, Any]] | None = None) -> Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]:
+                records: list[dict[str, Any]] | None = None,
+                page: Any = None) -> Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]:
     """Write report.html, in a forked child when the page is big enough to be worth a core of its
     own. The two processes share the page: the child writes everything but the significance
     tests, while the parent works out the tests (the bootstrap, the page's biggest single cost)
     and hands them over through a pipe. Returns a call that does the parent's share, then its
     argument (other work of the parent, given the tests), waits for the child, and gives the
-    tests. ``records``: the page's rows, already read."""
+    tests. ``records``: the page's rows, already read; ``page``: what the page needs of them."""
     tests: dict[str, Any] = {}
     if not fork or len(scores.get("segments") or ()) < FORK_ROWS or not hasattr(os, "fork"):
-        _write_html(run_dir, scores, stats, tests, records=records)
+        _write_html(run_dir, scores, stats, tests, records=records, page=page)
 
         def done(meanwhile: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
             meanwhile(tests)
@@ -402,7 +426,7 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fo
                     return json.loads(data) if data else None
                 except ValueError:
                     return None
-            _write_html(run_dir, scores, stats, tests, from_parent, records)
+            _write_html(run_dir, scores, stats, tests, from_parent, records, page)
             code = 0
         finally:
             os._exit(code)
@@ -418,7 +442,7 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fo
         pipe = [w]
         try:
             try:
-                got = page_tests(run_dir, scores, stats, REPORT_ROWS, records=records)
+                got = page_tests(run_dir, scores, stats, REPORT_ROWS, records=records, page=page)
                 data = json.dumps(got, default=str).encode()
             except Exception as exc:  # noqa: BLE001 - the child works them out itself
                 log.warning("report.html: significance tests left to the page's process: %s: %s",

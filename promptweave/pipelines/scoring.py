@@ -465,6 +465,18 @@ class RunTally:
         return table
 
 
+def page_spec(loaded: LoadedConfig, judges: Iterable[str] | None = None) -> Any:
+    """What report.html's per-row work needs of the run (:class:`~promptweave.report.pagedata.PageSpec`),
+    as the page will read it from ``manifest.json`` and ``scores.json``; ``judges``: the steps
+    ``scores.json`` lists as judges (None: every step, as a run knows them only at its finish)."""
+    from ..report.pagedata import PageSpec
+
+    manifest = loaded.redact({"name": loaded.pipeline.name, "config": loaded.manifest_config()})
+    steps = [s.id for s in loaded.steps] if judges is None else list(judges)
+    return PageSpec.of(str(manifest.get("name") or ""), manifest,
+                       {"hypothesis": hypothesis_field(loaded), "judges": dict.fromkeys(steps)})
+
+
 def _ready() -> int:
     return os.getpid()
 

@@ -171,6 +171,16 @@ class RunStore:
         entry = self._index.get(key)
         return None if entry is None else self._read(entry)
 
+    def get_line(self, key: str) -> tuple[dict[str, Any], bytes] | None:
+        """:meth:`get`, with the record's line as the file holds it."""
+        entry = self._index.get(key)
+        return None if entry is None else self._read_line(entry)
+
+    def position(self, key: str) -> int | None:
+        """The ``index`` the current record of ``key`` has (its place in data order once compacted)."""
+        entry = self._index.get(key)
+        return None if entry is None else entry.index
+
     def __contains__(self, key: object) -> bool:
         return key in self._index
 
@@ -201,12 +211,15 @@ class RunStore:
         return {r["key"]: r for r in self}
 
     def _read(self, entry: Entry) -> dict[str, Any]:
+        return self._read_line(entry)[0]
+
+    def _read_line(self, entry: Entry) -> tuple[dict[str, Any], bytes]:
         raw = self._pread(entry.offset, entry.length)
         rec, why = parse_record(raw)
         if rec is None:  # the file changed under the lock's holder: someone else wrote to it
             raise RunDirError(f"{self.results_path} changed while this run held it ({why} at byte "
                               f"{entry.offset}); run the same command again to recover it")
-        return rec
+        return rec, raw
 
     def _pread(self, offset: int, length: int) -> bytes:
         if self._rfd is None:
@@ -311,8 +324,9 @@ class RunStore:
         self._index, self._dirty = new, False
 
     # ------------------------------------------------------------------ writing
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one finished row now; an ok result it replaces with other inputs is kept aside."""
+    def append(self, record: dict[str, Any]) -> bytes:
+        """Write one finished row now; an ok result it replaces with other inputs is kept aside.
+        Returns the line written."""
         assert self._fd is not None, "RunStore.open() first"
         line = _dump(record)
         size = os.fstat(self._fd).st_size
@@ -329,6 +343,7 @@ class RunStore:
             if old.ok and old.fp != record.get("fp"):
                 self._replaced.append(old)
         self._index.put(key, _entry(record, size, len(line) - 1))
+        return line
 
     def compact(self, order: Iterable[str] | None = None) -> int:
         """Leave ``results.jsonl`` with one line per key of ``order`` (the current rows, whose

@@ -14,8 +14,9 @@ import numpy as np
 
 from . import svg
 from .compare import MetricSpec, SystemData, _streams, compare, run_metric
-from .numbers import call_traces, count, finite, fmt_score, latency_by_model, quality_counts, rows_per_system, step_models
+from .numbers import fmt_score
 from .page import json_for_script, page, table, write_page
+from .pagedata import PageData
 from .rundata import SACRE_METRICS, Column, Run, columns, load_run
 from .segments import segment_blob
 from .stats import Draws, TestResult, paired, sacrebleu_stats, seed_from_env
@@ -82,21 +83,10 @@ def _finished_stats(run: Run, name: str, order: list[str], items: list[str], dat
 
 
 def _texts(run: Run, systems: list[str]) -> dict[str, SystemData]:
-    """Each system's hypotheses and references by item (read once per page, for every column)."""
-    every = run.derived.get("texts")
-    if every is None:
-        hyp_name, ref_name = run.scores.get("hypothesis"), run.scoring.get("reference", "reference")
-        every = run.derived["texts"] = {}
-        for rec, system, item in run.labelled():
-            if rec.get("status") != "ok":
-                continue
-            hyp, ref = run.value(rec, hyp_name), run.text(rec, ref_name)
-            if hyp is not None and ref:
-                d = every.get(system) or every.setdefault(system, SystemData(system))
-                d.hyps[item] = str(hyp)
-                d.refs[item] = ref
-                run.row_keys.setdefault(system, {})[item] = rec["key"]
-    return {s: every.get(s) or SystemData(s) for s in systems}
+    """Each system's hypotheses and references by item (the ok rows that have both)."""
+    page = run.page_data(browse=False)
+    run.row_keys = page.keys
+    return {s: SystemData(s, hyps=page.hyps.get(s, {}), refs=page.refs.get(s, {})) for s in systems}
 
 
 def _tests(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> dict[str, dict[str, TestResult]]:
@@ -124,11 +114,11 @@ def _tests(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> 
 
 def page_tests(run_dir: Path | str, scores: dict[str, Any], seg_stats: dict[str, dict[str, Any]] | None,
                max_rows: int | None, n_samples: int = 1000,
-               records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+               records: list[dict[str, Any]] | None = None, page: PageData | None = None) -> dict[str, Any]:
     """The significance tests :func:`write_report` would work out for this run, in the form of
     its ``tests_cache``: a finishing run works them out while a child process writes the rest of
     the page (the bootstrap is the page's biggest single cost; the two cores share the work)."""
-    run = load_run(run_dir, scores=scores, max_rows=max_rows, records=records)
+    run = load_run(run_dir, scores=scores, max_rows=max_rows, records=records, page=page)
     run.seg_stats, run.tests_cache = seg_stats, {}
     cols = columns(run)
     if cols:
@@ -137,7 +127,7 @@ def page_tests(run_dir: Path | str, scores: dict[str, Any], seg_stats: dict[str,
 
 
 def _systems_section(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> tuple[str, dict[str, dict[str, TestResult]]]:
-    counts = rows_per_system(run.records, run.system_of)
+    counts = run.page_data(browse=False).quality.per_system
     tests = _tests(run, cols, systems, n_samples)
     head = [("system", "txt"), ("n", "num")] + [(c.name + ("" if c.higher_is_better else " ↓"), "num") for c in cols]
     rows = []
@@ -232,24 +222,7 @@ def _f(x: float) -> str:
 
 def _mqm_section(run: Run, systems: list[str]) -> str:
     charts = []
-    for step_id in run.scores.get("judges", {}):
-        sev: dict[str, dict[str, float]] = {}
-        cats: dict[str, dict[str, float]] = {}
-        n: dict[str, int] = {}
-        for rec in run.records:
-            out = (rec.get("outputs") or {}).get(step_id) or {}
-            errs = out.get("errors")
-            if not isinstance(errs, list) or out.get("value") is None:
-                continue
-            s = run.system_of(rec)
-            n[s] = n.get(s, 0) + 1
-            for e in errs:
-                if not isinstance(e, dict):
-                    continue
-                level = str(e.get("severity") or "?").lower()
-                sev.setdefault(s, {})[level] = sev.setdefault(s, {}).get(level, 0) + 1
-                cat = str(e.get("category") or "?").split("/")[0].strip().lower() or "?"
-                cats.setdefault(s, {})[cat] = cats.setdefault(s, {}).get(cat, 0) + 1
+    for step_id, (n, sev, cats) in run.page_data(browse=False).mqm.items():
         if not n:
             continue
         per_seg = {s: {k: v / n[s] for k, v in sev.get(s, {}).items()} for s in systems if s in n}
@@ -265,7 +238,8 @@ def _mqm_section(run: Run, systems: list[str]) -> str:
 
 def _usage_section(run: Run) -> str:
     usage = run.manifest.get("usage") or {}
-    lat = latency_by_model(run.records, run.manifest)
+    page = run.page_data(browse=False)
+    lat = page.latency.summary()
     head = [("model", "txt"), ("requests", "num"), ("calls", "num"), ("cache hits", "num"), ("retries", "num"),
             ("errors", "num"), ("prompt tokens", "num"), ("completion tokens", "num"), ("cost", "num"),
             ("latency p50 s", "num"), ("p90 s", "num"), ("p99 s", "num"), ("max s", "num")]
@@ -280,30 +254,15 @@ def _usage_section(run: Run) -> str:
             row.append((f"{lt[k]:.3f}" if k in lt else "—", lt.get(k)))
         rows.append(row)
     # tokens, cost and latency over the run, by row index
-    prices = _prices(run.manifest)
-    models = step_models(run.manifest)
     tok, cost, lat_pts, total, spent = [], [], [], 0, 0.0
-    for rec in run.records:
-        lats = []
-        for step_id, o in (rec.get("outputs") or {}).items():
-            if not isinstance(o, dict):
-                continue
-            price = prices.get(models.get(step_id, "default"))
-            for t in call_traces(o):
-                lat = finite(t.get("latency_s"))
-                if lat is not None:
-                    lats.append(lat)
-                if t.get("cached"):
-                    continue
-                p_tok, c_tok = count(t.get("prompt_tokens")), count(t.get("completion_tokens"))
-                total += p_tok + c_tok
-                if price:
-                    spent += (p_tok * float(price.get("input", 0)) + c_tok * float(price.get("output", 0))) / 1e6
-        x = float(rec.get("index", 0))
+    for x, tokens, row_cost, seconds in page.usage:
+        total += tokens
+        spent += row_cost
         tok.append((x, float(total)))
         cost.append((x, spent))
-        if lats:
-            lat_pts.append((x, sum(lats)))
+        if seconds is not None:
+            lat_pts.append((x, seconds))
+    prices = page.spec.prices
     charts = [svg.lines("tokens over the run (cumulative, cache hits excluded)", {"tokens": tok}, "row", "tokens"),
               svg.lines("model time per row (s)", {"seconds": lat_pts}, "row", "seconds")]
     if prices:
@@ -314,15 +273,8 @@ def _usage_section(run: Run) -> str:
             + "<div class=\"charts\">" + "".join(x for x in charts if x) + "</div>")
 
 
-def _prices(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Model name -> its ``price`` block (per million input/output tokens), where the config sets one."""
-    cfg = manifest.get("config") or {}
-    named = {"default": cfg.get("model") or {}, **(cfg.get("models") or {})}
-    return {k: v["price"] for k, v in named.items() if isinstance(v, dict) and isinstance(v.get("price"), dict)}
-
-
 def _overview(run: Run, systems: list[str]) -> str:
-    q = quality_counts(run.records, run.system_of)
+    q = run.page_data(browse=False).quality.counts()
     cards = [("rows", q["rows"], False), ("failed rows", q["failed_rows"], q["failed_rows"] > 0),
              ("systems", len(systems), False)]
     cards += [(f"parse failures: {k}", v, True) for k, v in q["parse_failures"].items()]
@@ -348,6 +300,7 @@ def _browser() -> str:
 
 def render_html(run: Run, n_samples: int = 1000) -> str:
     """The report page of a loaded run."""
+    run.page_data()  # every section's rows, in one pass (with the segment browser's)
     systems = run.systems()
     cols = columns(run)
     models = run.manifest.get("models") or {}
@@ -361,7 +314,7 @@ def render_html(run: Run, n_samples: int = 1000) -> str:
               "<a href=\"#segments\">segments</a></nav>")
     if run.total_rows is not None:  # a huge run: the page is bounded, and says so
         header += (f'<p class="muted"><strong>This run has {run.total_rows} rows; this page covers the first '
-                   f"{len(run.records)}</strong> (intervals, significance, plots, numbers and the segment browser). "
+                   f"{len(run.page_data().labels)}</strong> (intervals, significance, plots, numbers and the segment browser). "
                    "Corpus scores in the systems table are the whole run's; scores.json and report.md cover every "
                    "row.</p>")
     # the sections without significance tests first: a page written in a child process gets its
@@ -378,10 +331,10 @@ def write_report(run_dir: Path | str, n_samples: int = 1000, *, scores: dict[str
                  max_rows: int | None = None, seg_stats: dict[str, dict[str, Any]] | None = None,
                  tests_cache: dict[str, Any] | None = None,
                  tests_from: Callable[[], dict[str, Any] | None] | None = None,
-                 records: list[dict[str, Any]] | None = None) -> Path:
+                 records: list[dict[str, Any]] | None = None, page: PageData | None = None) -> Path:
     """Write ``report.html`` into a finished run directory; returns its path. ``max_rows``
     bounds the page (and its memory and time) to the first rows of a huge run."""
-    run = load_run(run_dir, scores=scores, max_rows=max_rows, records=records)
+    run = load_run(run_dir, scores=scores, max_rows=max_rows, records=records, page=page)
     run.seg_stats = seg_stats  # sacreBLEU statistics per row key, from the finish phase
     run.tests_cache = tests_cache  # the bootstrap results of the last page, reused or filled
     run.tests_from = tests_from  # or worked out by another process meanwhile

@@ -77,58 +77,111 @@ def percentile(sorted_vals: list[float], q: float) -> float:
     return sorted_vals[i] + (sorted_vals[j] - sorted_vals[i]) * (pos - i)
 
 
-def latency_by_model(records: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """p50/p90/p99/max seconds per model over every backend call recorded in the rows (cache hits
-    have no latency; rows from earlier runs of a resumed run keep theirs)."""
-    models = step_models(manifest)
-    samples: dict[str, list[float]] = {}
-    for rec in records:
+class Latencies:
+    """Seconds per backend call, per model, gathered row by row (cache hits have no latency;
+    rows from earlier runs of a resumed run keep theirs)."""
+
+    def __init__(self, models: dict[str, str]) -> None:
+        self.models = models  # step id -> model name (:func:`step_models`)
+        self.samples: dict[str, list[float]] = {}
+
+    def add(self, rec: dict[str, Any]) -> None:
         for step_id, out in (rec.get("outputs") or {}).items():
             if not isinstance(out, dict):
                 continue
             for t in call_traces(out):
                 lat = finite(t.get("latency_s"))
                 if lat is not None and not t.get("cached"):
-                    samples.setdefault(models.get(step_id, "default"), []).append(lat)
-    out = {}
-    for model, vals in samples.items():
-        vals.sort()
-        out[model] = {"calls": len(vals), "p50": percentile(vals, 50), "p90": percentile(vals, 90),
-                      "p99": percentile(vals, 99), "max": vals[-1], "total": sum(vals)}
-    return out
+                    self.samples.setdefault(self.models.get(step_id, "default"), []).append(lat)
+
+    def merge(self, other: "Latencies") -> None:
+        for model, vals in other.samples.items():
+            self.samples.setdefault(model, []).extend(vals)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """p50/p90/p99/max seconds per model."""
+        out = {}
+        for model, vals in self.samples.items():
+            vals = sorted(vals)
+            out[model] = {"calls": len(vals), "p50": percentile(vals, 50), "p90": percentile(vals, 90),
+                          "p99": percentile(vals, 99), "max": vals[-1], "total": sum(vals)}
+        return out
 
 
-def quality_counts(records: list[dict[str, Any]], system_of: Any = None) -> dict[str, Any]:
-    """Failed rows, parse failures per step, and quality flags (per flag, and per system)."""
-    failed = [r for r in records if r.get("status") != "ok"]
-    parse: Counter[str] = Counter()
-    flags: Counter[str] = Counter()
-    by_system: dict[str, Counter[str]] = {}
+def latency_by_model(records: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """p50/p90/p99/max seconds per model over every backend call recorded in the rows."""
+    lat = Latencies(step_models(manifest))
     for rec in records:
+        lat.add(rec)
+    return lat.summary()
+
+
+class Quality:
+    """Rows per system, failed rows, parse failures per step, and quality flags (per flag, and
+    per system), gathered row by row."""
+
+    def __init__(self) -> None:
+        self.rows = self.failed = 0
+        self.per_system: dict[str, dict[str, int]] = {}
+        self.failed_steps: Counter[str] = Counter()
+        self.parse: Counter[str] = Counter()
+        self.flags: Counter[str] = Counter()
+        self.by_system: dict[str, Counter[str]] = {}
+
+    def add(self, rec: dict[str, Any], system: str | None) -> None:
+        ok = rec.get("status") == "ok"
+        self.rows += 1
+        if system is not None:
+            d = self.per_system.setdefault(system, {"n": 0, "ok": 0})
+            d["n"] += 1
+            d["ok"] += ok
+        if not ok:
+            self.failed += 1
+            self.failed_steps[str((rec.get("error") or {}).get("step"))] += 1
         seen: set[str] = set()
         for step_id, out in (rec.get("outputs") or {}).items():
             if not isinstance(out, dict):
                 continue
             if out.get("parse_status") == "failed":
-                parse[step_id] += 1
+                self.parse[step_id] += 1
             seen.update(str(f) for f in listed(out.get("flags")))
-        flags.update(seen)
-        if system_of is not None and seen:
-            by_system.setdefault(str(system_of(rec)), Counter()).update(seen)
-    failed_steps = Counter(str((r.get("error") or {}).get("step")) for r in failed)
-    return {"rows": len(records), "failed_rows": len(failed), "failed_by_step": dict(failed_steps),
-            "parse_failures": dict(parse), "flags": dict(flags),
-            "flags_by_system": {k: dict(v) for k, v in by_system.items()}}
+        self.flags.update(seen)
+        if system is not None and seen:
+            self.by_system.setdefault(system, Counter()).update(seen)
+
+    def merge(self, other: "Quality") -> None:
+        self.rows += other.rows
+        self.failed += other.failed
+        for system, d in other.per_system.items():
+            mine = self.per_system.setdefault(system, {"n": 0, "ok": 0})
+            mine["n"] += d["n"]
+            mine["ok"] += d["ok"]
+        self.failed_steps.update(other.failed_steps)
+        self.parse.update(other.parse)
+        self.flags.update(other.flags)
+        for system, c in other.by_system.items():
+            self.by_system.setdefault(system, Counter()).update(c)
+
+    def counts(self) -> dict[str, Any]:
+        return {"rows": self.rows, "failed_rows": self.failed, "failed_by_step": dict(self.failed_steps),
+                "parse_failures": dict(self.parse), "flags": dict(self.flags),
+                "flags_by_system": {k: dict(v) for k, v in self.by_system.items()}}
+
+
+def quality_counts(records: list[dict[str, Any]], system_of: Any = None) -> dict[str, Any]:
+    """Failed rows, parse failures per step, and quality flags (per flag, and per system)."""
+    q = Quality()
+    for rec in records:
+        q.add(rec, str(system_of(rec)) if system_of is not None else None)
+    return q.counts()
 
 
 def rows_per_system(records: list[dict[str, Any]], system_of: Any) -> dict[str, dict[str, int]]:
     """``{system: {"n": rows, "ok": rows without an error}}`` in order of first appearance."""
-    out: dict[str, dict[str, int]] = {}
+    q = Quality()
     for rec in records:
-        d = out.setdefault(str(system_of(rec)), {"n": 0, "ok": 0})
-        d["n"] += 1
-        d["ok"] += rec.get("status") == "ok"
-    return out
+        q.add(rec, str(system_of(rec)))
+    return q.per_system
 
 
 def fmt_score(name: str, value: Any) -> str:

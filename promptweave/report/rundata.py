@@ -16,7 +16,9 @@ from collections.abc import Callable
 
 from ..errors import DataError
 from .checks import check_manifest, check_record, check_scores
+from . import pagedata
 from .numbers import finite
+from .pagedata import PageData, PageSpec
 
 #: sacrebleu-backed metrics, whose corpus score is not a mean of segment scores
 SACRE_METRICS = {"bleu", "chrf", "ter"}
@@ -48,8 +50,7 @@ class Run:
     # where a page written in a child process gets the tests its parent works out meanwhile
     # (the cache's form; None: work them out here)
     tests_from: Callable[[], dict[str, Any] | None] | None = field(default=None, repr=False)
-    _labelled: list[tuple[dict[str, Any], str, str]] | None = field(default=None, repr=False)
-    derived: dict[str, Any] = field(default_factory=dict, repr=False)  # what sections share, worked out once
+    page: PageData | None = field(default=None, repr=False)  # the records taken once for every section
 
     @property
     def name(self) -> str:
@@ -69,42 +70,35 @@ class Run:
 
     def value(self, rec: dict[str, Any], name: str | None) -> Any:
         """A step's value or a field's, as ``finish`` reads them."""
-        if not name:
-            return None
-        outputs = rec.get("outputs") or {}
-        if name in outputs:
-            return outputs[name].get("value")
-        return (rec.get("fields") or {}).get(name)
+        return pagedata.value(rec, name)
 
     def text(self, rec: dict[str, Any], name: str | None) -> str | list[str] | None:
-        """A hypothesis or reference as a metric takes it: text, or a list of texts (several
-        references); a number or an object in the record is its JSON-free ``str``."""
-        value = self.value(rec, name)
-        if value is None:
-            return None
-        return [str(v) for v in value] if isinstance(value, list) else str(value)
+        """A hypothesis or reference as a metric takes it (:func:`.pagedata.text`)."""
+        return pagedata.text(rec, name)
 
     def system_of(self, rec: dict[str, Any]) -> str:
-        return self._system(rec, self.group_by)
-
-    def _system(self, rec: dict[str, Any], group_by: str | None) -> str:
-        return str(self.value(rec, group_by)) if group_by else self.name
+        return str(self.value(rec, self.group_by)) if self.group_by else self.name
 
     @staticmethod
     def item_of(rec: dict[str, Any]) -> str:
-        return str((rec.get("fields") or {}).get("item", rec["key"]))
+        return pagedata.item_of(rec)
 
-    def labelled(self) -> list[tuple[dict[str, Any], str, str]]:
-        """``(record, system, item)`` for every record, worked out once: every section of the
-        page walks the records with their system and item."""
-        if self._labelled is None or len(self._labelled) != len(self.records):
-            group_by = self.group_by
-            self._labelled = [(r, self._system(r, group_by), self.item_of(r)) for r in self.records]
-        return self._labelled
+    def spec(self) -> PageSpec:
+        return PageSpec.of(self.name, self.manifest, self.scores)
+
+    def page_data(self, browse: bool = True) -> PageData:
+        """The records taken once (:class:`.pagedata.PageData`); ``browse=False``: without the
+        segment browser's rows, when nothing else asked for them first."""
+        if self.page is None or (browse and not self.page.browse):
+            page = PageData(self.spec(), browse)
+            for rec in self.records:
+                page.add(rec)
+            self.page = page
+        return self.page
 
     def systems(self) -> list[str]:
         """System names in order of first appearance (one, the run's name, when not grouped)."""
-        return list(dict.fromkeys(system for _, system, _ in self.labelled()))
+        return list(self.page_data(browse=False).systems)
 
 
 def _regular(path: Path) -> None:
@@ -162,23 +156,25 @@ def read_records(results: Path, max_rows: int | None = None) -> list[dict[str, A
 
 
 def load_run(run_dir: Path | str, *, scores: dict[str, Any] | None = None, max_rows: int | None = None,
-             records: list[dict[str, Any]] | None = None) -> Run:
+             records: list[dict[str, Any]] | None = None, page: PageData | None = None) -> Run:
     """Load a finished run; a clear one-line :class:`DataError` when something is missing.
     ``max_rows`` reads only the first rows of ``results.jsonl`` (data order once the run
     compacted it), so a huge run's page stays bounded; ``scores`` saves re-reading scores.json,
-    ``records`` re-reading the records (:func:`read_records` of the same file and ``max_rows``)."""
+    ``records`` re-reading the records (:func:`read_records` of the same file and ``max_rows``),
+    ``page`` reading them at all (what the page needs of them, taken while the run went on)."""
     d = Path(run_dir)
     if not d.is_dir():
         raise DataError(f"{d}: not a directory; give a run directory (e.g. runs/NAME/RUN_ID)")
     results = d / "results.jsonl"
     if not results.exists():
         raise DataError(f"{d}: no results.jsonl; give a run directory (e.g. runs/NAME/RUN_ID)")
-    ordered = records if records is not None else read_records(results, max_rows)
+    ordered = [] if page is not None else records if records is not None else read_records(results, max_rows)
     scores = scores if scores is not None else check_scores(_read_json(d / "scores.json"), d / "scores.json")
     total = scores.get("rows")
-    capped = max_rows is not None and isinstance(total, int) and total > len(ordered)
+    n = len(page.labels) if page is not None else len(ordered)
+    capped = max_rows is not None and isinstance(total, int) and total > n
     manifest = check_manifest(_read_json(d / "manifest.json"), d / "manifest.json")
-    return Run(d, manifest, scores, ordered, total if capped else None)
+    return Run(d, manifest, scores, ordered, total if capped else None, page=page)
 
 
 def columns(run: Run) -> list[Column]:
@@ -187,24 +183,22 @@ def columns(run: Run) -> list[Column]:
     segs = run.scores.get("segments", {})
     for name, m in run.scores.get("metrics", {}).items():
         col = Column(name, "metric", bool(m.get("higher_is_better", True)))
-        groups = m.get("groups") or ({run.systems()[0]: {"corpus": m.get("corpus")}} if run.records else {})
+        groups = m.get("groups") or ({run.systems()[0]: {"corpus": m.get("corpus")}} if run.systems() else {})
         col.corpus = {str(k): finite((v or {}).get("corpus")) for k, v in groups.items()}
         out.append(col)
     for step_id in run.scores.get("judges", {}):
         out.append(Column(step_id, "judge"))
     if run.human:
         out.append(Column(run.human, "human"))
-    for rec, system, item in run.labelled():
-        for col in out:
-            if col.kind == "metric":
-                v = segs.get(rec["key"], {}).get(col.name)
-            elif col.kind == "judge":
-                v = (rec.get("outputs") or {}).get(col.name, {}).get("value") if rec.get("status") == "ok" else None
-            else:
-                v = run.value(rec, col.name)
-            v = finite(v)  # NaN, infinities and bools are no scores
-            if v is not None:
-                col.values.setdefault(system, {})[item] = v
+    page = run.page_data(browse=False)
+    for col in out:
+        if col.kind == "metric":
+            for key, system, item in page.labels:
+                v = finite(segs.get(key, {}).get(col.name))  # NaN, infinities and bools are no scores
+                if v is not None:
+                    col.values.setdefault(system, {})[item] = v
+        else:
+            col.values = {system: dict(vals) for system, vals in page.values.get(col.name, {}).items()}
     for col in out:
         if col.kind != "metric":
             col.corpus = {s: (sum(v.values()) / len(v) if v else None) for s, v in col.values.items()}

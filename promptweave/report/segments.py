@@ -8,10 +8,12 @@ browser), so nothing here is ever interpreted as markup.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .numbers import call_traces, listed
-from .rundata import Column, Run
+
+if TYPE_CHECKING:
+    from .rundata import Column, Run
 
 TEXT_CAP = 2000
 RAW_CAP = 4000
@@ -25,7 +27,7 @@ def cap(value: Any, limit: int = TEXT_CAP) -> str | None:
     return s if len(s) <= limit else s[:limit] + f" … [{len(s) - limit} more characters]"
 
 
-def _step_view(step_id: str, out: dict[str, Any]) -> dict[str, Any]:
+def step_view(step_id: str, out: dict[str, Any]) -> dict[str, Any]:
     v: dict[str, Any] = {"id": step_id}
     value = out.get("value")
     v["v"] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else cap(value)
@@ -56,30 +58,13 @@ def _step_view(step_id: str, out: dict[str, Any]) -> dict[str, Any]:
 
 
 def segment_blob(run: Run, cols: list[Column]) -> dict[str, Any]:
-    """``{"items": {item: [source, reference]}, "rows": [...], "cols": [names]}`` for the page."""
-    hyp_name = run.scores.get("hypothesis")
-    scoring = run.scoring
-    src_name, ref_name = scoring.get("source", "source"), scoring.get("reference", "reference")
-    items: dict[str, list[str | None]] = {}
-    rows = []
+    """``{"items": {item: [source, reference]}, "rows": [...], "cols": [names]}`` for the page:
+    the rows :class:`~.pagedata.PageData` kept, each with the scores the columns give its system
+    and item."""
+    page = run.page_data()
     col_index = {c.name: c for c in cols}
-    for rec, system, item in run.labelled():
-        if item not in items:
-            ref = run.text(rec, ref_name)
-            items[item] = [cap(run.value(rec, src_name)), cap(" ‖ ".join(ref) if isinstance(ref, list) else ref)]
-        outs = rec.get("outputs") or {}
-        steps = [_step_view(sid, o) for sid, o in outs.items() if isinstance(o, dict)]
-        flags = sorted({f for s in steps for f in s.get("fl", [])})
-        flags += [f"parse_failed:{s['id']}" for s in steps if s.get("ps") == "failed"]
-        if rec.get("status") != "ok":
-            flags.append("error")
+    rows = []
+    for row, (_, system, item) in zip(page.rows, page.labels):
         scores = {c: col_index[c].values.get(system, {}).get(item) for c in col_index}
-        row: dict[str, Any] = {"i": rec.get("index", 0), "it": item, "sys": system,
-                               "hyp": cap(run.value(rec, hyp_name)),
-                               "sc": {k: v for k, v in scores.items() if v is not None},
-                               "fl": flags, "steps": steps}
-        if rec.get("status") != "ok":
-            err = rec.get("error") or {}
-            row["err"] = cap(f"{err.get('step')}: {err.get('message')}", 500)
-        rows.append(row)
-    return {"items": items, "rows": rows, "cols": [c.name for c in cols], "hyp": hyp_name}
+        rows.append({**row, "sc": {k: v for k, v in scores.items() if v is not None}})
+    return {"items": page.items, "rows": rows, "cols": [c.name for c in cols], "hyp": run.scores.get("hypothesis")}

@@ -198,3 +198,43 @@ output: {tmp_path / 'runs'}
         {"system": "a", "hypothesis": "h", "mqm": 10 ** 400}]}])
     with pytest.raises(PromptweaveError, match=r"'mqm' is 1000.*not a finite number"):
         run_pipeline(cfg, run_id="r2")
+
+
+@pytest.mark.parametrize("report_rows", [10**6, 100])
+def test_page_from_rows_workers_took_during_the_run_equals_the_page_read_from_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, report_rows: int) -> None:
+    """With a statistics pool, report.html's rows are taken by its workers as the run goes on
+    (pipelines.livetally.LivePage): that page, for a run with failed rows, judges, a human score,
+    several systems, a resume that keeps rows and a page capped below the run, is the page
+    written from the records in the file."""
+    from promptweave.pipelines import engine, livetally, scoring
+
+    monkeypatch.setattr(finish, "FORK_ROWS", 10)
+    monkeypatch.setattr(scoring, "POOL_ROWS", 1)
+    monkeypatch.setattr(livetally.LivePage, "CHUNK", 17)
+    for mod in (scoring, engine, finish):
+        monkeypatch.setattr(mod, "REPORT_ROWS", report_rows)
+    taken: list[int] = []
+    real = livetally.LivePage.result
+
+    def result(self: livetally.LivePage, *a: object) -> object:
+        got = real(self, *a)  # type: ignore[arg-type]
+        taken.append(0 if got is None else len(got.labels))
+        return got
+
+    monkeypatch.setattr(livetally.LivePage, "result", result)
+    reads: list[int] = []
+    monkeypatch.setattr(finish._PageRows, "read", lambda self: reads.append(1))
+    cfg = multisystem_config(tmp_path, 30)
+    d = run_pipeline(cfg, run_id="r").run_dir
+    first = steady((d / "report.html").read_text(encoding="utf-8"))
+    # more rows: the first ones are kept and read back from the store as the cursor passes them
+    assert multisystem_config(tmp_path, 45) == cfg  # the same config, 15 more data rows
+    again = run_pipeline(cfg, run_id="r")
+    assert again.skipped == 90 and again.ran == 45
+    assert taken == [min(90, report_rows), min(135, report_rows)] and reads == []
+    streamed = steady((d / "report.html").read_text(encoding="utf-8"))
+    assert "parse failures" in streamed and "ref-copy" in streamed and "Judges vs humans" in streamed
+    monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
+    assert steady(serial_page(d)) == streamed
+    assert first != streamed
