@@ -10,8 +10,8 @@ import contextlib
 import functools
 import gc
 import json
+import json.encoder
 import logging
-import math
 import os
 import platform
 import signal
@@ -73,8 +73,8 @@ def write_scores(path: Path, scores: dict[str, Any]) -> None:
         names: dict[str, str] = {}
         lines: list[str] = []
         for key, row in items:
-            lines.append(("{\n" if first else ",\n") + scrub("    " + json.dumps(key, ensure_ascii=False) + ": "
-                                                             + _segment_text(row, names)))
+            # the C string encoder json.dumps(key, ensure_ascii=False) calls, without its layers
+            lines.append(("{\n" if first else ",\n") + scrub("    " + _quote(key) + ": " + _segment_text(row, names)))
             first = False
             if len(lines) >= 4096:
                 f.write("".join(lines))
@@ -86,6 +86,10 @@ def write_scores(path: Path, scores: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def _quote(key: Any) -> str:
+    return json.encoder.encode_basestring(key) if type(key) is str else json.dumps(key, ensure_ascii=False)
+
+
 def _segment_text(row: dict[str, Any], names: dict[str, str]) -> str:
     """``json.dumps(row, indent=2)`` nested one level deeper, written directly for the usual row
     of finite numbers (a 100k-row run writes 100k of them)."""
@@ -94,7 +98,7 @@ def _segment_text(row: dict[str, Any], names: dict[str, str]) -> str:
     parts = []
     for name, v in row.items():
         t = type(v)
-        if t is float and math.isfinite(v):
+        if t is float and v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
             text = float.__repr__(v)
         elif t is int:
             text = int.__repr__(v)
@@ -102,8 +106,8 @@ def _segment_text(row: dict[str, Any], names: dict[str, str]) -> str:
             return json.dumps(row, indent=2, ensure_ascii=False, default=str).replace("\n", "\n    ")
         q = names.get(name)
         if q is None:
-            q = names[name] = json.dumps(name, ensure_ascii=False)
-        parts.append(f"      {q}: {text}")
+            q = names[name] = "      " + json.dumps(name, ensure_ascii=False) + ": "
+        parts.append(q + text)
     return "{\n" + ",\n".join(parts) + "\n    }"
 
 
@@ -231,7 +235,7 @@ def _finish_saved(engine: Engine, summary: RunSummary, argv: list[str] | None,
         # else the page stands as written: its inputs (the records, the config, the package
         # versions, the usage summed over runs: no call was made) are those the saved state
         # was taken from; re-rendering it was ~75% of a resumed 2,000-row run
-        _write_html(run_dir, scores, saved["stats"], saved.get("tests") or {})
+        _write_html(run_dir, scores, saved.get("stats") or None, saved.get("tests") or {})
     _stamp(engine, summary)
     summary.scores = scores
     return scores
@@ -283,8 +287,10 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
         write_scores(run_dir / "scores.json", scores)
         # last of the result files; report.html may still be in the works: a finish resumed
         # from this state writes the page when it is missing
+        # the rows' statistics only when the tests are not kept: a page written again from this
+        # state takes the tests as they are (they were two thirds of the state's size and time)
         finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
-                         asdict(examples), covered, stats, tests)
+                         asdict(examples), covered, {} if tests else stats, tests)
     page(meanwhile)
     _stamp(engine, summary)
     summary.scores = scores

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import scoring
 from .scoring import RunTally
 
 MAX_WAITING = 4096
@@ -39,12 +40,15 @@ class LivePage:
         self.jobs: list[Any] = []
         self.failed = False
 
-    def add(self, line: bytes) -> None:
+    def add(self, line: bytes, left: int) -> None:
+        """The next record's line; ``left``: how many records the run has after it. Near the
+        end the jobs are smaller, and the last one is left to :meth:`result`, which takes it
+        here while the workers compute the last statistics."""
         if self.taken >= self.limit or self.failed:
             return
         self.taken += 1
         self.lines.append(line)
-        if len(self.lines) >= self.CHUNK:
+        if left and len(self.lines) >= (self.CHUNK if left >= self.CHUNK else scoring.TAIL_CHUNK):
             self._submit()
 
     def _submit(self) -> None:
@@ -62,14 +66,16 @@ class LivePage:
     def result(self, positions: Callable[[str], int | None], total: int) -> Any:
         """The merged page data, if every job gave its part and the parts are the first
         ``min(limit, total)`` records of the compacted run, each at the ``index`` the store
-        gives its key (``positions``); else None."""
-        self._submit()
+        gives its key (``positions``); else None. The records not handed to a worker yet are
+        taken here (the workers are busy with the last statistics)."""
+        from ..report.pagedata import page_chunk
+
         if self.failed or self.taken != min(self.limit, total):
             return None
         merged = None
         try:
-            for job in self.jobs:
-                part = job.result()
+            rest = page_chunk(self.spec, self.lines, self.taken - len(self.lines)) if self.lines else None
+            for part in [job.result() for job in self.jobs] + ([rest] if rest is not None else []):
                 if merged is None:
                     merged = part
                 else:
@@ -77,7 +83,7 @@ class LivePage:
         except Exception:  # noqa: BLE001 - a worker gone, a record it could not read: read them here
             return None
         finally:
-            self.jobs = []
+            self.jobs, self.lines = [], []
         if merged is None or len(merged.labels) != self.taken:
             return None
         if any(positions(key) != k for k, (key, _, _) in enumerate(merged.labels)):
@@ -111,9 +117,12 @@ class LiveTally:
         self.tally.poll()
 
     def _tally(self, record: dict[str, Any], line: bytes) -> None:
+        left = len(self.keys) - self.cursor - 1  # rows after this one
+        # near the end, smaller statistics jobs: less is left to compute when the rows end
+        self.tally.chunk = scoring.TAIL_CHUNK if left < scoring.CHUNK else scoring.CHUNK
         self.tally.add(record)
         if self.page is not None:
-            self.page.add(line)
+            self.page.add(line, left)
 
     def _advance(self, final: bool) -> None:
         keys, todo, arrived, waiting = self.keys, self.todo, self.arrived, self.waiting

@@ -39,7 +39,9 @@ def column_tests(run: Run, col: Column, systems: list[str], n_samples: int = 100
     if col.kind == "metric" and col.name in SACRE_METRICS:
         metric = run_metric(run, col.name)
         data = _texts(run, order)
-        items = [i for i in data[best].hyps if all(i in d.hyps for d in data.values()) and i in data[best].refs]
+        first = data[best]
+        items = [i for i in first.hyps if i in first.refs] if len(order) == 1 else \
+            [i for i in first.hyps if all(i in d.hyps for d in data.values()) and i in first.refs]
         if not items:
             return {}
         stats = _finished_stats(run, col.name, order, items, data, metric)
@@ -76,7 +78,7 @@ def _finished_stats(run: Run, name: str, order: list[str], items: list[str], dat
     for s in order:
         keys, d = run.row_keys.get(s, {}), data[s]
         rows = [known.get(keys.get(i, "")) for i in items]
-        if any(r is None for r in rows) or any(d.refs[i] != data[best].refs[i] for i in items):
+        if None in rows or (s != best and any(d.refs[i] != data[best].refs[i] for i in items)):
             return None
         out[s] = (np.array(rows, dtype="float32"), lambda summed: float(metric._compute_score_from_stats(summed).score))
     return out
