@@ -77,7 +77,11 @@ def _finished_stats(run: Run, name: str, order: list[str], items: list[str], dat
     out = {}
     for s in order:
         keys, d = run.row_keys.get(s, {}), data[s]
-        rows = [known.get(keys.get(i, "")) for i in items]
+        wanted = [keys.get(i, "") for i in items]
+        if len(order) == 1 and len(wanted) == len(known) and wanted == list(known):
+            rows = list(known.values())  # one system, every row: the statistics as they are, in order
+        else:
+            rows = [known.get(k) for k in wanted]
         if None in rows or (s != best and any(d.refs[i] != data[best].refs[i] for i in items)):
             return None
         out[s] = (np.array(rows, dtype="float32"), lambda summed: float(metric._compute_score_from_stats(summed).score))
