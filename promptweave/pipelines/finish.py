@@ -182,13 +182,10 @@ def _package_versions() -> dict[str, str]:
 
 def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = None) -> dict[str, Any]:
     """Write scores, manifest and report, then let the run directory go."""
-    from ..report.stats import forget_early
-
     try:
         with _no_gc():
             return _finish(engine, summary, argv)
     finally:
-        forget_early()
         engine.close()
 
 
@@ -361,19 +358,13 @@ class _PageRows:
         self.page: Any = None
 
     def gather(self) -> None:
-        """While the statistics workers finish their last jobs: the page data (else the
-        records), and the bootstrap's draws for the one system of an ungrouped run."""
-        from ..report import stats
-
+        """While the statistics workers finish their last jobs: the page data, else the
+        records. (Not the bootstrap's draws as well: ~0.1 s of this process's Python between
+        numpy calls held back the pool's threads, and the last jobs waited for them.)"""
         if self.live is not None:
             self.page = self.live.result(self.store.position, len(self.store))
         if self.page is None:
             self.read()
-            return
-        spec = self.page.spec
-        if spec.group_by is None:
-            with contextlib.suppress(Exception):  # a bad SACREBLEU_SEED: the page says so
-                stats.draw_early(stats.seed_from_env(), len(self.page.hyps.get(spec.name, {})))
 
     def check(self, scores_judges: dict[str, Any], manifest: dict[str, Any], scores: dict[str, Any]) -> None:
         """The page data stands only if it was taken for what the page will read from the run's

@@ -112,22 +112,6 @@ def _resampled(stats: np.ndarray, counts: list[np.ndarray], compute: Callable[[n
     return np.array(out, dtype=float)
 
 
-#: counts drawn before they were asked for (:func:`draw_early`), by (seed, segments, resamples)
-_EARLY: dict[tuple[int, int, int], list[np.ndarray]] = {}
-
-
-def draw_early(seed: int | None, n: int, size: int = DEFAULT_SAMPLES["bs"]) -> None:
-    """Draw the bootstrap's counts for ``n`` segments now, for a :class:`Draws` that asks for
-    them later (a finishing run draws them while its statistics workers finish their last jobs,
-    instead of on the way to its page); :func:`forget_early` when done."""
-    if seed is not None and n > 0 and (seed, n, size) not in _EARLY:
-        _EARLY[(seed, n, size)] = _draw_counts(np.random.default_rng(seed), n, size)
-
-
-def forget_early() -> None:
-    _EARLY.clear()
-
-
 class Draws:
     """The bootstrap's resampling counts, drawn once per (seed, segments, resamples) and shared by
     every system and every column of one report: sacrebleu draws each system's indices from a
@@ -143,8 +127,7 @@ class Draws:
             return _draw_counts(np.random.default_rng(None), n, size)
         if self._key != (seed, n, size):
             self._key, self._counts = None, []  # let the old blocks go before drawing
-            early = _EARLY.get((seed, n, size))
-            self._counts = early if early is not None else _draw_counts(np.random.default_rng(seed), n, size)
+            self._counts = _draw_counts(np.random.default_rng(seed), n, size)
             self._key = (seed, n, size)
         return self._counts
 

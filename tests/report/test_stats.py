@@ -101,16 +101,3 @@ def test_identical_systems_are_not_significant() -> None:
         res = paired(("a", same), [("b", same.copy())], test, 200, 1)  # type: ignore[arg-type]
         assert res[1].p_value == 1.0
 
-
-def test_counts_drawn_early_are_the_ones_drawn_when_asked() -> None:
-    from promptweave.report import stats
-
-    fresh = stats.Draws().get(12345, 300, 1000)
-    stats.draw_early(12345, 300)
-    try:
-        early = stats.Draws().get(12345, 300, 1000)
-        assert early is stats._EARLY[(12345, 300, 1000)]
-        assert all((a == b).all() for a, b in zip(early, fresh)) and len(early) == len(fresh)
-    finally:
-        stats.forget_early()
-    assert not stats._EARLY
