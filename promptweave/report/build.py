@@ -15,7 +15,7 @@ import numpy as np
 from . import svg
 from .compare import MetricSpec, SystemData, _streams, compare, run_metric
 from .numbers import fmt_score
-from .page import json_for_script, page, table, write_page
+from .page import page, table, write_page
 from .pagedata import PageData
 from .rundata import SACRE_METRICS, Column, Run, columns, load_run
 from .segments import segment_blob
@@ -326,7 +326,7 @@ def render_html(run: Run, n_samples: int = 1000) -> str:
     # the sections without significance tests first: a page written in a child process gets its
     # tests from the parent meanwhile (``run.tests_from``)
     overview, meta, mqm = _overview(run, systems), _meta_section(run, cols, systems), _mqm_section(run, systems)
-    usage, blob = _usage_section(run), json_for_script(segment_blob(run, cols))
+    usage, blob = _usage_section(run), segment_blob(run, cols)
     systems_html, tests = _systems_section(run, cols, systems, n_samples) if cols else ("", {})
     body = [header, "<section>", overview, systems_html, _plots(run, cols, systems, tests),
             meta, mqm, usage, _browser(), "</section>"]

@@ -35,10 +35,20 @@ def json_for_script(data: Any) -> ScriptJSON:
     """JSON that is safe inside ``<script type="application/json">`` and that ``JSON.parse``
     reads: NaN and infinities (which Python writes as bare ``NaN``/``Infinity``, and which made
     the browser's parse, and so the whole segment browser, fail) become ``null``."""
+    return script_json(json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """Compact JSON with NaN and infinities as ``null``, not yet escaped for a script: the
+    pieces of a blob can be written apart and joined (:func:`script_json` of the whole)."""
     try:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
     except ValueError:  # rare: a non-finite number somewhere; rebuilt without it
-        text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+        return json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+
+
+def script_json(text: str) -> ScriptJSON:
+    """JSON text (:func:`json_text`) made safe inside ``<script type="application/json">``."""
     return ScriptJSON(text.translate(_JS_ESCAPES))
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .numbers import Latencies, Quality, call_traces, count, finite, step_models
+from .page import json_text
 from .segments import cap, step_view
 
 
@@ -94,7 +95,7 @@ class PageData:
         self.mqm: dict[str, list[dict[str, Any]]] = {j: [{}, {}, {}] for j in spec.judges}
         self.usage: list[tuple[float, int, float, float | None]] = []  # per row: x, tokens, cost, model seconds
         self.items: dict[str, list[str | None]] = {}  # item -> [source, reference] (its first row's)
-        self.rows: list[dict[str, Any]] = []  # the segment browser's rows, without their scores
+        self.rows: list[str] = []  # the segment browser's rows as JSON, without their scores
 
     def _value_columns(self) -> list[str]:
         return list(self.spec.judges) + ([self.spec.human] if self.spec.human else [])
@@ -178,7 +179,7 @@ class PageData:
         if not ok:
             err = rec.get("error") or {}
             row["err"] = cap(f"{err.get('step')}: {err.get('message')}", 500)
-        self.rows.append(row)
+        self.rows.append(json_text(row))
 
     # ------------------------------------------------------------------ chunks
     def merge(self, other: "PageData") -> None:

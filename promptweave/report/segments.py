@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .numbers import call_traces, listed
+from .page import ScriptJSON, json_text, script_json
 
 if TYPE_CHECKING:
     from .rundata import Column, Run
@@ -57,14 +58,20 @@ def step_view(step_id: str, out: dict[str, Any]) -> dict[str, Any]:
     return v
 
 
-def segment_blob(run: Run, cols: list[Column]) -> dict[str, Any]:
-    """``{"items": {item: [source, reference]}, "rows": [...], "cols": [names]}`` for the page:
-    the rows :class:`~.pagedata.PageData` kept, each with the scores the columns give its system
-    and item."""
+def segment_blob(run: Run, cols: list[Column]) -> ScriptJSON:
+    """``{"items": {item: [source, reference]}, "rows": [...], "cols": [names], "hyp": name}`` for
+    the page, as script-safe JSON: the rows :class:`~.pagedata.PageData` kept (as JSON text),
+    each given the scores the columns have for its system and item."""
     page = run.page_data()
-    col_index = {c.name: c for c in cols}
-    rows = []
-    for row, (_, system, item) in zip(page.rows, page.labels):
-        scores = {c: col_index[c].values.get(system, {}).get(item) for c in col_index}
-        rows.append({**row, "sc": {k: v for k, v in scores.items() if v is not None}})
-    return {"items": page.items, "rows": rows, "cols": [c.name for c in cols], "hyp": run.scores.get("hypothesis")}
+    names = [c.name for c in cols]
+    quoted = [json_text(n) + ":" for n in names]
+    parts = []
+    for text, (_, system, item) in zip(page.rows, page.labels):
+        cells = []
+        for c, q in zip(cols, quoted):
+            v = c.values.get(system, {}).get(item)
+            if v is not None:  # a column's values are finite floats
+                cells.append(q + float.__repr__(v))
+        parts.append(text[:-1] + ',"sc":{' + ",".join(cells) + "}}")
+    return script_json('{"items":' + json_text(page.items) + ',"rows":[' + ",".join(parts) + '],"cols":'
+                       + json_text(names) + ',"hyp":' + json_text(run.scores.get("hypothesis")) + "}")
