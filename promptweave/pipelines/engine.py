@@ -23,12 +23,12 @@ from ..models.cache import CacheError, CompletionCache
 from ..models.runtime import EndpointDown, Ledger, ModelRuntime
 from .executors import Executor, create_executor
 from .identity import IDENTITY_FILE, RunIdentity
-from .livetally import LivePage, LiveTally
+from .livetally import LiveTally
 from .lock import RunLock
 from . import resumestamp
 from .progress import RunProgress
 from .rundir import RunDirError, check_component, fs_error, write_json_atomic
-from .scoring import REPORT_ROWS, RunTally, live_pool, page_spec
+from .scoring import REPORT_ROWS, RunTally, live_pool
 from .steps import Row, RunContext, Step, steps as step_registry
 from .store import RunStore
 
@@ -255,19 +255,17 @@ class Engine:
                                enabled=self.show_progress)
         in_flight: dict[str, str] = {}
         if n_todo:
-            page = LivePage(self._stats_pool, page_spec(self.loaded), REPORT_ROWS) \
-                if self._stats_pool is not None else None
             self.live = LiveTally(RunTally(self.loaded, self._stats_pool, keep_stats=REPORT_ROWS, live=1),
-                                  keys, todo, self.store.get_line, page)
+                                  keys, todo, self.store.get)
 
         def emit(record: dict[str, Any]) -> None:
             """The one place a finished row is stored, whichever executor ran it."""
             record["fp"] = in_flight.pop(record["key"])
-            line = self.store.append(record)  # a failed write (disk full) stops the run, resumably
+            self.store.append(record)  # a failed write (disk full) stops the run, resumably
             progress.advance(ok=record["status"] == "ok")
             if self.live is not None:
                 try:
-                    self.live.add(record, line)
+                    self.live.add(record)
                 except Exception:  # noqa: BLE001 - scores are computed again at the finish
                     log.exception("live scoring stopped; the finish scores the run from its records")
                     self.live = None

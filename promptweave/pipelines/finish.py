@@ -255,7 +255,7 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
         engine.store.open()
         engine.store.close()
     live, engine.live = engine.live, None
-    page_rows = _PageRows(engine.store, live.page if live is not None else None)
+    page_rows = _PageRows(engine.store, loaded, engine._stats_pool)
     # the tally the run kept as rows finished (the page's rows gathered while its statistics
     # workers finish); else one pass over the stored records
     tally = live.finish(page_rows.gather) if live is not None else \
@@ -267,7 +267,7 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
         scores["vision"] = vision
     scores["mtme_files"] = export_mtme(loaded, tally, scores, run_dir / "mtme")
     manifest = build_manifest(engine, summary, argv, scores)
-    page_rows.check(scores_judges=scores["judges"], manifest=loaded.redact(manifest), scores=scores)
+    page_rows.check(scores)
     scores["numbers"] = tally.numbers()
     examples = ReportExamples(tally.n_errors, tally.errors, tally.samples)
     engine.release_pool()  # no threads left: report.html may be written by a forked child
@@ -347,34 +347,59 @@ def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
 
 class _PageRows:
     """What report.html needs of its rows (the first ``REPORT_ROWS`` of the compacted
-    ``results.jsonl``): the page data statistics workers took while the run went on
-    (:class:`.livetally.LivePage`), else the records, read once for both of the page's
-    processes; neither if they could not be read here (the page reads them itself, and says
-    why it cannot)."""
+    ``results.jsonl``), worked out once for both of the page's processes: with a statistics
+    pool, its data (:class:`~promptweave.report.pagedata.PageData`) in four parts, two by the
+    pool's workers and two by this process; else the records, read here. Neither if they could not
+    be read (the page reads them itself, and says why it cannot)."""
 
-    def __init__(self, store: Any, live: Any = None) -> None:
-        self.store, self.live = store, live
+    def __init__(self, store: Any, loaded: LoadedConfig, pool: Any = None) -> None:
+        self.store, self.loaded, self.pool = store, loaded, pool
         self.records: list[dict[str, Any]] | None = None
         self.page: Any = None
 
     def gather(self) -> None:
-        """While the statistics workers finish their last jobs: the page data, else the
-        records. (Not the bootstrap's draws as well: ~0.1 s of this process's Python between
-        numpy calls held back the pool's threads, and the last jobs waited for them.)"""
-        if self.live is not None:
-            self.page = self.live.result(self.store.position, len(self.store))
+        """While the statistics workers finish their last jobs."""
+        if self.pool is not None:
+            try:
+                self.page = self._page()
+            except Exception:  # noqa: BLE001 - a worker gone, a line out of place: read the records
+                self.page = None
         if self.page is None:
             self.read()
 
-    def check(self, scores_judges: dict[str, Any], manifest: dict[str, Any], scores: dict[str, Any]) -> None:
-        """The page data stands only if it was taken for what the page will read from the run's
-        files (its judges are known now); else the records are read."""
+    def _page(self) -> Any:
+        from ..report.pagedata import page_part
+
+        # four parts: the first two here, one for each worker once it has computed its last
+        # statistics (this process has nothing else to do meanwhile)
+        parts = self.store.head_ranges(REPORT_ROWS, 4)
+        if not parts:
+            return None
+        path, spec = str(self.store.results_path), self._spec()
+        jobs = [self.pool.submit(page_part, path, spec, *part) for part in parts[2:]]
+        page = page_part(path, spec, *parts[0])
+        for part in parts[1:2]:
+            page.merge(page_part(path, spec, *part))
+        for job in jobs:
+            page.merge(job.result())
+        return page
+
+    def _spec(self, judges: Iterable[str] | None = None, scores: dict[str, Any] | None = None) -> Any:
+        """The page's spec as it will read it from the run's files; ``judges`` None: every step
+        (which are judges is known once the run is scored)."""
         from ..report.pagedata import PageSpec
 
-        if self.page is None:
-            return
+        loaded = self.loaded
+        manifest = loaded.redact({"name": loaded.pipeline.name, "config": loaded.manifest_config()})
+        steps = [s.id for s in loaded.steps] if judges is None else list(judges)
         name = str(manifest.get("name") or self.store.results_path.parent.name)
-        if not self.page.restrict(PageSpec.of(name, manifest, {**scores, "judges": scores_judges})):
+        return PageSpec.of(name, manifest, {"hypothesis": hypothesis_field(loaded), **(scores or {}),
+                                            "judges": dict.fromkeys(steps)})
+
+    def check(self, scores: dict[str, Any]) -> None:
+        """The page data stands for the judges the run turned out to have (a subset of its
+        steps); else the records are read."""
+        if self.page is not None and not self.page.restrict(self._spec(scores["judges"], scores)):
             self.page = None
             self.read()
 

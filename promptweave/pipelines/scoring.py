@@ -37,9 +37,6 @@ POOL_ROWS = env_int("PROMPTWEAVE_POOL_ROWS", 5000)
 #: report.html covers at most this many rows (it says so); scores.json and report.md cover all
 REPORT_ROWS = env_int("PROMPTWEAVE_REPORT_ROWS", 20000)
 CHUNK = 2000  # segments per statistics job: big enough to amortise a process hop
-#: segments per statistics job in a live run's last CHUNK rows: what is left when the rows end
-#: is computed while the finish waits (the last 2,000 rows' chrF alone took ~0.12 s)
-TAIL_CHUNK = 500
 
 
 def value_of(rec: dict[str, Any], name: str | None) -> Any:
@@ -161,7 +158,6 @@ class RunTally:
         self.rowstats: dict[str, list[Any]] = {n: [] for n in self.stat_names}  # grouped runs only
         self.nrefs: dict[str, set[int]] = {n: set() for n in self.stat_names}
         self.keep_stats = keep_stats
-        self.chunk = CHUNK  # segments per statistics job (a live tally makes it TAIL_CHUNK near the end)
         self.kept: dict[str, list[Any]] = {n: [] for n in self.stat_names}
         self.texts: dict[str, tuple[list[str], list[str], list[str]]] = {}  # other metrics: their inputs
         self.group_rank: dict[str, int] = {}
@@ -268,7 +264,7 @@ class RunTally:
                 srcs.append(str(value_of(rec, sc.source) or "") if sc.source else "")
         if self.stat_names:
             self._chunk.append((hyp, ref))
-            if len(self._chunk) >= self.chunk:
+            if len(self._chunk) >= CHUNK:
                 self._flush()
         return s
 
@@ -468,18 +464,6 @@ class RunTally:
             for system, (total, n) in self.human.items():
                 table[system][sc.human] = total / n if n else None
         return table
-
-
-def page_spec(loaded: LoadedConfig, judges: Iterable[str] | None = None) -> Any:
-    """What report.html's per-row work needs of the run (:class:`~promptweave.report.pagedata.PageSpec`),
-    as the page will read it from ``manifest.json`` and ``scores.json``; ``judges``: the steps
-    ``scores.json`` lists as judges (None: every step, as a run knows them only at its finish)."""
-    from ..report.pagedata import PageSpec
-
-    manifest = loaded.redact({"name": loaded.pipeline.name, "config": loaded.manifest_config()})
-    steps = [s.id for s in loaded.steps] if judges is None else list(judges)
-    return PageSpec.of(str(manifest.get("name") or ""), manifest,
-                       {"hypothesis": hypothesis_field(loaded), "judges": dict.fromkeys(steps)})
 
 
 def _ready() -> int:

@@ -171,16 +171,6 @@ class RunStore:
         entry = self._index.get(key)
         return None if entry is None else self._read(entry)
 
-    def get_line(self, key: str) -> tuple[dict[str, Any], bytes] | None:
-        """:meth:`get`, with the record's line as the file holds it."""
-        entry = self._index.get(key)
-        return None if entry is None else self._read_line(entry)
-
-    def position(self, key: str) -> int | None:
-        """The ``index`` the current record of ``key`` has (its place in data order once compacted)."""
-        entry = self._index.get(key)
-        return None if entry is None else entry.index
-
     def __contains__(self, key: object) -> bool:
         return key in self._index
 
@@ -201,6 +191,25 @@ class RunStore:
         """Every record in data order, in memory (prefer :meth:`iter_ordered`)."""
         return list(self.iter_ordered())
 
+    def head_ranges(self, n: int, parts: int) -> list[tuple[int, int, int]]:
+        """The first ``n`` records in data order as ``parts`` byte ranges of the file, each
+        ``(start, stop, first record)``, when they lie at its start back to back in that order,
+        their ``index`` counting from 0 (a compacted run); else ``[]``."""
+        import numpy as np
+
+        ix = self._index
+        n = min(n, len(ix))
+        if n == 0:
+            return []
+        order = np.frombuffer(ix.slots_by("index"), dtype=np.int64)[:n]
+        off = np.frombuffer(ix.offset, dtype=np.int64)[order]
+        end = off + np.frombuffer(ix.length, dtype=np.int64)[order] + 1
+        if off[0] != 0 or not (off[1:] == end[:-1]).all() \
+                or not (np.frombuffer(ix.index, dtype=np.int64)[order] == np.arange(n)).all():
+            return []
+        cuts = sorted({n * k // parts for k in range(parts)} | {n})
+        return [(int(off[a]), int(end[b - 1]), a) for a, b in zip(cuts, cuts[1:])]
+
     def count(self, *, ok: bool) -> int:
         n_ok = self._index.count_ok()
         return n_ok if ok else len(self._index) - n_ok
@@ -211,15 +220,12 @@ class RunStore:
         return {r["key"]: r for r in self}
 
     def _read(self, entry: Entry) -> dict[str, Any]:
-        return self._read_line(entry)[0]
-
-    def _read_line(self, entry: Entry) -> tuple[dict[str, Any], bytes]:
         raw = self._pread(entry.offset, entry.length)
         rec, why = parse_record(raw)
         if rec is None:  # the file changed under the lock's holder: someone else wrote to it
             raise RunDirError(f"{self.results_path} changed while this run held it ({why} at byte "
                               f"{entry.offset}); run the same command again to recover it")
-        return rec, raw
+        return rec
 
     def _pread(self, offset: int, length: int) -> bytes:
         if self._rfd is None:
@@ -324,9 +330,8 @@ class RunStore:
         self._index, self._dirty = new, False
 
     # ------------------------------------------------------------------ writing
-    def append(self, record: dict[str, Any]) -> bytes:
-        """Write one finished row now; an ok result it replaces with other inputs is kept aside.
-        Returns the line written."""
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one finished row now; an ok result it replaces with other inputs is kept aside."""
         assert self._fd is not None, "RunStore.open() first"
         line = _dump(record)
         size = os.fstat(self._fd).st_size
@@ -343,7 +348,6 @@ class RunStore:
             if old.ok and old.fp != record.get("fp"):
                 self._replaced.append(old)
         self._index.put(key, _entry(record, size, len(line) - 1))
-        return line
 
     def compact(self, order: Iterable[str] | None = None) -> int:
         """Leave ``results.jsonl`` with one line per key of ``order`` (the current rows, whose

@@ -225,15 +225,23 @@ class PageData:
         return True
 
 
-def page_chunk(spec: PageSpec, lines: list[bytes], first: int, browse: bool = True) -> PageData:
-    """The page data of consecutive records, from their lines in ``results.jsonl`` (read as
-    :func:`.rundata.read_records` reads them); the first is the ``first``-th record of the
-    page (its ``index`` once the run is compacted). For a worker process while the run goes on."""
+def page_part(path: str, spec: PageSpec, start: int, stop: int, first: int) -> PageData:
+    """The page data of the records in bytes ``start:stop`` of ``results.jsonl``, read as
+    :func:`.rundata.read_records` reads them; the first is record ``first`` of the run, and
+    each must have its place as its ``index`` (a compacted run), else ``ValueError``. For a
+    process of a pool, while another takes the next part."""
     from .checks import check_record
 
-    page = PageData(spec, browse)
-    for k, raw in enumerate(lines):
-        rec = check_record(json.loads(raw.decode("utf-8", "surrogatepass")), f"results.jsonl record {first + k}")
-        rec["index"] = first + k
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(stop - start)
+    lines = data.split(b"\n")
+    if lines[-1]:
+        raise ValueError(f"{path}: bytes {start}:{stop} do not end a line")
+    page = PageData(spec)
+    for k, raw in enumerate(lines[:-1]):
+        rec = check_record(json.loads(raw.decode("utf-8", "surrogatepass")), f"{path}:{first + k + 1}")
+        if rec.get("index") != first + k:
+            raise ValueError(f"{path}:{first + k + 1}: not record {first + k} of the run")
         page.add(rec)
     return page

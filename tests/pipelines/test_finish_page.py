@@ -201,40 +201,63 @@ output: {tmp_path / 'runs'}
 
 
 @pytest.mark.parametrize("report_rows", [10**6, 100])
-def test_page_from_rows_workers_took_during_the_run_equals_the_page_read_from_the_file(
+def test_page_data_from_parts_in_three_processes_equals_the_page_read_from_the_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, report_rows: int) -> None:
-    """With a statistics pool, report.html's rows are taken by its workers as the run goes on
-    (pipelines.livetally.LivePage): that page, for a run with failed rows, judges, a human score,
-    several systems, a resume that keeps rows and a page capped below the run, is the page
-    written from the records in the file."""
-    from promptweave.pipelines import engine, livetally, scoring
+    """With a statistics pool, what report.html needs of its rows is worked out in four parts
+    (two by the pool's workers, two by the finishing process, from byte ranges of results.jsonl): that
+    page, for a run with failed rows, judges, a human score, several systems, a resume that adds
+    rows and a page capped below the run, is the page written from the records in the file."""
+    from promptweave.pipelines import engine, scoring
 
     monkeypatch.setattr(finish, "FORK_ROWS", 10)
     monkeypatch.setattr(scoring, "POOL_ROWS", 1)
-    monkeypatch.setattr(livetally.LivePage, "CHUNK", 17)
     for mod in (scoring, engine, finish):
         monkeypatch.setattr(mod, "REPORT_ROWS", report_rows)
-    taken: list[int] = []
-    real = livetally.LivePage.result
+    parts: list[int] = []
+    real = finish._PageRows._page
 
-    def result(self: livetally.LivePage, *a: object) -> object:
-        got = real(self, *a)  # type: ignore[arg-type]
-        taken.append(0 if got is None else len(got.labels))
+    def _page(self: finish._PageRows) -> object:
+        ranges = self.store.head_ranges(report_rows, 4)
+        parts.append(len(ranges))
+        got = real(self)
+        n = len(got.labels) if got is not None else -1
+        assert [first for _, _, first in ranges] == [0, n // 4, n // 2, 3 * n // 4]
         return got
 
-    monkeypatch.setattr(livetally.LivePage, "result", result)
+    monkeypatch.setattr(finish._PageRows, "_page", _page)
     reads: list[int] = []
     monkeypatch.setattr(finish._PageRows, "read", lambda self: reads.append(1))
     cfg = multisystem_config(tmp_path, 30)
     d = run_pipeline(cfg, run_id="r").run_dir
     first = steady((d / "report.html").read_text(encoding="utf-8"))
-    # more rows: the first ones are kept and read back from the store as the cursor passes them
+    assert parts == [4] and reads == []
     assert multisystem_config(tmp_path, 45) == cfg  # the same config, 15 more data rows
     again = run_pipeline(cfg, run_id="r")
     assert again.skipped == 90 and again.ran == 45
-    assert taken == [min(90, report_rows), min(135, report_rows)] and reads == []
+    assert parts == [4, 4] and reads == []
     streamed = steady((d / "report.html").read_text(encoding="utf-8"))
     assert "parse failures" in streamed and "ref-copy" in streamed and "Judges vs humans" in streamed
     monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
     assert steady(serial_page(d)) == streamed
     assert first != streamed
+
+
+
+def test_a_results_file_out_of_data_order_has_no_byte_ranges(tmp_path: Path) -> None:
+    """head_ranges only describes a compacted file: records back to back in data order."""
+    from promptweave.pipelines.store import RunStore
+
+    d = Path(run_pipeline(multisystem_config(tmp_path, 10), run_id="r").run_dir)
+    store = RunStore(d)
+    store.open()
+    try:
+        ranges = store.head_ranges(30, 3)
+        assert [r[2] for r in ranges] == [0, 10, 20] and ranges[0][0] == 0
+        assert ranges[-1][1] == (d / "results.jsonl").stat().st_size
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        rec = store.get(store._index.keys[0])
+        rec["outputs"]["da"]["value"] = 1.5
+        store.append(rec)  # the first row again, at the end of the file
+        assert store.head_ranges(30, 3) == []
+    finally:
+        store.close()
