@@ -283,12 +283,13 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
     # a Ray driver keeps Ray's threads and sockets: no fork there
     page = _start_html(run_dir, {**scores, "segments": covered}, stats, fork=loaded.pipeline.executor.kind == "local",
                        records=page_rows.records, page=page_rows.page)
+
     def meanwhile(tests: dict[str, Any]) -> None:  # while the page's process ends
         write_scores(run_dir / "scores.json", scores)
-        # last of the result files; report.html may still be in the works: a finish resumed
-        # from this state writes the page when it is missing
-        # the rows' statistics only when the tests are not kept: a page written again from this
-        # state takes the tests as they are (they were two thirds of the state's size and time)
+        # the state last of the result files (report.html may still be in the works: a finish
+        # resumed from this state writes the page when it is missing), with the rows'
+        # statistics only when it has no tests: a page written again takes the tests as they
+        # are (the statistics were two thirds of the state's size and time)
         finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
                          asdict(examples), covered, {} if tests else stats, tests)
     page(meanwhile)

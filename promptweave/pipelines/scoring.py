@@ -72,9 +72,9 @@ class SegmentTable(Mapping[str, dict[str, float]]):
             self.in_table[s] = 1
 
     def items_in_order(self) -> Iterator[tuple[str, dict[str, float]]]:
-        keys, cols = self._keys, self._cols
+        keys, row = self._keys, self._row
         for s in self._order:
-            yield keys[s], {name: vals[s] for name, vals, inc in cols if inc(s)}
+            yield keys[s], row(s)
 
     def value(self, s: int, name: str) -> float | None:
         """Scored row ``s``'s ``name`` segment score, ``None`` when it has none in the table."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .numbers import latency_by_model, quality_counts, rows_per_system
+from .numbers import Quality, latency_by_model
 
 MD_CAP = 300
 _BREAKS = re.compile("(?:\r\n|[\r\n\x0b\x0c\x85\u2028\u2029])")  # everything that may end a line
@@ -26,9 +26,10 @@ def md_text(value: Any, cap: int = MD_CAP) -> str:
 def run_numbers(records: list[dict[str, Any]], manifest: dict[str, Any], system_of: Any) -> dict[str, Any]:
     """Rows per system, failed rows, parse failures, flags and latency per model (for scores.json,
     report.md and the terminal)."""
-    return {"rows_per_system": rows_per_system(records, system_of),
-            **quality_counts(records, system_of),
-            "latency": latency_by_model(records, manifest)}
+    quality = Quality()
+    for rec in records:
+        quality.add(rec, str(system_of(rec)))
+    return {"rows_per_system": quality.per_system, **quality.counts(), "latency": latency_by_model(records, manifest)}
 
 
 def numbers_lines(numbers: dict[str, Any]) -> list[str]:

@@ -128,13 +128,12 @@ class Quality:
         self.flags: Counter[str] = Counter()
         self.by_system: dict[str, Counter[str]] = {}
 
-    def add(self, rec: dict[str, Any], system: str | None) -> None:
+    def add(self, rec: dict[str, Any], system: str) -> None:
         ok = rec.get("status") == "ok"
         self.rows += 1
-        if system is not None:
-            d = self.per_system.setdefault(system, {"n": 0, "ok": 0})
-            d["n"] += 1
-            d["ok"] += ok
+        d = self.per_system.setdefault(system, {"n": 0, "ok": 0})
+        d["n"] += 1
+        d["ok"] += ok
         if not ok:
             self.failed += 1
             self.failed_steps[str((rec.get("error") or {}).get("step"))] += 1
@@ -146,7 +145,7 @@ class Quality:
                 self.parse[step_id] += 1
             seen.update(str(f) for f in listed(out.get("flags")))
         self.flags.update(seen)
-        if system is not None and seen:
+        if seen:
             self.by_system.setdefault(system, Counter()).update(seen)
 
     def merge(self, other: "Quality") -> None:
@@ -166,22 +165,6 @@ class Quality:
         return {"rows": self.rows, "failed_rows": self.failed, "failed_by_step": dict(self.failed_steps),
                 "parse_failures": dict(self.parse), "flags": dict(self.flags),
                 "flags_by_system": {k: dict(v) for k, v in self.by_system.items()}}
-
-
-def quality_counts(records: list[dict[str, Any]], system_of: Any = None) -> dict[str, Any]:
-    """Failed rows, parse failures per step, and quality flags (per flag, and per system)."""
-    q = Quality()
-    for rec in records:
-        q.add(rec, str(system_of(rec)) if system_of is not None else None)
-    return q.counts()
-
-
-def rows_per_system(records: list[dict[str, Any]], system_of: Any) -> dict[str, dict[str, int]]:
-    """``{system: {"n": rows, "ok": rows without an error}}`` in order of first appearance."""
-    q = Quality()
-    for rec in records:
-        q.add(rec, str(system_of(rec)))
-    return q.per_system
 
 
 def fmt_score(name: str, value: Any) -> str:
