@@ -134,8 +134,12 @@ def make_pool(workers: int | None = None) -> Executor | None:
         return None
     import multiprocessing
 
+    from ..memtune import keep_freed_memory
+
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method))
+    # each job frees what the one before it allocated: kept, it is not faulted in again
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method),
+                               initializer=keep_freed_memory)
 
 
 class _Done:

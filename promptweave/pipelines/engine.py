@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from array import array
@@ -28,6 +29,7 @@ from .lock import RunLock
 from . import resumestamp
 from .progress import RunProgress
 from .rundir import RunDirError, check_component, fs_error, write_json_atomic
+from . import scoring
 from .scoring import REPORT_ROWS, RunTally, live_pool
 from .steps import Row, RunContext, Step, steps as step_registry
 from .store import RunStore
@@ -94,6 +96,7 @@ class Engine:
         self.executor: Executor | None = None
         self.live: LiveTally | None = None  # the scores, tallied as rows finish
         self._stats_pool: Any = None
+        self._page: Any = None  # report.html's process (:mod:`.livepage`)
 
     def _open_cache(self) -> CompletionCache | None:
         setting = self.pipeline.cache
@@ -183,7 +186,10 @@ class Engine:
         files = resumestamp.data_files(self.pipeline.data, self.loaded.base_dir)
         finished = resumestamp.finished(self.run_dir, ident.to_dict(), files, retry_errors)
         keys, fps = (KeyTable(), array("Q")) if finished else self._first_pass(ident)
-        self._stats_pool = live_pool(self.loaded, len(keys))  # forked now, before models start threads
+        # forked now, before models start threads: report.html's process (it must not hold the
+        # pool's pipes), then the statistics workers
+        self._page = self._start_page(len(keys))
+        self._stats_pool = live_pool(self.loaded, len(keys))
         self.executor = create_executor(self)
         try:
             await self.executor.start()
@@ -257,11 +263,17 @@ class Engine:
         if n_todo:
             self.live = LiveTally(RunTally(self.loaded, self._stats_pool, keep_stats=REPORT_ROWS, live=1),
                                   keys, todo, self.store.get)
+            self._page_kept(keys, todo)
+        else:
+            self.release_page()
+        page = self._page
 
         def emit(record: dict[str, Any]) -> None:
             """The one place a finished row is stored, whichever executor ran it."""
             record["fp"] = in_flight.pop(record["key"])
-            self.store.append(record)  # a failed write (disk full) stops the run, resumably
+            entry = self.store.append(record)  # a failed write (disk full) stops the run, resumably
+            if page is not None and entry.index < REPORT_ROWS:
+                page.row(entry.index, entry.offset, entry.length)
             progress.advance(ok=record["status"] == "ok")
             if self.live is not None:
                 try:
@@ -279,6 +291,8 @@ class Engine:
             self.store.close()
             await self.executor.close()
         self.store.compact(keys)
+        if page is not None and self.live is not None:  # it answers while the finish starts
+            page.end_rows(self.store.head_digest(REPORT_ROWS))
         ledger = Ledger()
         for lg in self.ledgers.values():
             ledger.add(lg)
@@ -296,6 +310,40 @@ class Engine:
         self.store.close()
         self.lock.release()
         self.release_pool()
+        self.release_page()
+
+    def _start_page(self, rows: int) -> Any:
+        """report.html's process for a big local run (:mod:`.livepage`), else None."""
+        if rows < scoring.POOL_ROWS or rows == 0 or self.pipeline.executor.kind != "local" \
+                or os.environ.get("PROMPTWEAVE_LIVE_PAGE", "1") == "0":
+            return None
+        from .finish import page_spec
+        from .livepage import LivePage
+
+        return LivePage.start(page_spec(self.loaded, self.run_dir))
+
+    def _page_kept(self, keys: KeyTable, todo: bytearray) -> None:
+        """report.html's process opens the results and takes the rows kept from earlier runs."""
+        page = self._page
+        if page is None:
+            return
+        page.open_file(self.store.results_path)
+        for i in range(min(len(keys), REPORT_ROWS)):
+            if not todo[i]:
+                e = self.store.status(keys[i])
+                if e is not None:
+                    page.row(i, e.offset, e.length)
+
+    def take_page(self) -> Any:
+        """report.html's process, if it is still there, for the finish to use."""
+        page = self._page
+        return page if page is not None and page.alive else None
+
+    def release_page(self) -> None:
+        """End report.html's process if the finish did not use it."""
+        if self._page is not None:
+            self._page.stop()
+            self._page = None
 
     def release_pool(self) -> None:
         """Stop the statistics workers (the finish has their results)."""

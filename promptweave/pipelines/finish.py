@@ -7,7 +7,6 @@ does not grow with the run, and sacreBLEU statistics are computed on every core 
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import json
 import json.encoder
@@ -164,20 +163,27 @@ def tally_run(loaded: LoadedConfig, records: Iterable[dict[str, Any]], rows: int
     return tally
 
 
+_VERSIONS: dict[str, str] = {}  # once read (importlib.metadata parses every package's METADATA: ~40 ms)
+
+
 def package_versions() -> dict[str, str]:
-    return dict(_package_versions())
+    """Python, the platform and the versions of the packages a run's results depend on."""
+    if not _VERSIONS:
+        out = {"python": sys.version.split()[0], "platform": platform.platform()}
+        for name in _VERSIONED:
+            try:
+                out[name] = version(name)
+            except PackageNotFoundError:
+                continue
+        _VERSIONS.update(out)
+    return dict(_VERSIONS)
 
 
-@functools.lru_cache(maxsize=1)
-def _package_versions() -> dict[str, str]:
-    # importlib.metadata parses every package's METADATA file: 12 ms a call, twice a finish
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in _VERSIONED:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return out
+def use_versions(versions: dict[str, str]) -> None:
+    """Versions read by a process forked from this one (report.html's, while the rows ran: the
+    same interpreter and packages), so that this one does not read them again at its finish."""
+    if not _VERSIONS and isinstance(versions, dict) and versions.get("python") == sys.version.split()[0]:
+        _VERSIONS.update(versions)
 
 
 def finish_run(engine: Engine, summary: RunSummary, argv: list[str] | None = None) -> dict[str, Any]:
@@ -208,9 +214,11 @@ def _no_gc() -> Any:
 
 def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict[str, Any]:
     loaded, run_dir = engine.loaded, engine.run_dir
-    state = finishcache.fingerprint(engine.store.results_path, loaded.manifest_config(), package_versions(),
-                                    REPORT_ROWS)
-    saved = finishcache.load(run_dir, state) if summary.ran == 0 else None
+    saved = None
+    if summary.ran == 0:
+        state = finishcache.fingerprint(engine.store.results_path, loaded.manifest_config(), package_versions(),
+                                        REPORT_ROWS)
+        saved = finishcache.load(run_dir, state)
     if saved is not None:  # a finished run resumed with nothing to do: its scores stand
         try:
             return _finish_saved(engine, summary, argv, saved)
@@ -218,7 +226,7 @@ def _finish(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict
             logging.getLogger("promptweave.report").warning(
                 "%s does not fit this run (%s: %s); scoring the run again", finishcache.STATE_FILE,
                 type(exc).__name__, exc)
-    return _finish_all(engine, summary, argv, state)
+    return _finish_all(engine, summary, argv)
 
 
 def _finish_saved(engine: Engine, summary: RunSummary, argv: list[str] | None,
@@ -241,8 +249,7 @@ def _finish_saved(engine: Engine, summary: RunSummary, argv: list[str] | None,
     return scores
 
 
-def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
-                state: dict[str, Any] | None) -> dict[str, Any]:
+def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> dict[str, Any]:
     """Score the run from its records and write every result file."""
     loaded, run_dir = engine.loaded, engine.run_dir
     finishcache.forget(run_dir)
@@ -256,10 +263,22 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
         engine.store.close()
     live, engine.live = engine.live, None
     page_rows = _PageRows(engine.store, loaded, engine._stats_pool)
-    # the tally the run kept as rows finished (the page's rows gathered while its statistics
-    # workers finish); else one pass over the stored records
-    tally = live.finish(page_rows.gather) if live is not None else \
+    live_page = engine.take_page() if live is not None else None
+    taken: list[Any] = []
+
+    def gather() -> None:  # while the statistics workers finish their last jobs
+        if live_page is None:
+            page_rows.gather()
+            return
+        # the package versions report.html's process read while the rows ran, and what it took
+        # of the rows, for the tests (it answered as this finish started)
+        use_versions(live_page.versions() or {})
+        taken.append(live_page.inputs())
+    # the tally the run kept as rows finished; else one pass over the stored records
+    tally = live.finish(gather) if live is not None else \
         tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
+    state = finishcache.fingerprint(engine.store.results_path, loaded.manifest_config(), package_versions(),
+                                    REPORT_ROWS)
     scores = tally.scores()
     scores["systems"] = tally.system_table(scores)
     vision = _vision_scores(engine)
@@ -267,10 +286,8 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
         scores["vision"] = vision
     scores["mtme_files"] = export_mtme(loaded, tally, scores, run_dir / "mtme")
     manifest = build_manifest(engine, summary, argv, scores)
-    page_rows.check(scores)
     scores["numbers"] = tally.numbers()
     examples = ReportExamples(tally.n_errors, tally.errors, tally.samples)
-    engine.release_pool()  # no threads left: report.html may be written by a forked child
     write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
     write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, examples)
                       + vision_markdown(scores.get("vision") or {}))
@@ -280,9 +297,25 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None,
     segments = scores["segments"]
     rows = segments.items_in_order() if hasattr(segments, "items_in_order") else segments.items()
     covered = {key: row for key, row in rows if key in first}
-    # a Ray driver keeps Ray's threads and sockets: no fork there
-    page = _start_html(run_dir, {**scores, "segments": covered}, stats, fork=loaded.pipeline.executor.kind == "local",
-                       records=page_rows.records, page=page_rows.page)
+    page_scores = {**scores, "segments": covered}
+    spec = page_rows._spec(scores["judges"], scores)
+    # if report.html's process did not take exactly the file's rows, they are read here
+    inputs = taken[0] if taken else None
+    if inputs is not None and not inputs.restrict(spec):  # (cannot be: the judges are some of the steps)
+        inputs = None
+    if live_page is not None and inputs is None:
+        engine.release_page()
+        page_rows.gather()
+    page_rows.check(scores)
+    engine.release_pool()  # no threads left: report.html may be written by a forked child
+    if inputs is not None and live_page.render(run_dir, page_scores, spec):
+        page = _live_html(run_dir, page_scores, stats, live_page, inputs)
+    else:
+        if inputs is not None:  # report.html's process went away: the rows are read here after all
+            page_rows.read()
+        # a Ray driver keeps Ray's threads and sockets: no fork there
+        page = _start_html(run_dir, page_scores, stats, fork=loaded.pipeline.executor.kind == "local",
+                           records=page_rows.records, page=page_rows.page)
 
     def meanwhile(tests: dict[str, Any]) -> None:  # while the page's process ends
         write_scores(run_dir / "scores.json", scores)
@@ -346,6 +379,20 @@ def _previous_usage(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def page_spec(loaded: LoadedConfig, run_dir: Path, judges: Iterable[str] | None = None,
+              scores: dict[str, Any] | None = None) -> Any:
+    """report.html's spec (:class:`~promptweave.report.pagedata.PageSpec`) as the page will read
+    it from the run's files; ``judges`` None: every step (which are judges is known once the run
+    is scored)."""
+    from ..report.pagedata import PageSpec
+
+    manifest = loaded.redact({"name": loaded.pipeline.name, "config": loaded.manifest_config()})
+    steps = [s.id for s in loaded.steps] if judges is None else list(judges)
+    name = str(manifest.get("name") or run_dir.name)
+    return PageSpec.of(name, manifest, {"hypothesis": hypothesis_field(loaded), **(scores or {}),
+                                        "judges": dict.fromkeys(steps)})
+
+
 class _PageRows:
     """What report.html needs of its rows (the first ``REPORT_ROWS`` of the compacted
     ``results.jsonl``), worked out once for both of the page's processes: with a statistics
@@ -386,16 +433,7 @@ class _PageRows:
         return page
 
     def _spec(self, judges: Iterable[str] | None = None, scores: dict[str, Any] | None = None) -> Any:
-        """The page's spec as it will read it from the run's files; ``judges`` None: every step
-        (which are judges is known once the run is scored)."""
-        from ..report.pagedata import PageSpec
-
-        loaded = self.loaded
-        manifest = loaded.redact({"name": loaded.pipeline.name, "config": loaded.manifest_config()})
-        steps = [s.id for s in loaded.steps] if judges is None else list(judges)
-        name = str(manifest.get("name") or self.store.results_path.parent.name)
-        return PageSpec.of(name, manifest, {"hypothesis": hypothesis_field(loaded), **(scores or {}),
-                                            "judges": dict.fromkeys(steps)})
+        return page_spec(self.loaded, self.store.results_path.parent, judges, scores)
 
     def check(self, scores: dict[str, Any]) -> None:
         """The page data stands for the judges the run turned out to have (a subset of its
@@ -416,16 +454,19 @@ class _PageRows:
 def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
                 seg_stats: dict[str, dict[str, Any]] | None = None, tests: dict[str, Any] | None = None,
                 tests_from: Callable[[], dict[str, Any] | None] | None = None,
-                records: list[dict[str, Any]] | None = None, page: Any = None) -> None:
-    """report.html beside report.md; a failure there is logged, never loses the finished run."""
+                records: list[dict[str, Any]] | None = None, page: Any = None) -> bool:
+    """report.html beside report.md; a failure there is logged, never loses the finished run.
+    Whether it was written."""
     from ..report import write_report
 
     try:
         write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats, tests_cache=tests,
                      tests_from=tests_from, records=records, page=page)
+        return True
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)
+        return False
 
 
 def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fork: bool = True,
@@ -465,15 +506,48 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fo
         finally:
             os._exit(code)
     os.close(r)
+    pipe = [w]
 
+    def send(data: bytes) -> None:
+        _send(pipe.pop(), data)
+
+    def end(ok: bool) -> int:
+        # the child reads the pipe to its end: it is closed on every way out, or the child (and a
+        # parent waiting for it) would wait forever
+        for fd in pipe:
+            os.close(fd)
+        pipe.clear()
+        if ok:
+            return _reap(pid)
+        _stop(pid)
+        return 1
+    return _page_waiter(run_dir, scores, stats, records, page, send, end)
+
+
+def _live_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], live_page: Any,
+               inputs: Any) -> Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]:
+    """:func:`_start_html`'s call for a page that report.html's own process (:mod:`.livepage`)
+    writes: it has the rows; ``inputs`` is what the tests need of them."""
+    def end(ok: bool) -> int:
+        if ok:
+            return live_page.wait()
+        live_page.stop()
+        return 1
+    return _page_waiter(run_dir, scores, stats, None, inputs, live_page.tests, end)
+
+
+def _page_waiter(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
+                 records: list[dict[str, Any]] | None, page: Any, send: Callable[[bytes], None],
+                 end: Callable[[bool], int]) -> Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]:
+    """The parent's share of a page another process writes: work out the tests, ``send`` them
+    (JSON; empty: the page's process works them out itself), run ``meanwhile`` (the parent's
+    other work), then ``end(True)`` waits for the page's process (its exit code); on an error
+    ``end(False)`` or ``end(True)`` ends it."""
     def wait(meanwhile: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         from ..report.build import page_tests
 
         log = logging.getLogger("promptweave.report")
         got: dict[str, Any] = {}
-        # the child reads the pipe to its end: it is closed on every way out of here, or the
-        # child (and a parent waiting for it) would wait forever
-        pipe = [w]
         try:
             try:
                 got = page_tests(run_dir, scores, stats, REPORT_ROWS, records=records, page=page)
@@ -482,19 +556,15 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fo
                 log.warning("report.html: significance tests left to the page's process: %s: %s",
                             type(exc).__name__, exc)
                 got, data = {}, b""
-            _send(pipe.pop(), data)
+            send(data)
             meanwhile(got)
         except Exception:
-            for fd in pipe:
-                os.close(fd)
-            _reap(pid)  # the run's own failure is the one to report; the page ends first
+            end(True)  # the run's own failure is the one to report; the page ends first
             raise
         except BaseException:  # Ctrl-C, exit: the page is not worth waiting for
-            for fd in pipe:
-                os.close(fd)
-            _stop(pid)
+            end(False)
             raise
-        if _reap(pid) != 0:
+        if end(True) != 0:
             log.warning("report.html: its process failed")
             return {}
         return got

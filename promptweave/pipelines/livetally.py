@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .scoring import RunTally
+from .scoring import CHUNK, TAIL_CHUNK, RunTally
 
 MAX_WAITING = 4096
 
@@ -44,6 +44,8 @@ class LiveTally:
         self.tally.add(record)
         self.cursor += 1
         self._advance(final=False)
+        if len(self.keys) - self.cursor <= CHUNK:  # the finish waits for the last job: a small one
+            self.tally.chunk = TAIL_CHUNK
         self.tally.poll()
 
     def _advance(self, final: bool) -> None:

@@ -37,6 +37,8 @@ POOL_ROWS = env_int("PROMPTWEAVE_POOL_ROWS", 5000)
 #: report.html covers at most this many rows (it says so); scores.json and report.md cover all
 REPORT_ROWS = env_int("PROMPTWEAVE_REPORT_ROWS", 20000)
 CHUNK = 2000  # segments per statistics job: big enough to amortise a process hop
+#: ... and for the run's last rows, whose job the finish waits for: a fraction of a second at 2,000
+TAIL_CHUNK = 400
 
 
 def value_of(rec: dict[str, Any], name: str | None) -> Any:
@@ -163,6 +165,7 @@ class RunTally:
         self.group_rank: dict[str, int] = {}
         self.items_of: dict[int, set[str]] = {}
         self._chunk: list[tuple[str, str]] = []
+        self.chunk = CHUNK  # rows per job (:class:`~.livetally.LiveTally` makes the last ones smaller)
         self._flight: deque[tuple[str, int, Any]] = deque()
         self.judges = {s.id: _JudgeTally() for s in loaded.steps}
         self.judge_kinds = {s.id for s in loaded.steps if s.kind in JUDGE_KINDS}
@@ -264,7 +267,7 @@ class RunTally:
                 srcs.append(str(value_of(rec, sc.source) or "") if sc.source else "")
         if self.stat_names:
             self._chunk.append((hyp, ref))
-            if len(self._chunk) >= CHUNK:
+            if len(self._chunk) >= self.chunk:
                 self._flush()
         return s
 

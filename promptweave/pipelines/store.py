@@ -210,6 +210,16 @@ class RunStore:
         cuts = sorted({n * k // parts for k in range(parts)} | {n})
         return [(int(off[a]), int(end[b - 1]), a) for a, b in zip(cuts, cuts[1:])]
 
+    def head_digest(self, n: int) -> tuple[int, int] | None:
+        """``(count, bytes without their newlines)`` of the first ``n`` records in data order when
+        they lie as :meth:`head_ranges` says (a compacted run); else ``None``."""
+        ranges = self.head_ranges(n, 1)
+        if not ranges:
+            return None
+        start, stop, _ = ranges[0]
+        count = min(n, len(self._index))
+        return count, stop - start - count
+
     def count(self, *, ok: bool) -> int:
         n_ok = self._index.count_ok()
         return n_ok if ok else len(self._index) - n_ok
@@ -330,8 +340,9 @@ class RunStore:
         self._index, self._dirty = new, False
 
     # ------------------------------------------------------------------ writing
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one finished row now; an ok result it replaces with other inputs is kept aside."""
+    def append(self, record: dict[str, Any]) -> Entry:
+        """Write one finished row now; an ok result it replaces with other inputs is kept aside.
+        Returns where it lies."""
         assert self._fd is not None, "RunStore.open() first"
         line = _dump(record)
         size = os.fstat(self._fd).st_size
@@ -347,7 +358,9 @@ class RunStore:
             self._dirty = True
             if old.ok and old.fp != record.get("fp"):
                 self._replaced.append(old)
-        self._index.put(key, _entry(record, size, len(line) - 1))
+        entry = _entry(record, size, len(line) - 1)
+        self._index.put(key, entry)
+        return entry
 
     def compact(self, order: Iterable[str] | None = None) -> int:
         """Leave ``results.jsonl`` with one line per key of ``order`` (the current rows, whose

@@ -15,7 +15,7 @@ import numpy as np
 from . import svg
 from .compare import MetricSpec, SystemData, _streams, compare, run_metric
 from .numbers import fmt_score
-from .page import page, table, write_page
+from .page import page_parts, table, write_page
 from .pagedata import PageData
 from .rundata import SACRE_METRICS, Column, Run, columns, load_run
 from .segments import segment_blob
@@ -306,6 +306,11 @@ def _browser() -> str:
 
 def render_html(run: Run, n_samples: int = 1000) -> str:
     """The report page of a loaded run."""
+    return "".join(p if isinstance(p, str) else p.decode("utf-8") for p in render_parts(run, n_samples))
+
+
+def render_parts(run: Run, n_samples: int = 1000) -> list[str | bytes]:
+    """The report page of a loaded run, in pieces for :func:`.page.write_page`."""
     run.page_data()  # every section's rows, in one pass (with the segment browser's)
     systems = run.systems()
     cols = columns(run)
@@ -330,7 +335,7 @@ def render_html(run: Run, n_samples: int = 1000) -> str:
     systems_html, tests = _systems_section(run, cols, systems, n_samples) if cols else ("", {})
     body = [header, "<section>", overview, systems_html, _plots(run, cols, systems, tests),
             meta, mqm, usage, _browser(), "</section>"]
-    return page(f"{run.name}: promptweave report", "".join(body), blob)
+    return page_parts(f"{run.name}: promptweave report", "".join(body), blob)
 
 
 def write_report(run_dir: Path | str, n_samples: int = 1000, *, scores: dict[str, Any] | None = None,
@@ -345,5 +350,5 @@ def write_report(run_dir: Path | str, n_samples: int = 1000, *, scores: dict[str
     run.tests_cache = tests_cache  # the bootstrap results of the last page, reused or filled
     run.tests_from = tests_from  # or worked out by another process meanwhile
     out = run.dir / "report.html"
-    write_page(out, render_html(run, n_samples))
+    write_page(out, render_parts(run, n_samples))
     return out

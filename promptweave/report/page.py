@@ -67,17 +67,29 @@ def _finite(data: Any) -> Any:
     return data
 
 
-def write_page(path: Path, text: str) -> None:
-    """Write a page as UTF-8 (atomically: a temporary file beside it, then renamed). A lone
-    surrogate (a JSON ``\\ud800`` escape in a model's reply decodes to one) cannot be encoded;
-    such characters become U+FFFD instead of failing the page."""
+class BlobParts(tuple):  # type: ignore[type-arg]
+    """A script-safe JSON blob in pieces, each :class:`ScriptJSON` or already page bytes
+    (:func:`page_bytes`): a big blob is not copied into one string, then into the page's."""
+
+
+def page_bytes(text: str) -> bytes:
+    """Page text as UTF-8. A lone surrogate (a JSON ``\\ud800`` escape in a model's reply decodes
+    to one) cannot be encoded; such characters become U+FFFD instead of failing the page."""
     try:
-        data = text.encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError:
-        data = _SURROGATE.sub("\ufffd", text).encode("utf-8")
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+def write_page(path: Path, text: str | list[str | bytes]) -> None:
+    """Write a page (text, or its pieces: :func:`page_parts`) as UTF-8 (:func:`page_bytes`),
+    atomically: a temporary file beside it, then renamed."""
+    parts = [text] if isinstance(text, str) else text
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as f:
+            for part in parts:
+                f.write(part if isinstance(part, bytes) else page_bytes(part))
         tmp.replace(path)
     except OSError as exc:
         raise DataError(f"{path}: cannot be written ({exc.strerror or exc}); give a writable path") from None
@@ -93,8 +105,14 @@ def _hash(text: str) -> str:
 
 
 def page(title: str, body: str, data: Any | None = None, script: bool = True) -> str:
-    """The whole document. ``data`` (if any) is embedded as ``#pw-data`` for the script; a
-    :class:`ScriptJSON` is embedded as it is (serialised earlier by :func:`json_for_script`)."""
+    """The whole document (:func:`page_parts` joined)."""
+    return "".join(p if isinstance(p, str) else p.decode("utf-8") for p in page_parts(title, body, data, script))
+
+
+def page_parts(title: str, body: str, data: Any | None = None, script: bool = True) -> list[str | bytes]:
+    """The whole document, in pieces for :func:`write_page`. ``data`` (if any) is embedded as
+    ``#pw-data`` for the script; a :class:`ScriptJSON` or :class:`BlobParts` is embedded as it is
+    (serialised earlier by :func:`json_for_script`)."""
     css = asset("report.css")
     js = asset("report.js") if script else ""
     csp = f"default-src 'none'; style-src {_hash(css)}; img-src data:"
@@ -104,13 +122,14 @@ def page(title: str, body: str, data: Any | None = None, script: bool = True) ->
              f'<meta http-equiv="Content-Security-Policy" content="{escape(csp, quote=False)}">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{escape(title)}</title><style>{css}</style></head><body>", body]
+    out: list[str | bytes] = ["".join(parts)]
     if data is not None:
-        blob = data if isinstance(data, ScriptJSON) else json_for_script(data)
-        parts.append(f'<script type="application/json" id="pw-data">{blob}</script>')
-    if js:
-        parts.append(f"<script>{js}</script>")
-    parts.append("</body></html>\n")
-    return "".join(parts)
+        blob = data if isinstance(data, (ScriptJSON, BlobParts)) else json_for_script(data)
+        out.append('<script type="application/json" id="pw-data">')
+        out += blob if isinstance(blob, BlobParts) else [blob]
+        out.append("</script>")
+    out.append((f"<script>{js}</script>" if js else "") + "</body></html>\n")
+    return out
 
 
 def table(head: list[tuple[str, str]], rows: list[list[tuple[str, Any]]], table_id: str = "",

@@ -10,12 +10,13 @@ the result is the one pass over all of them.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from .numbers import Latencies, Quality, call_traces, count, finite, step_models
-from .page import json_text
+from .page import json_text, page_bytes, script_json
 from .segments import cap, step_view
 
 
@@ -96,6 +97,7 @@ class PageData:
         self.usage: list[tuple[float, int, float, float | None]] = []  # per row: x, tokens, cost, model seconds
         self.items: dict[str, list[str | None]] = {}  # item -> [source, reference] (its first row's)
         self.rows: list[str] = []  # the segment browser's rows as JSON, without their scores
+        self._head: tuple[tuple[int, int], bytes] | None = None  # :meth:`blob_head`, once made
 
     def _value_columns(self) -> list[str]:
         return list(self.spec.judges) + ([self.spec.human] if self.spec.human else [])
@@ -209,6 +211,27 @@ class PageData:
             self.items.setdefault(item, pair)
         self.rows += other.rows
 
+    def blob_head(self) -> bytes:
+        """``{"items":{...},"rows":[...]`` of the segment browser's blob, script-safe
+        (:func:`.page.script_json`) and encoded as the page is (:func:`.page.page_bytes`): the
+        bulk of the page, which its scores do not change; made once (the page's own process
+        makes it while the run's scores are worked out)."""
+        key = (len(self.rows), len(self.items))
+        if self._head is None or self._head[0] != key:
+            text = script_json('{"items":' + json_text(self.items) + ',"rows":[' + ",".join(self.rows) + "]")
+            self._head = (key, page_bytes(text))
+        return self._head[1]
+
+    def for_tests(self) -> "PageData":
+        """A copy with what the significance tests read (systems, items, columns, texts, row
+        keys: :func:`.build.page_tests`), without the segment browser's rows, usage, MQM counts
+        and latencies, which are the bulk."""
+        other = copy.copy(self)
+        other.rows, other.items, other.browse, other._head = [], {}, False, None
+        other.usage, other.mqm = [], {j: [{}, {}, {}] for j in self.mqm}
+        other.latency = Latencies(self.spec.models)
+        return other
+
     def restrict(self, spec: PageSpec) -> bool:
         """Make this the page data of ``spec`` when it differs from this one's only in its judges
         (a run learns which of its steps are judges, those with numeric values, at its finish):
@@ -225,13 +248,19 @@ class PageData:
         return True
 
 
+def page_record(raw: bytes, where: str) -> dict[str, Any]:
+    """One line of ``results.jsonl`` (without its newline) as :func:`.rundata.read_records`
+    takes it: parsed as the run store writes it, checked (:func:`.checks.check_record`)."""
+    from .checks import check_record
+
+    return check_record(json.loads(raw.decode("utf-8", "surrogatepass")), where)
+
+
 def page_part(path: str, spec: PageSpec, start: int, stop: int, first: int) -> PageData:
     """The page data of the records in bytes ``start:stop`` of ``results.jsonl``, read as
     :func:`.rundata.read_records` reads them; the first is record ``first`` of the run, and
     each must have its place as its ``index`` (a compacted run), else ``ValueError``. For a
     process of a pool, while another takes the next part."""
-    from .checks import check_record
-
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(stop - start)
@@ -240,7 +269,7 @@ def page_part(path: str, spec: PageSpec, start: int, stop: int, first: int) -> P
         raise ValueError(f"{path}: bytes {start}:{stop} do not end a line")
     page = PageData(spec)
     for k, raw in enumerate(lines[:-1]):
-        rec = check_record(json.loads(raw.decode("utf-8", "surrogatepass")), f"{path}:{first + k + 1}")
+        rec = page_record(raw, f"{path}:{first + k + 1}")
         if rec.get("index") != first + k:
             raise ValueError(f"{path}:{first + k + 1}: not record {first + k} of the run")
         page.add(rec)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .numbers import call_traces, listed
-from .page import ScriptJSON, json_text, script_json
+from .page import BlobParts, json_text, script_json
 
 if TYPE_CHECKING:
     from .rundata import Column, Run
@@ -58,20 +58,19 @@ def step_view(step_id: str, out: dict[str, Any]) -> dict[str, Any]:
     return v
 
 
-def segment_blob(run: Run, cols: list[Column]) -> ScriptJSON:
-    """``{"items": {item: [source, reference]}, "rows": [...], "cols": [names], "hyp": name}`` for
-    the page, as script-safe JSON: the rows :class:`~.pagedata.PageData` kept (as JSON text),
-    each given the scores the columns have for its system and item."""
+def segment_blob(run: Run, cols: list[Column]) -> BlobParts:
+    """``{"items": {item: [source, reference]}, "rows": [...], "sc": {column: [score or null per
+    row]}, "cols": [names], "hyp": name}`` for the page, as script-safe JSON: the rows
+    :class:`~.pagedata.PageData` kept (as JSON text, joined and encoded once:
+    :meth:`~.pagedata.PageData.blob_head`),
+    then the scores the columns have for each row's system and item (the page's script gives
+    each row its ``sc``)."""
     page = run.page_data()
-    names = [c.name for c in cols]
-    quoted = [json_text(n) + ":" for n in names]
-    parts = []
-    for text, (_, system, item) in zip(page.rows, page.labels):
-        cells = []
-        for c, q in zip(cols, quoted):
-            v = c.values.get(system, {}).get(item)
-            if v is not None:  # a column's values are finite floats
-                cells.append(q + float.__repr__(v))
-        parts.append(text[:-1] + ',"sc":{' + ",".join(cells) + "}}")
-    return script_json('{"items":' + json_text(page.items) + ',"rows":[' + ",".join(parts) + '],"cols":'
-                       + json_text(names) + ',"hyp":' + json_text(run.scores.get("hypothesis")) + "}")
+    empty: dict[str, float] = {}
+    sc = {}
+    for c in cols:
+        by_system = c.values
+        sc[c.name] = [by_system.get(system, empty).get(item) for _, system, item in page.labels]
+    tail = (',"sc":' + json_text(sc) + ',"cols":' + json_text([c.name for c in cols]) + ',"hyp":'
+            + json_text(run.scores.get("hypothesis")) + "}")
+    return BlobParts((page.blob_head(), script_json(tail)))

@@ -211,6 +211,7 @@ def test_page_data_from_parts_in_three_processes_equals_the_page_read_from_the_f
 
     monkeypatch.setattr(finish, "FORK_ROWS", 10)
     monkeypatch.setattr(scoring, "POOL_ROWS", 1)
+    monkeypatch.setenv("PROMPTWEAVE_LIVE_PAGE", "0")  # (tests/pipelines/test_live_page.py)
     for mod in (scoring, engine, finish):
         monkeypatch.setattr(mod, "REPORT_ROWS", report_rows)
     parts: list[int] = []

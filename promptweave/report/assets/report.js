@@ -42,6 +42,10 @@
   // ---- segment browser ----
   var blob = JSON.parse(document.getElementById("pw-data").textContent);
   var rows = blob.rows, items = blob.items, cols = blob.cols;
+  rows.forEach(function (r, i) {  // each row's scores, from one array per column
+    r.sc = {};
+    cols.forEach(function (c) { var v = blob.sc[c][i]; if (v !== null && v !== undefined) r.sc[c] = v; });
+  });
   var ROW_H = 28, list = document.getElementById("seg-list"), spacer = document.getElementById("seg-spacer");
   var detail = document.getElementById("seg-detail"), countEl = document.getElementById("seg-count");
   var fSys = document.getElementById("f-sys"), fFlag = document.getElementById("f-flag");

@@ -1,0 +1,374 @@
+"""report.html's own process, alive while the run's rows run.
+
+A big run's page used to be worked out after the last row: the first ``REPORT_ROWS`` records read
+back, parsed and taken apart (:class:`~promptweave.report.pagedata.PageData`), then the page
+rendered in a process forked from the finishing one. At 10,000 rows that was most of the
+finish. :class:`LivePage` forks the page's process before the rows start (the parent is still
+small, no model threads yet) and tells it, as rows are stored, where each of the first
+``REPORT_ROWS`` lies in ``results.jsonl`` (data position, byte offset, length). The process reads
+and takes each row as it comes, on the core the row loop leaves, and keeps them in data order.
+
+At the finish the parent checks that what the process took is exactly what the compacted file
+holds (the same count of rows at the same positions, the same bytes: ``RunStore.head_digest``),
+gets back what the significance tests need (the page data without its rows), and sends the
+scores: the process writes the page while the parent works out the tests, then the tests. Any
+doubt (a row out of place, a process gone, a parse error) and the finish does what it did
+before: it reads the rows itself (:class:`~promptweave.pipelines.finish._PageRows`).
+
+Messages (both ways) are a 9-byte head (kind, payload length) and a payload:
+
+- ``K`` path: open the results file (answer ``k``: its device and inode, to be compared; then
+  ``V``: the package versions, JSON, read meanwhile)
+- ``R`` int64 triples (position, offset, length): rows stored
+- ``E`` (count, sum of lengths): no more rows; answer ``I`` (pickled: what the tests need of the
+  page data) when the rows taken are exactly these, else ``X`` (why not)
+- ``G`` pickled (run directory, scores, page spec): write the page; then ``T``: the tests (JSON)
+- anything else, or the socket's end: leave without writing
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import gc
+import json
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+from array import array
+from pathlib import Path
+from typing import Any
+
+_HEAD = struct.Struct("<cQ")
+BATCH = 128  # rows per message: the process keeps up with the last rows too
+_PARENT_ENDS: list[socket.socket] = []
+
+log = logging.getLogger("promptweave.report")
+
+
+def _close_parent_ends() -> None:
+    """In any forked child (the page's process, the statistics workers): the parent's ends of
+    the page's sockets are not theirs. Held open there, the page's process would not see its
+    parent go away."""
+    for s in _PARENT_ENDS:
+        with contextlib.suppress(OSError):
+            s.close()
+    _PARENT_ENDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_parent_ends)
+
+
+class PageGone(Exception):
+    """The page's process went away, or answered out of turn."""
+
+
+def _send(sock: socket.socket, kind: bytes, payload: bytes = b"") -> None:
+    head = _HEAD.pack(kind, len(payload))
+    if len(payload) > 1 << 16:  # not copied into one buffer with its head
+        sock.sendall(head)
+        sock.sendall(payload)
+    else:
+        sock.sendall(head + payload)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if not k:
+            raise PageGone("the other end closed")
+        got += k
+    return buf
+
+
+def _recv(sock: socket.socket) -> tuple[bytes, bytes | bytearray]:
+    kind, n = _HEAD.unpack(_recv_exact(sock, _HEAD.size))
+    return kind, _recv_exact(sock, n) if n else b""
+
+
+class LivePage:
+    """The parent's handle on the page's process (see the module)."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid, self.sock = pid, sock
+        self._rows = array("q")
+        self.alive = True
+
+    # ------------------------------------------------------------------ the parent's side
+    @classmethod
+    def start(cls, spec: Any) -> "LivePage | None":
+        """Fork the page's process (``spec``: the :class:`PageSpec` of every step as a judge; the
+        finish narrows it). ``None`` where there is no ``fork``."""
+        if not hasattr(os, "fork") or not hasattr(socket, "socketpair"):
+            return None
+        try:
+            mine, theirs = socket.socketpair()
+        except OSError:
+            return None
+        _PARENT_ENDS.append(mine)
+        try:
+            pid = os.fork()
+        except OSError:
+            _PARENT_ENDS.remove(mine)
+            mine.close()
+            theirs.close()
+            return None
+        if pid == 0:  # the page's process (the fork hook closed the parent's end)
+            code = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+                gc.disable()  # short-lived, and its rows hold no cycles: no walks over them
+                code = _Child(theirs, spec).serve()
+            except BaseException:  # noqa: BLE001 - the parent falls back to reading the rows
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        return cls(pid, mine)
+
+    def _fail(self, why: str) -> None:
+        if self.alive:
+            log.debug("report.html's process dropped: %s", why)
+        self.stop()
+
+    def open_file(self, path: Path) -> None:
+        """The results file the rows will be in: the process opens it now (and keeps it open: the
+        compaction at the end of the loop writes a new one) and says which file it holds."""
+        if not self.alive:
+            return
+        try:
+            _send(self.sock, b"K", os.fsencode(path))
+            kind, payload = _recv(self.sock)
+            st = os.stat(path)
+            if kind != b"k" or bytes(payload) != struct.pack("<QQ", st.st_dev, st.st_ino):
+                raise PageGone("it opened another file")
+        except (OSError, PageGone, struct.error) as exc:
+            self._fail(str(exc))
+
+    def row(self, position: int, offset: int, length: int) -> None:
+        """A row stored at ``offset`` (``length`` bytes without the newline)."""
+        if self.alive:
+            self._rows.extend((position, offset, length))
+            if len(self._rows) >= 3 * BATCH:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.alive and self._rows:
+            data, self._rows = self._rows.tobytes(), array("q")
+            try:
+                _send(self.sock, b"R", data)
+            except OSError as exc:
+                self._fail(str(exc))
+
+    def end_rows(self, digest: tuple[int, int] | None) -> None:
+        """No more rows (the run compacted its results): the process is to have taken exactly
+        ``digest = (count, bytes)`` of them, positions 0 to ``count - 1``. It answers while the
+        parent starts its finish (:meth:`inputs`)."""
+        self.flush()
+        if not self.alive:
+            return
+        if digest is None:
+            self._fail("the results are not one compacted file")
+            return
+        try:
+            _send(self.sock, b"E", struct.pack("<qq", *digest))
+        except OSError as exc:
+            self._fail(str(exc))
+
+    def versions(self) -> dict[str, str] | None:
+        """The package versions the process read as the rows started (it is a fork of this
+        process: the same interpreter and packages); None if it did not say."""
+        if not self.alive:
+            return None
+        try:
+            kind, payload = _recv(self.sock)
+            if kind != b"V":
+                raise PageGone(f"answer {kind!r}")
+            versions = json.loads(payload)
+            return versions if isinstance(versions, dict) else None
+        except (OSError, PageGone, ValueError) as exc:
+            self._fail(str(exc))
+            return None
+
+    def inputs(self) -> Any:
+        """What the process took of the rows, for the significance tests
+        (:meth:`~promptweave.report.pagedata.PageData.for_tests`); None when it did not take
+        exactly the file's rows (and it is gone)."""
+        if not self.alive:
+            return None
+        try:
+            kind, payload = _recv(self.sock)
+            if kind != b"I":
+                raise PageGone(payload.decode("utf-8", "replace") if kind == b"X" else f"answer {kind!r}")
+            return pickle.loads(payload)
+        except (OSError, PageGone, pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            self._fail(str(exc))
+            return None
+
+    def render(self, run_dir: Path, scores: dict[str, Any], spec: Any) -> bool:
+        """Write the page (it then waits for :meth:`tests`)."""
+        try:
+            _send(self.sock, b"G", pickle.dumps((str(run_dir), scores, spec), protocol=pickle.HIGHEST_PROTOCOL))
+            return True
+        except (OSError, pickle.PicklingError) as exc:
+            self._fail(str(exc))
+            return False
+
+    def tests(self, data: bytes) -> None:
+        """The significance tests as JSON (empty: the process works them out itself)."""
+        with contextlib.suppress(OSError):
+            _send(self.sock, b"T", data)
+
+    def wait(self) -> int:
+        """The process's exit code, once it has ended (1 if it cannot be known)."""
+        self._close()
+        self.alive = False
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:  # reaped by someone else
+            return 1
+        return os.waitstatus_to_exitcode(status)
+
+    def stop(self) -> None:
+        """End the process without a page (idempotent)."""
+        if self.sock is not None:
+            self._close()
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(self.pid, 0)
+        self.alive = False
+
+    def _close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(ValueError):
+                _PARENT_ENDS.remove(self.sock)
+            self.sock.close()
+            self.sock = None  # type: ignore[assignment]
+
+
+def _import_page_modules() -> None:
+    """What writing the page imports (some of it only when it gets there)."""
+    from ..evaluators import correlation, meta  # noqa: F401
+    from ..report import build  # noqa: F401
+    from . import finish  # noqa: F401
+
+
+class _Child:
+    """The page's process: takes rows in data order as their places arrive."""
+
+    def __init__(self, sock: socket.socket, spec: Any) -> None:
+        from ..memtune import keep_freed_memory
+        from ..report.pagedata import PageData
+
+        keep_freed_memory()  # the page's strings are built, copied and freed: keep their pages
+        self.sock, self.spec = sock, spec
+        self.page = PageData(spec)
+        self.fd = -1
+        self.path = ""
+        self.pending: dict[int, tuple[int, int]] = {}  # position -> (offset, length), not yet taken
+        self.next = 0  # the next position to take
+        self.total = 0  # bytes taken
+        self.broken: str | None = None
+
+    def serve(self) -> int:
+        while True:
+            try:
+                kind, payload = _recv(self.sock)
+            except PageGone:
+                return 0  # the parent is gone or done without a page
+            if kind == b"K":
+                self.path = os.fsdecode(bytes(payload))
+                self.fd = os.open(self.path, os.O_RDONLY)
+                st = os.fstat(self.fd)
+                _send(self.sock, b"k", struct.pack("<QQ", st.st_dev, st.st_ino))
+                # now, while the run starts, not while the finish waits: what writing the page
+                # imports, and the package versions the manifest lists (this is a fork of the
+                # parent: the same interpreter and packages)
+                _import_page_modules()
+                from .finish import package_versions
+
+                _send(self.sock, b"V", json.dumps(package_versions()).encode("utf-8"))
+            elif kind == b"R":
+                self._rows(payload)
+            elif kind == b"E":
+                count, total = struct.unpack("<qq", payload)
+                why = self.broken or (None if (self.next, self.total) == (count, total) and not self.pending
+                                      else f"took {self.next} rows ({self.total} bytes), the file has "
+                                           f"{count} ({total} bytes)")
+                if why is not None:
+                    _send(self.sock, b"X", why.encode("utf-8", "replace")[:2000])
+                    return 0
+                _send(self.sock, b"I", pickle.dumps(self.page.for_tests(), protocol=pickle.HIGHEST_PROTOCOL))
+                self.page.blob_head()  # the page's bulk, while the parent works out the scores
+            elif kind == b"G":
+                return self._write(*pickle.loads(payload))
+            else:
+                return 0
+
+    def _rows(self, payload: bytes) -> None:
+        triples = array("q")
+        triples.frombytes(payload)
+        pending = self.pending
+        for k in range(0, len(triples), 3):
+            pending[triples[k]] = (triples[k + 1], triples[k + 2])
+        if self.broken is not None or self.next not in pending:
+            return
+        ready = []
+        while self.next in pending:
+            ready.append((self.next, *pending.pop(self.next)))
+            self.next += 1
+        try:
+            self._take(ready)
+        except Exception as exc:  # noqa: BLE001 - said at the end; the parent reads the rows itself
+            self.broken = f"{type(exc).__name__}: {exc}"
+
+    def _take(self, ready: list[tuple[int, int, int]]) -> None:
+        """Rows in data order; those back to back in the file are read with one call."""
+        from ..report.pagedata import page_record
+
+        spans: list[list[int]] = []  # [start, stop) of the file
+        for _, off, n in sorted(ready, key=lambda r: r[1]):
+            if spans and spans[-1][1] == off:
+                spans[-1][1] = off + n + 1
+            else:
+                spans.append([off, off + n + 1])
+        starts, bufs = [], []
+        for start, stop in spans:
+            buf = os.pread(self.fd, stop - start, start)
+            if len(buf) != stop - start:
+                raise ValueError(f"{self.path}: bytes {start}:{stop} are not there")
+            starts.append(start)
+            bufs.append(buf)
+        for pos, off, n in ready:
+            k = bisect.bisect_right(starts, off) - 1
+            raw = bufs[k][off - starts[k]: off - starts[k] + n + 1]
+            if raw[-1:] != b"\n":
+                raise ValueError(f"{self.path}: the row at byte {off} does not end its line")
+            rec = page_record(raw[:-1], f"{self.path} (row {pos + 1})")
+            if rec.get("index") != pos:
+                raise ValueError(f"{self.path}: the row at byte {off} is not row {pos}")
+            self.page.add(rec)
+            self.total += n
+
+    def _write(self, run_dir: str, scores: dict[str, Any], spec: Any) -> int:
+        from .finish import _write_html
+
+        page = self.page if self.page.restrict(spec) else None  # else the page reads the rows itself
+
+        def from_parent() -> dict[str, Any] | None:
+            try:
+                kind, data = _recv(self.sock)
+            except PageGone:
+                return None
+            try:
+                return json.loads(data) if kind == b"T" and data else None
+            except ValueError:
+                return None
+        return 0 if _write_html(Path(run_dir), scores, None, {}, from_parent, page=page) else 1

@@ -1,0 +1,194 @@
+"""report.html's own process (pipelines/livepage.py): it takes the page's rows while the run goes
+on, and the page it writes is the page written from the records in the file. Whenever what it
+took is in doubt, the finish reads the rows itself, and no process is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptweave import run_pipeline
+from promptweave.pipelines import engine, finish, livepage, scoring
+from tests.helpers import write_jsonl
+from tests.pipelines.test_finish_page import serial_page, steady
+from tests.pipelines.test_streaming_scores import multisystem_config
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def _gone(pid: int) -> None:
+    """Wait until process ``pid`` has exited (a zombie: its sockets are closed), not reaping it."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not end")
+
+
+@pytest.fixture
+def live(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Runs of any size get the page's process; what each finish used is recorded: ``pages``
+    (the processes started), ``fallback`` (the finish read the rows itself)."""
+    monkeypatch.setattr(scoring, "POOL_ROWS", 1)
+    monkeypatch.setattr(finish, "FORK_ROWS", 10)
+    seen: dict[str, list[Any]] = {"pages": [], "fallback": []}
+    real_start = livepage.LivePage.start.__func__  # type: ignore[attr-defined]
+
+    def start(cls: type, spec: Any) -> Any:
+        page = real_start(cls, spec)
+        seen["pages"].append(page)
+        return page
+
+    monkeypatch.setattr(livepage.LivePage, "start", classmethod(start))
+    real_gather = finish._PageRows.gather
+
+    def gather(self: finish._PageRows) -> None:
+        seen["fallback"].append(1)
+        real_gather(self)
+
+    monkeypatch.setattr(finish._PageRows, "gather", gather)
+    real_read = finish._PageRows.read
+
+    def read(self: finish._PageRows) -> None:
+        seen["fallback"].append(1)
+        real_read(self)
+
+    monkeypatch.setattr(finish._PageRows, "read", read)
+    return seen
+
+
+@pytest.mark.parametrize("report_rows", [10**6, 100])
+def test_the_page_of_the_live_process_is_the_page_of_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              live: dict[str, list[Any]], report_rows: int) -> None:
+    """Failed rows, judges, a human score, several systems, a page capped below the run, and a
+    resume whose kept rows the process reads from the file at the start."""
+    for mod in (scoring, engine, finish):
+        monkeypatch.setattr(mod, "REPORT_ROWS", report_rows)
+    cfg = multisystem_config(tmp_path, 30)
+    d = run_pipeline(cfg, run_id="r").run_dir
+    first = steady((d / "report.html").read_text(encoding="utf-8"))
+    assert len(live["pages"]) == 1 and live["fallback"] == [] and _reaped(live["pages"][0].pid)
+    assert multisystem_config(tmp_path, 45) == cfg  # the same config, 15 more data rows
+    again = run_pipeline(cfg, run_id="r")
+    assert again.skipped == 90 and again.ran == 45
+    assert len(live["pages"]) == 2 and live["fallback"] == []
+    streamed = steady((d / "report.html").read_text(encoding="utf-8"))
+    assert "parse failures" in streamed and "ref-copy" in streamed and "Judges vs humans" in streamed
+    monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
+    assert steady(serial_page(d)) == streamed
+    assert first != streamed
+    saved = json.loads((d / finish.finishcache.STATE_FILE).read_text(encoding="utf-8"))
+    assert set(saved["tests"]["tests"]["bleu"]) == {"jdexplore", "ref-copy", "degraded"}  # the parent's tests
+
+
+def test_retried_errors_are_taken_in_their_new_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      live: dict[str, list[Any]]) -> None:
+    cfg = multisystem_config(tmp_path, 20)
+    d = run_pipeline(cfg, run_id="r").run_dir
+    again = run_pipeline(cfg, run_id="r", retry_errors=True)
+    assert again.ran == 7  # the rows whose first calls failed
+    assert live["fallback"] == [] and len(live["pages"]) == 2
+    streamed = steady((d / "report.html").read_text(encoding="utf-8"))
+    monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
+    assert steady(serial_page(d)) == streamed
+
+
+def test_rows_whose_place_moved_send_the_finish_back_to_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 live: dict[str, list[Any]]) -> None:
+    """The data's rows reordered between runs: the kept records hold their old places (the
+    compaction gives them their new ones), so the process's rows are not the file's."""
+    cfg = multisystem_config(tmp_path, 12)
+    d = run_pipeline(cfg, run_id="r").run_dir
+    rows = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text(encoding="utf-8").splitlines()]
+    write_jsonl(tmp_path / "d.jsonl", rows[::-1] + [{**rows[0], "id": "new"}])
+    again = run_pipeline(cfg, run_id="r")
+    assert again.ran == 3 and len(live["pages"]) == 2 and live["fallback"] == [1]
+    streamed = steady((d / "report.html").read_text(encoding="utf-8"))
+    monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
+    assert steady(serial_page(d)) == streamed
+
+
+@pytest.mark.parametrize("when", ["open_file", "versions", "inputs", "render"])
+def test_a_page_process_that_dies_costs_only_its_speed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       live: dict[str, list[Any]], when: str) -> None:
+    """Killed as the rows start, as the finish starts, as it asks for the rows taken (which may
+    be in the socket already), or before it writes the page: the finish reads the rows itself."""
+    import signal
+
+    target = getattr(livepage.LivePage, when)
+
+    def killed_first(self: livepage.LivePage, *a: Any) -> Any:
+        os.kill(self.pid, signal.SIGKILL)
+        _gone(self.pid)
+        return target(self, *a)
+
+    monkeypatch.setattr(livepage.LivePage, target.__name__, killed_first)
+    d = run_pipeline(multisystem_config(tmp_path, 15), run_id="r").run_dir
+    assert live["fallback"] == [1] and not live["pages"][0].alive and _reaped(live["pages"][0].pid)
+    streamed = steady((d / "report.html").read_text(encoding="utf-8"))
+    monkeypatch.undo()
+    monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
+    assert steady(serial_page(d)) == streamed
+
+
+def test_a_run_that_fails_leaves_no_page_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 live: dict[str, list[Any]]) -> None:
+    from promptweave.pipelines.rundir import RunDirError
+    from promptweave.pipelines.store import RunStore
+
+    real = RunStore.append
+    calls: list[int] = []
+
+    def append(self: RunStore, record: dict[str, Any]) -> Any:
+        calls.append(1)
+        if len(calls) == 5:
+            raise RunDirError("results.jsonl: No space left on device")
+        return real(self, record)
+
+    monkeypatch.setattr(RunStore, "append", append)
+    with pytest.raises(RunDirError):
+        run_pipeline(multisystem_config(tmp_path, 10), run_id="r")
+    assert len(live["pages"]) == 1 and _reaped(live["pages"][0].pid) and not live["pages"][0].alive
+
+
+def test_a_finish_with_nothing_to_run_stops_the_process(tmp_path: Path, live: dict[str, list[Any]]) -> None:
+    cfg = multisystem_config(tmp_path, 10)
+    d = run_pipeline(cfg, run_id="r").run_dir
+    (d / finish.finishcache.STATE_FILE).unlink()
+    (d / ".resume.json").unlink()
+    again = run_pipeline(cfg, run_id="r")
+    assert again.ran == 0 and (d / "report.html").exists()
+    assert len(live["pages"]) == 2 and all(_reaped(p.pid) and not p.alive for p in live["pages"])
+
+
+def test_a_page_process_that_dies_writing_the_page_leaves_none_and_a_rerun_writes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, live: dict[str, list[Any]]) -> None:
+    """As a forked page process (tests/pipelines/test_finish_page.py): the run's results and the
+    parent's tests stand, no page of the rows as they were is left, the next run writes it."""
+    monkeypatch.setattr(livepage._Child, "_write", lambda self, *a: os._exit(3))
+    cfg = multisystem_config(tmp_path, 15)
+    d = run_pipeline(cfg, run_id="r").run_dir
+    assert json.loads((d / "scores.json").read_text(encoding="utf-8"))["rows"] == 45
+    assert not (d / "report.html").exists() and live["fallback"] == [] and _reaped(live["pages"][0].pid)
+    saved = json.loads((d / finish.finishcache.STATE_FILE).read_text(encoding="utf-8"))
+    assert set(saved["tests"]["tests"]["bleu"]) == {"jdexplore", "ref-copy", "degraded"}
+    monkeypatch.undo()
+    again = run_pipeline(cfg, run_id="r")
+    assert again.ran == 0 and "95% bootstrap interval" in (d / "report.html").read_text(encoding="utf-8")
