@@ -47,3 +47,8 @@ NAMES: dict[str, str] = {
     "fil": "Filipino", "yue": "Cantonese", "haw": "Hawaiian", "ceb": "Cebuano", "ckb": "Central Kurdish",
     "kmr": "Northern Kurdish", "sah": "Yakut", "liv": "Livonian", "hsb": "Upper Sorbian", "ast": "Asturian",
 }
+
+
+#: the base language (macrolanguages folded, as ``langcodes.standardize_tag(tag, macro=True)``)
+#: of the tags above whose base is not their primary subtag
+BASES: dict[str, str] = {"bh": "bho", "tw": "ak", "kmr": "ku"}

@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-
-import langcodes
+from typing import Any
 
 from .errors import PromptweaveError
-from .langnames import NAMES
+from .langnames import BASES, NAMES
+
+
+def _langcodes() -> Any:
+    """``langcodes``, imported on first use: its tables take ~0.1 s to load, and the common tags
+    (:mod:`.langnames`) never need them."""
+    import langcodes
+
+    return langcodes
 
 
 _ISO639 = re.compile(r"^[a-z]{2,3}$")  # a primary language subtag (no private-use x-, no grandfathered i-)
@@ -37,6 +44,7 @@ def normalize(value: str) -> str:
     text = value.strip() if isinstance(value, str) else value
     if not isinstance(text, str) or not text:
         raise LanguageError("a language is a BCP-47 code such as de, en, zh-Hant or fil")
+    langcodes = _langcodes()
     try:
         tag = langcodes.standardize_tag(text.replace("_", "-"))
         lang = langcodes.Language.get(tag)
@@ -55,7 +63,7 @@ def _suggestion(text: str) -> str:
     if len(text) > 60 or not text.isprintable():
         return ""
     try:
-        found = langcodes.find(text)
+        found = _langcodes().find(text)
     except Exception:  # noqa: BLE001 - only a hint; the name index can fail on odd text (SystemError)
         return ""
     return f" (did you mean '{found.to_tag()}' for {found.display_name()}?)"
@@ -79,7 +87,7 @@ def language_name(code: str | None) -> str | None:
     if code is None:
         return None
     tag = normalize(code)
-    return NAMES.get(tag) or str(langcodes.Language.get(tag).display_name("en"))
+    return NAMES.get(tag) or str(_langcodes().Language.get(tag).display_name("en"))
 
 
 @lru_cache(maxsize=4096)
@@ -87,14 +95,17 @@ def base_language(code: str | None) -> str | None:
     """The primary language subtag with macrolanguages folded (``cmn`` -> ``zh``), lower case."""
     if code is None:
         return None
-    tag = langcodes.standardize_tag(normalize(code), macro=True)
-    return str(langcodes.Language.get(tag).language)
+    tag = normalize(code)
+    if tag in NAMES:  # (tests/test_languages.py checks these against langcodes)
+        return BASES.get(tag) or tag.split("-")[0]
+    langcodes = _langcodes()
+    return str(langcodes.Language.get(langcodes.standardize_tag(tag, macro=True)).language)
 
 
 @lru_cache(maxsize=4096)
 def script_of(code: str) -> str | None:
     """The script the language is most likely written in (``zh-Hant`` -> ``Hant``, ``sr`` -> ``Cyrl``)."""
-    lang = langcodes.Language.get(normalize(code))
+    lang = _langcodes().Language.get(normalize(code))
     return lang.script or lang.maximize().script
 
 

@@ -134,12 +134,11 @@ def make_pool(workers: int | None = None) -> Executor | None:
         return None
     import multiprocessing
 
-    from ..memtune import keep_freed_memory
+    from ..childproc import worker_init
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    # each job frees what the one before it allocated: kept, it is not faulted in again
     return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method),
-                               initializer=keep_freed_memory)
+                               initializer=worker_init, initargs=(os.getpid(),))
 
 
 class _Done:

@@ -293,10 +293,15 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> 
                       + vision_markdown(scores.get("vision") or {}))
     stats = tally.stats_by_key()
     # the segment scores of the rows report.html covers (the first REPORT_ROWS scored rows)
-    first = set(tally.keys[:REPORT_ROWS])
     segments = scores["segments"]
     rows = segments.items_in_order() if hasattr(segments, "items_in_order") else segments.items()
-    covered = {key: row for key, row in rows if key in first}
+    if len(tally.keys) <= REPORT_ROWS:
+        covered = dict(rows)
+    else:
+        first = set(tally.keys[:REPORT_ROWS])
+        covered = {key: row for key, row in rows if key in first}
+    # scores.json's segments are these when the page covers every row (built once, not twice)
+    written = {**scores, "segments": covered} if len(covered) == len(segments) else scores
     page_scores = {**scores, "segments": covered}
     spec = page_rows._spec(scores["judges"], scores)
     # if report.html's process did not take exactly the file's rows, they are read here
@@ -318,7 +323,7 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> 
                            records=page_rows.records, page=page_rows.page)
 
     def meanwhile(tests: dict[str, Any]) -> None:  # while the page's process ends
-        write_scores(run_dir / "scores.json", scores)
+        write_scores(run_dir / "scores.json", written)
         # the state last of the result files (report.html may still be in the works: a finish
         # resumed from this state writes the page when it is missing), with the rows'
         # statistics only when it has no tests: a page written again takes the tests as they

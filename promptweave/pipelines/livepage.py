@@ -112,6 +112,7 @@ class LivePage:
         except OSError:
             return None
         _PARENT_ENDS.append(mine)
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError:
@@ -122,6 +123,9 @@ class LivePage:
         if pid == 0:  # the page's process (the fork hook closed the parent's end)
             code = 1
             try:
+                from ..childproc import die_with_parent
+
+                die_with_parent(parent)  # (it would also see its socket close)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
                 gc.disable()  # short-lived, and its rows hold no cycles: no walks over them
                 code = _Child(theirs, spec).serve()

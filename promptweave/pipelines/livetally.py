@@ -44,7 +44,7 @@ class LiveTally:
         self.tally.add(record)
         self.cursor += 1
         self._advance(final=False)
-        if len(self.keys) - self.cursor <= CHUNK:  # the finish waits for the last job: a small one
+        if len(self.keys) - self.cursor <= 2 * CHUNK:  # the finish waits for the last job: a small one
             self.tally.chunk = TAIL_CHUNK
         self.tally.poll()
 

@@ -192,3 +192,48 @@ def test_a_page_process_that_dies_writing_the_page_leaves_none_and_a_rerun_write
     monkeypatch.undo()
     again = run_pipeline(cfg, run_id="r")
     assert again.ran == 0 and "95% bootstrap interval" in (d / "report.html").read_text(encoding="utf-8")
+
+
+KILLED_MID_RUN = """
+import os, signal, sys
+from promptweave.pipelines import livepage, store
+real_start, real_append = livepage.LivePage.start.__func__, store.RunStore.append
+def start(cls, spec):
+    page = real_start(cls, spec)
+    print(page.pid, flush=True)
+    return page
+livepage.LivePage.start = classmethod(start)
+calls = []
+def append(self, record):
+    calls.append(1)
+    if len(calls) == 20:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_append(self, record)
+store.RunStore.append = append
+from promptweave import run_pipeline
+run_pipeline(sys.argv[1], run_id="r")
+"""
+
+
+def test_a_run_killed_mid_way_leaves_no_page_process_and_a_rerun_writes_the_page(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 of the run: its page's process sees the socket end (no statistics worker holds the
+    parent's end open) and leaves, and so do the statistics workers (they stayed behind for good,
+    holding the output pipe: this test's run would then never return); the same command finishes
+    the run and writes the page."""
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = multisystem_config(tmp_path, 20)
+    env = {**os.environ, "PYTHONPATH": str(repo), "PROMPTWEAVE_POOL_ROWS": "1"}
+    res = subprocess.run([sys.executable, "-c", KILLED_MID_RUN, str(cfg)], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    _gone(int(res.stdout.split()[0]))  # raises if it is still running after 10 s
+    monkeypatch.setattr(scoring, "POOL_ROWS", 1)
+    d = run_pipeline(cfg, run_id="r").run_dir
+    streamed = steady((d / "report.html").read_text(encoding="utf-8"))
+    monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
+    assert steady(serial_page(d)) == streamed
