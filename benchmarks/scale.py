@@ -10,6 +10,10 @@ by ``promptweave eval``, each in its own process (wall time, peak RSS from ``wai
 signatures compared.
 
     .venv/bin/python benchmarks/scale.py [--sizes 10000 100000 1000000] [--eval-sizes 100000 1000000]
+
+Sizes under 100k rows run ``--repeat`` times (3), once in order and the rest after the largest
+size; the run of median wall time stands for the size. This machine's speed drifts by up to
+~1.5x within an hour: a 3-second run sees one moment of it, a 1M-row run averages minutes.
 """
 
 from __future__ import annotations
@@ -127,6 +131,9 @@ def main() -> None:
     ap.add_argument("--work")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-resume", action="store_true", help="skip resuming the largest run")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each size under 100k rows (the median is compared): a few seconds' run "
+                         "sees one moment of a machine whose speed drifts, a 1M-row run averages minutes")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one_run(args.one, Path(args.work), args.resume)))
@@ -136,21 +143,30 @@ def main() -> None:
     # during the run (~0.1-0.2 s, a fixed cost that is the environment's, not the run's)
     compileall.compile_dir(str(ROOT / "promptweave"), quiet=1)
     with tempfile.TemporaryDirectory(prefix="pw-scale-") as tmp:
-        results = []
-        for n in args.sizes:
-            work = Path(tmp) / f"run{n}"
+        runs: dict[int, list[dict[str, float]]] = {n: [] for n in args.sizes}
+        # the small sizes' repeats come after the big ones, so that they see other moments too
+        order = list(args.sizes) + [n for n in args.sizes if n < 100_000 for _ in range(max(0, args.repeat - 1))]
+        for k, n in enumerate(order):
+            work = Path(tmp) / f"run{n}-{k}"
             work.mkdir()
             out = subprocess.run([sys.executable, __file__, "--one", str(n), "--work", str(work)],
                                  capture_output=True, text=True, check=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
-            results.append(r)
+            r["work"] = str(work)
+            runs[n].append(r)
             print(f"{n:>9} rows: wall {r['wall']:7.1f}s  row loop {r['loop']:7.1f}s  finish {r['finish']:6.1f}s "
                   f"({r['finish'] / r['loop']:.2f}x loop)  {1e6 * r['wall'] / n:6.1f} µs/row  "
                   f"peak RSS {r['rss_gb']:.2f} GB (statistics workers {r['workers_rss_gb']:.2f} GB)  "
                   f"load average {r['load']:.2f}", flush=True)
+        # each size's run of median wall time
+        results = [sorted(runs[n], key=lambda x: x["wall"])[(len(runs[n]) - 1) // 2] for n in args.sizes if runs[n]]
+        for x in results:
+            if len(runs[x["rows"]]) > 1:
+                print(f"{x['rows']:>9} rows: median of {len(runs[x['rows']])} runs {1e6 * x['wall'] / x['rows']:.1f} µs/row "
+                      f"(finish {x['finish']:.2f}s, {x['finish'] / x['loop']:.2f}x loop)")
         if results and not args.no_resume:
             big = results[-1]
-            work = Path(tmp) / f"run{big['rows']}"
+            work = Path(big["work"])
             out = subprocess.run([sys.executable, __file__, "--one", str(big["rows"]), "--work", str(work), "--resume"],
                                  capture_output=True, text=True, check=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
