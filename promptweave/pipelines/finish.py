@@ -459,19 +459,16 @@ class _PageRows:
 def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
                 seg_stats: dict[str, dict[str, Any]] | None = None, tests: dict[str, Any] | None = None,
                 tests_from: Callable[[], dict[str, Any] | None] | None = None,
-                records: list[dict[str, Any]] | None = None, page: Any = None) -> bool:
-    """report.html beside report.md; a failure there is logged, never loses the finished run.
-    Whether it was written."""
+                records: list[dict[str, Any]] | None = None, page: Any = None) -> None:
+    """report.html beside report.md; a failure there is logged, never loses the finished run."""
     from ..report import write_report
 
     try:
         write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats, tests_cache=tests,
                      tests_from=tests_from, records=records, page=page)
-        return True
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)
-        return False
 
 
 def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fork: bool = True,

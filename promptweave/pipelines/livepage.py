@@ -375,4 +375,6 @@ class _Child:
                 return json.loads(data) if kind == b"T" and data else None
             except ValueError:
                 return None
-        return 0 if _write_html(Path(run_dir), scores, None, {}, from_parent, page=page) else 1
+        # a page that cannot be written is said once, here (as a forked page's process does)
+        _write_html(Path(run_dir), scores, None, {}, from_parent, page=page)
+        return 0

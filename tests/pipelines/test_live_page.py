@@ -14,16 +14,8 @@ import pytest
 from promptweave import run_pipeline
 from promptweave.pipelines import engine, finish, livepage, scoring
 from tests.helpers import write_jsonl
-from tests.pipelines.test_finish_page import serial_page, steady
+from tests.pipelines.test_finish_page import _reaped, serial_page, steady
 from tests.pipelines.test_streaming_scores import multisystem_config
-
-
-def _reaped(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 def _gone(pid: int) -> None:
@@ -237,3 +229,18 @@ def test_a_run_killed_mid_way_leaves_no_page_process_and_a_rerun_writes_the_page
     streamed = steady((d / "report.html").read_text(encoding="utf-8"))
     monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
     assert steady(serial_page(d)) == streamed
+
+
+def test_a_page_that_cannot_be_written_is_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                   live: dict[str, list[Any]]) -> None:
+    """report.html is a directory: the page's process says so (as a forked one does); the
+    finishing process adds no second warning, and the run's results stand."""
+    import logging
+
+    d = tmp_path / "runs" / "stream-eval" / "r"
+    (d / "report.html").mkdir(parents=True)
+    with caplog.at_level(logging.WARNING, logger="promptweave"):
+        run = run_pipeline(multisystem_config(tmp_path, 10), run_id="r")
+    assert run.run_dir == d and (d / "scores.json").exists() and (d / "report.html").is_dir()
+    assert len(live["pages"]) == 1 and live["fallback"] == [] and _reaped(live["pages"][0].pid)
+    assert "its process failed" not in caplog.text
