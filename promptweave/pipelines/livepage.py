@@ -38,12 +38,16 @@ import pickle
 import signal
 import socket
 import struct
+import time
 from array import array
 from pathlib import Path
 from typing import Any
 
 _HEAD = struct.Struct("<cQ")
 BATCH = 128  # rows per message: the process keeps up with the last rows too
+#: seconds the parent waits on the process at most (it answers in milliseconds): one that stalls
+#: (stopped, swapped out) is dropped and the finish reads the rows itself
+TIMEOUT = 120.0
 _PARENT_ENDS: list[socket.socket] = []
 
 log = logging.getLogger("promptweave.report")
@@ -134,6 +138,7 @@ class LivePage:
             finally:
                 os._exit(code)
         theirs.close()
+        mine.settimeout(TIMEOUT)
         return cls(pid, mine)
 
     def _fail(self, why: str) -> None:
@@ -230,14 +235,26 @@ class LivePage:
             _send(self.sock, b"T", data)
 
     def wait(self) -> int:
-        """The process's exit code, once it has ended (1 if it cannot be known)."""
+        """The process's exit code, once it has ended (1 if it cannot be known, or if it was
+        ended after ``TIMEOUT`` seconds without a sign of progress: stopped, say)."""
         self._close()
         self.alive = False
-        try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError:  # reaped by someone else
-            return 1
-        return os.waitstatus_to_exitcode(status)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else
+                return 1
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                log.warning("report.html: its process did not end in %.0f s; stopped", TIMEOUT)
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(self.pid, 0)
+                return 1
+            time.sleep(0.002)
 
     def stop(self) -> None:
         """End the process without a page (idempotent)."""

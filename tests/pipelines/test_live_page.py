@@ -244,3 +244,34 @@ def test_a_page_that_cannot_be_written_is_said_once(tmp_path: Path, caplog: pyte
     assert run.run_dir == d and (d / "scores.json").exists() and (d / "report.html").is_dir()
     assert len(live["pages"]) == 1 and live["fallback"] == [] and _reaped(live["pages"][0].pid)
     assert "its process failed" not in caplog.text
+
+
+@pytest.mark.parametrize("when", ["open_file", "render"])
+def test_a_page_process_that_stalls_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               live: dict[str, list[Any]], when: str) -> None:
+    """Stopped (SIGSTOP) as the rows start: the parent waits TIMEOUT at most, ends it, and the
+    finish writes the page from the file. Stopped after it took the rows, before it writes the
+    page: the finish ends it after TIMEOUT, as it would a page's process that died there (no page,
+    the results stand, the next run writes it)."""
+    import signal
+
+    monkeypatch.setattr(livepage, "TIMEOUT", 1.0)
+    target = getattr(livepage.LivePage, when)
+
+    def stopped_first(self: livepage.LivePage, *a: Any) -> Any:
+        os.kill(self.pid, signal.SIGSTOP)
+        return target(self, *a)
+
+    monkeypatch.setattr(livepage.LivePage, when, stopped_first)
+    cfg = multisystem_config(tmp_path, 12)
+    d = run_pipeline(cfg, run_id="r").run_dir
+    assert not live["pages"][0].alive and _reaped(live["pages"][0].pid)
+    assert json.loads((d / "scores.json").read_text(encoding="utf-8"))["rows"] == 36
+    monkeypatch.undo()
+    monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
+    if when == "open_file":
+        assert live["fallback"] == [1]
+        assert steady(serial_page(d)) == steady((d / "report.html").read_text(encoding="utf-8"))
+    else:
+        assert live["fallback"] == [] and not (d / "report.html").exists()
+        assert run_pipeline(cfg, run_id="r").ran == 0 and (d / "report.html").exists()
