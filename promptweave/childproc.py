@@ -10,6 +10,7 @@ closes: :mod:`promptweave.pipelines.livepage`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -38,3 +39,11 @@ def worker_init(parent: int) -> None:
 
     die_with_parent(parent)
     keep_freed_memory()  # each job frees what the one before it allocated: kept, it is not faulted in again
+
+
+def kill_and_reap(pid: int) -> None:
+    """End child ``pid`` (SIGKILL: it may be stopped) and wait for it; gone already is no error."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, 0)

@@ -13,7 +13,6 @@ import json.encoder
 import logging
 import os
 import platform
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from ..childproc import kill_and_reap
 from ..config import LoadedConfig
 from ..evaluators.segstats import make_pool
 from ..envknobs import env_int
@@ -300,10 +300,10 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> 
     else:
         first = set(tally.keys[:REPORT_ROWS])
         covered = {key: row for key, row in rows if key in first}
-    # scores.json's segments are these when the page covers every row (built once, not twice)
-    written = {**scores, "segments": covered} if len(covered) == len(segments) else scores
     page_scores = {**scores, "segments": covered}
-    spec = page_rows._spec(scores["judges"], scores)
+    # scores.json's segments are these when the page covers every row (built once, not twice)
+    written = page_scores if len(covered) == len(segments) else scores
+    spec = page_spec(loaded, run_dir, scores["judges"], scores)
     # if report.html's process did not take exactly the file's rows, they are read here
     inputs = taken[0] if taken else None
     if inputs is not None and not inputs.restrict(spec):  # (cannot be: the judges are some of the steps)
@@ -311,7 +311,7 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> 
     if live_page is not None and inputs is None:
         engine.release_page()
         page_rows.gather()
-    page_rows.check(scores)
+    page_rows.check(spec)
     engine.release_pool()  # no threads left: report.html may be written by a forked child
     if inputs is not None and live_page.render(run_dir, page_scores, spec):
         page = _live_html(run_dir, page_scores, stats, live_page, inputs)
@@ -440,10 +440,10 @@ class _PageRows:
     def _spec(self, judges: Iterable[str] | None = None, scores: dict[str, Any] | None = None) -> Any:
         return page_spec(self.loaded, self.store.results_path.parent, judges, scores)
 
-    def check(self, scores: dict[str, Any]) -> None:
-        """The page data stands for the judges the run turned out to have (a subset of its
-        steps); else the records are read."""
-        if self.page is not None and not self.page.restrict(self._spec(scores["judges"], scores)):
+    def check(self, spec: Any) -> None:
+        """The page data stands for ``spec``, the judges the run turned out to have (a subset
+        of its steps); else the records are read."""
+        if self.page is not None and not self.page.restrict(spec):
             self.page = None
             self.read()
 
@@ -521,7 +521,7 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fo
         pipe.clear()
         if ok:
             return _reap(pid)
-        _stop(pid)
+        kill_and_reap(pid)  # an interrupted finish: the page is not worth waiting for
         return 1
     return _page_waiter(run_dir, scores, stats, records, page, send, end)
 
@@ -579,12 +579,6 @@ def _reap(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _stop(pid: int) -> None:
-    """End the page's process (an interrupted finish) and reap it."""
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
 
 
 def _send(fd: int, data: bytes) -> None:

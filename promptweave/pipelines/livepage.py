@@ -43,6 +43,8 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from ..childproc import kill_and_reap
+
 _HEAD = struct.Struct("<cQ")
 BATCH = 128  # rows per message: the process keeps up with the last rows too
 #: seconds the parent waits on the process at most (it answers in milliseconds): one that stalls
@@ -249,10 +251,7 @@ class LivePage:
                 return os.waitstatus_to_exitcode(status)
             if time.monotonic() > deadline:
                 log.warning("report.html: its process did not end in %.0f s; stopped", TIMEOUT)
-                with contextlib.suppress(OSError):
-                    os.kill(self.pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError, OSError):
-                    os.waitpid(self.pid, 0)
+                kill_and_reap(self.pid)
                 return 1
             time.sleep(0.002)
 
@@ -260,10 +259,7 @@ class LivePage:
         """End the process without a page (idempotent)."""
         if self.sock is not None:
             self._close()
-            with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(self.pid, 0)
+            kill_and_reap(self.pid)
         self.alive = False
 
     def _close(self) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from . import svg
 from .compare import MetricSpec, SystemData, _streams, compare, run_metric
 from .numbers import fmt_score
-from .page import page_parts, table, write_page
+from .page import joined, page_parts, table, write_page
 from .pagedata import PageData
 from .rundata import SACRE_METRICS, Column, Run, columns, load_run
 from .segments import segment_blob
@@ -306,7 +306,7 @@ def _browser() -> str:
 
 def render_html(run: Run, n_samples: int = 1000) -> str:
     """The report page of a loaded run."""
-    return "".join(p if isinstance(p, str) else p.decode("utf-8") for p in render_parts(run, n_samples))
+    return joined(render_parts(run, n_samples))
 
 
 def render_parts(run: Run, n_samples: int = 1000) -> list[str | bytes]:

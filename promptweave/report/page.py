@@ -106,7 +106,12 @@ def _hash(text: str) -> str:
 
 def page(title: str, body: str, data: Any | None = None, script: bool = True) -> str:
     """The whole document (:func:`page_parts` joined)."""
-    return "".join(p if isinstance(p, str) else p.decode("utf-8") for p in page_parts(title, body, data, script))
+    return joined(page_parts(title, body, data, script))
+
+
+def joined(parts: list[str | bytes]) -> str:
+    """Pieces of a page (:func:`page_parts`) as one text."""
+    return "".join(p if isinstance(p, str) else p.decode("utf-8") for p in parts)
 
 
 def page_parts(title: str, body: str, data: Any | None = None, script: bool = True) -> list[str | bytes]:
