@@ -18,6 +18,7 @@ from .numbers import fmt_score
 from .page import joined, page_parts, table, write_page
 from .pagedata import PageData
 from .rundata import SACRE_METRICS, Column, Run, columns, load_run
+from .sacrescore import SacreScore
 from .segments import segment_blob
 from .stats import Draws, TestResult, paired, sacrebleu_stats, seed_from_env
 
@@ -84,7 +85,7 @@ def _finished_stats(run: Run, name: str, order: list[str], items: list[str], dat
             rows = [known.get(k) for k in wanted]
         if None in rows or (s != best and any(d.refs[i] != data[best].refs[i] for i in items)):
             return None
-        out[s] = (np.array(rows, dtype="float32"), lambda summed: float(metric._compute_score_from_stats(summed).score))
+        out[s] = (np.array(rows, dtype="float32"), SacreScore(metric))
     return out
 
 

@@ -105,10 +105,13 @@ def _resampled(stats: np.ndarray, counts: list[np.ndarray], compute: Callable[[n
 
     The sums are ``counts @ stats`` (how often each segment was drawn, times its statistics): one
     matrix product instead of gathering a (resamples x segments x k) array. sacrebleu's statistics
-    are integer counts, so the sums are exact and equal to sacrebleu's own."""
+    are integer counts, so the sums are exact and equal to sacrebleu's own. A ``compute`` with a
+    ``many`` (:class:`~.sacrescore.SacreScore`) scores a block's rows at once."""
+    many = getattr(compute, "many", None)
     out: list[float] = []
     for block in counts:
-        out.extend(compute(row) for row in block.astype(stats.dtype, copy=False) @ stats)
+        sums = block.astype(stats.dtype, copy=False) @ stats
+        out.extend(many(sums).tolist() if many is not None else (compute(row) for row in sums))
     return np.array(out, dtype=float)
 
 
@@ -221,4 +224,6 @@ def sacrebleu_stats(metric: Any, hypotheses: Sequence[str],
         metric._check_corpus_score_args(list(hypotheses), [list(r) for r in references])
         metric._ref_cache = metric._cache_references(references)  # as sacrebleu's Metric(references=...)
     stats = np.array(metric._extract_corpus_statistics(list(hypotheses), None), dtype="float32")
-    return stats, lambda summed: float(metric._compute_score_from_stats(summed).score)
+    from .sacrescore import SacreScore
+
+    return stats, SacreScore(metric)
