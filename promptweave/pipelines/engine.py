@@ -320,7 +320,7 @@ class Engine:
         from .finish import page_spec
         from .livepage import LivePage
 
-        return LivePage.start(page_spec(self.loaded, self.run_dir))
+        return LivePage.start(page_spec(self.loaded, self.run_dir), min(rows, REPORT_ROWS))
 
     def _page_kept(self, keys: KeyTable, todo: bytearray) -> None:
         """report.html's process opens the results and takes the rows kept from earlier runs."""

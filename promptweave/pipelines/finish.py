@@ -264,16 +264,16 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> 
     live, engine.live = engine.live, None
     page_rows = _PageRows(engine.store, loaded, engine._stats_pool)
     live_page = engine.take_page() if live is not None else None
-    taken: list[Any] = []
+    taken: list[bool] = []
 
     def gather() -> None:  # while the statistics workers finish their last jobs
         if live_page is None:
             page_rows.gather()
             return
-        # the package versions report.html's process read while the rows ran, and what it took
-        # of the rows, for the tests (it answered as this finish started)
+        # the package versions report.html's process read while the rows ran, and whether it
+        # took exactly the file's rows (it answered as this finish started)
         use_versions(live_page.versions() or {})
-        taken.append(live_page.inputs())
+        taken.append(live_page.taken())
     # the tally the run kept as rows finished; else one pass over the stored records
     tally = live.finish(gather) if live is not None else \
         tally_run(loaded, engine.store.iter_ordered(), len(engine.store))
@@ -305,32 +305,32 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> 
     written = page_scores if len(covered) == len(segments) else scores
     spec = page_spec(loaded, run_dir, scores["judges"], scores)
     # if report.html's process did not take exactly the file's rows, they are read here
-    inputs = taken[0] if taken else None
-    if inputs is not None and not inputs.restrict(spec):  # (cannot be: the judges are some of the steps)
-        inputs = None
-    if live_page is not None and inputs is None:
+    live_ok = bool(taken and taken[0])
+    if live_page is not None and not live_ok:
         engine.release_page()
         page_rows.gather()
     page_rows.check(spec)
     engine.release_pool()  # no threads left: report.html may be written by a forked child
-    if inputs is not None and live_page.render(run_dir, page_scores, spec):
-        page = _live_html(run_dir, page_scores, stats, live_page, inputs)
+    if live_ok and live_page.render(run_dir, page_scores, spec, stats):
+        page = _live_html(live_page)
     else:
-        if inputs is not None:  # report.html's process went away: the rows are read here after all
+        if live_ok:  # report.html's process went away: the rows are read here after all
             page_rows.read()
         # a Ray driver keeps Ray's threads and sockets: no fork there
         page = _start_html(run_dir, page_scores, stats, fork=loaded.pipeline.executor.kind == "local",
                            records=page_rows.records, page=page_rows.page)
 
-    def meanwhile(tests: dict[str, Any]) -> None:  # while the page's process ends
+    def write() -> None:  # while report.html is in the works
         write_scores(run_dir / "scores.json", written)
+
+    def save(tests: dict[str, Any]) -> None:
         # the state last of the result files (report.html may still be in the works: a finish
         # resumed from this state writes the page when it is missing), with the rows'
         # statistics only when it has no tests: a page written again takes the tests as they
         # are (the statistics were two thirds of the state's size and time)
         finishcache.save(run_dir, state, {k: v for k, v in scores.items() if k != "segments"},
                          asdict(examples), covered, {} if tests else stats, tests)
-    page(meanwhile)
+    page(write, save)
     _stamp(engine, summary)
     summary.scores = scores
     return scores
@@ -459,33 +459,37 @@ class _PageRows:
 def _write_html(run_dir: Path, scores: dict[str, Any] | None = None,
                 seg_stats: dict[str, dict[str, Any]] | None = None, tests: dict[str, Any] | None = None,
                 tests_from: Callable[[], dict[str, Any] | None] | None = None,
-                records: list[dict[str, Any]] | None = None, page: Any = None) -> None:
+                records: list[dict[str, Any]] | None = None, page: Any = None,
+                tests_to: Callable[[dict[str, Any]], None] | None = None, draws: Any = None) -> None:
     """report.html beside report.md; a failure there is logged, never loses the finished run."""
     from ..report import write_report
 
     try:
         write_report(run_dir, scores=scores, max_rows=REPORT_ROWS, seg_stats=seg_stats, tests_cache=tests,
-                     tests_from=tests_from, records=records, page=page)
+                     tests_from=tests_from, tests_to=tests_to, draws=draws, records=records, page=page)
     except Exception as exc:  # noqa: BLE001 - the run's results are already written
         logging.getLogger("promptweave.report").warning("report.html not written: %s: %s",
                                                         type(exc).__name__, exc)
 
 
+PageWait = Callable[[Callable[[], None], Callable[[dict[str, Any]], None]], dict[str, Any]]
+
+
 def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fork: bool = True,
-                records: list[dict[str, Any]] | None = None,
-                page: Any = None) -> Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]:
+                records: list[dict[str, Any]] | None = None, page: Any = None) -> PageWait:
     """Write report.html, in a forked child when the page is big enough to be worth a core of its
     own. The two processes share the page: the child writes everything but the significance
     tests, while the parent works out the tests (the bootstrap, the page's biggest single cost)
-    and hands them over through a pipe. Returns a call that does the parent's share, then its
-    argument (other work of the parent, given the tests), waits for the child, and gives the
-    tests. ``records``: the page's rows, already read; ``page``: what the page needs of them."""
+    and hands them over through a pipe. Returns a call ``(write, save)`` that does the parent's
+    share, then its other work (``write()``, and ``save(tests)``), waits for the child, and gives
+    the tests. ``records``: the page's rows, already read; ``page``: what the page needs of them."""
     tests: dict[str, Any] = {}
     if not fork or len(scores.get("segments") or ()) < FORK_ROWS or not hasattr(os, "fork"):
         _write_html(run_dir, scores, stats, tests, records=records, page=page)
 
-        def done(meanwhile: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-            meanwhile(tests)
+        def done(write: Callable[[], None], save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+            write()
+            save(tests)
             return tests
         return done
     r, w = os.pipe()  # parent -> child: the tests, as JSON; empty: work them out yourself
@@ -523,43 +527,35 @@ def _start_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], fo
             return _reap(pid)
         kill_and_reap(pid)  # an interrupted finish: the page is not worth waiting for
         return 1
-    return _page_waiter(run_dir, scores, stats, records, page, send, end)
+    return _page_waiter(_forked_tests(run_dir, scores, stats, records, page, send), end)
 
 
-def _live_html(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any], live_page: Any,
-               inputs: Any) -> Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]:
+def _live_html(live_page: Any) -> PageWait:
     """:func:`_start_html`'s call for a page that report.html's own process (:mod:`.livepage`)
-    writes: it has the rows; ``inputs`` is what the tests need of them."""
+    writes: it has the rows, and works out the tests too (it drew the bootstrap's counts while the
+    rows ran); this process writes the other result files meanwhile."""
+    def tests(write: Callable[[], None]) -> dict[str, Any]:
+        write()
+        return live_page.tests() or {}
+
     def end(ok: bool) -> int:
         if ok:
             return live_page.wait()
         live_page.stop()
         return 1
-    return _page_waiter(run_dir, scores, stats, None, inputs, live_page.tests, end)
+    return _page_waiter(tests, end)
 
 
-def _page_waiter(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
-                 records: list[dict[str, Any]] | None, page: Any, send: Callable[[bytes], None],
-                 end: Callable[[bool], int]) -> Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]:
-    """The parent's share of a page another process writes: work out the tests, ``send`` them
-    (JSON; empty: the page's process works them out itself), run ``meanwhile`` (the parent's
-    other work), then ``end(True)`` waits for the page's process (its exit code); on an error
-    ``end(False)`` or ``end(True)`` ends it."""
-    def wait(meanwhile: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        from ..report.build import page_tests
-
-        log = logging.getLogger("promptweave.report")
+def _page_waiter(tests: Callable[[Callable[[], None]], dict[str, Any]], end: Callable[[bool], int]) -> PageWait:
+    """The parent's share of a page another process writes: ``tests(write)`` runs ``write`` and
+    gives the significance tests (in some order: whichever keeps the page's process waiting
+    least), ``save`` takes them, then ``end(True)`` waits for the page's process (its exit
+    code); on an error ``end(False)`` or ``end(True)`` ends it."""
+    def wait(write: Callable[[], None], save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         got: dict[str, Any] = {}
         try:
-            try:
-                got = page_tests(run_dir, scores, stats, REPORT_ROWS, records=records, page=page)
-                data = json.dumps(got, default=str).encode()
-            except Exception as exc:  # noqa: BLE001 - the child works them out itself
-                log.warning("report.html: significance tests left to the page's process: %s: %s",
-                            type(exc).__name__, exc)
-                got, data = {}, b""
-            send(data)
-            meanwhile(got)
+            got = tests(write)
+            save(got)
         except Exception:
             end(True)  # the run's own failure is the one to report; the page ends first
             raise
@@ -567,10 +563,31 @@ def _page_waiter(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
             end(False)
             raise
         if end(True) != 0:
-            log.warning("report.html: its process failed")
+            logging.getLogger("promptweave.report").warning("report.html: its process failed")
             return {}
         return got
     return wait
+
+
+def _forked_tests(run_dir: Path, scores: dict[str, Any], stats: dict[str, Any],
+                  records: list[dict[str, Any]] | None, page: Any,
+                  send: Callable[[bytes], None]) -> Callable[[Callable[[], None]], dict[str, Any]]:
+    """For a page written by a child forked at the finish: the tests worked out here and sent to
+    it (JSON; empty: the child works them out itself), then ``write``."""
+    def tests(write: Callable[[], None]) -> dict[str, Any]:
+        from ..report.build import page_tests
+
+        try:
+            got = page_tests(run_dir, scores, stats, REPORT_ROWS, records=records, page=page)
+            data = json.dumps(got, default=str).encode()
+        except Exception as exc:  # noqa: BLE001 - the child works them out itself
+            logging.getLogger("promptweave.report").warning(
+                "report.html: significance tests left to the page's process: %s: %s", type(exc).__name__, exc)
+            got, data = {}, b""
+        send(data)
+        write()
+        return got
+    return tests
 
 
 def _reap(pid: int) -> int:

@@ -9,20 +9,25 @@ small, no model threads yet) and tells it, as rows are stored, where each of the
 and takes each row as it comes, on the core the row loop leaves, and keeps them in data order.
 
 At the finish the parent checks that what the process took is exactly what the compacted file
-holds (the same count of rows at the same positions, the same bytes: ``RunStore.head_digest``),
-gets back what the significance tests need (the page data without its rows), and sends the
-scores: the process writes the page while the parent works out the tests, then the tests. Any
-doubt (a row out of place, a process gone, a parse error) and the finish does what it did
-before: it reads the rows itself (:class:`~promptweave.pipelines.finish._PageRows`).
+holds (the same count of rows at the same positions, the same bytes: ``RunStore.head_digest``)
+and sends the scores and the rows' sacreBLEU statistics. The process works out the significance
+tests, hands them to the parent (for the run's saved state) and writes the page, while the
+parent writes the other result files. The bootstrap's resampling counts (the tests' biggest
+cost) are drawn while the rows run, for as many segments as the page will have (one system
+whose every row is scored: as many as its rows), and again as the finish starts if the rows
+say otherwise. Any doubt (a row out of place, a process gone, a parse error) and the finish
+does what it did before: it reads the rows itself
+(:class:`~promptweave.pipelines.finish._PageRows`).
 
 Messages (both ways) are a 9-byte head (kind, payload length) and a payload:
 
 - ``K`` path: open the results file (answer ``k``: its device and inode, to be compared; then
   ``V``: the package versions, JSON, read meanwhile)
 - ``R`` int64 triples (position, offset, length): rows stored
-- ``E`` (count, sum of lengths): no more rows; answer ``I`` (pickled: what the tests need of the
-  page data) when the rows taken are exactly these, else ``X`` (why not)
-- ``G`` pickled (run directory, scores, page spec): write the page; then ``T``: the tests (JSON)
+- ``E`` (count, sum of lengths): no more rows; answer ``O`` when the rows taken are exactly
+  these, else ``X`` (why not)
+- ``G`` pickled (run directory, scores, page spec, statistics per metric and row key): work out
+  the tests and answer ``T`` (JSON; empty if they failed), then write the page
 - anything else, or the socket's end: leave without writing
 """
 
@@ -108,9 +113,10 @@ class LivePage:
 
     # ------------------------------------------------------------------ the parent's side
     @classmethod
-    def start(cls, spec: Any) -> "LivePage | None":
+    def start(cls, spec: Any, rows: int = 0) -> "LivePage | None":
         """Fork the page's process (``spec``: the :class:`PageSpec` of every step as a judge; the
-        finish narrows it). ``None`` where there is no ``fork``."""
+        finish narrows it; ``rows``: how many the page will have). ``None`` where there is no
+        ``fork``."""
         if not hasattr(os, "fork") or not hasattr(socket, "socketpair"):
             return None
         try:
@@ -134,7 +140,7 @@ class LivePage:
                 die_with_parent(parent)  # (it would also see its socket close)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
                 gc.disable()  # short-lived, and its rows hold no cycles: no walks over them
-                code = _Child(theirs, spec).serve()
+                code = _Child(theirs, spec, rows).serve()
             except BaseException:  # noqa: BLE001 - the parent falls back to reading the rows
                 code = 1
             finally:
@@ -180,7 +186,7 @@ class LivePage:
     def end_rows(self, digest: tuple[int, int] | None) -> None:
         """No more rows (the run compacted its results): the process is to have taken exactly
         ``digest = (count, bytes)`` of them, positions 0 to ``count - 1``. It answers while the
-        parent starts its finish (:meth:`inputs`)."""
+        parent starts its finish (:meth:`taken`)."""
         self.flush()
         if not self.alive:
             return
@@ -207,34 +213,39 @@ class LivePage:
             self._fail(str(exc))
             return None
 
-    def inputs(self) -> Any:
-        """What the process took of the rows, for the significance tests
-        (:meth:`~promptweave.report.pagedata.PageData.for_tests`); None when it did not take
-        exactly the file's rows (and it is gone)."""
+    def taken(self) -> bool:
+        """Whether the process took exactly the file's rows (if not, it is gone)."""
         if not self.alive:
-            return None
+            return False
         try:
             kind, payload = _recv(self.sock)
-            if kind != b"I":
+            if kind != b"O":
                 raise PageGone(payload.decode("utf-8", "replace") if kind == b"X" else f"answer {kind!r}")
-            return pickle.loads(payload)
-        except (OSError, PageGone, pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            return True
+        except (OSError, PageGone) as exc:
             self._fail(str(exc))
-            return None
+            return False
 
-    def render(self, run_dir: Path, scores: dict[str, Any], spec: Any) -> bool:
-        """Write the page (it then waits for :meth:`tests`)."""
+    def render(self, run_dir: Path, scores: dict[str, Any], spec: Any, stats: dict[str, Any]) -> bool:
+        """Work out the tests (:meth:`tests`) and write the page; ``stats``: the rows' sacreBLEU
+        statistics (metric -> row key -> statistics)."""
         try:
-            _send(self.sock, b"G", pickle.dumps((str(run_dir), scores, spec), protocol=pickle.HIGHEST_PROTOCOL))
+            _send(self.sock, b"G", pickle.dumps((str(run_dir), scores, spec, stats), protocol=pickle.HIGHEST_PROTOCOL))
             return True
         except (OSError, pickle.PicklingError) as exc:
             self._fail(str(exc))
             return False
 
-    def tests(self, data: bytes) -> None:
-        """The significance tests as JSON (empty: the process works them out itself)."""
-        with contextlib.suppress(OSError):
-            _send(self.sock, b"T", data)
+    def tests(self) -> dict[str, Any] | None:
+        """The significance tests the process worked out (``tests_cache``'s form); None if it
+        did not say (its tests failed: the page says why; or it is gone or stalled: the
+        finish then ends it, :meth:`wait`)."""
+        try:
+            kind, payload = _recv(self.sock)
+            tests = json.loads(payload) if kind == b"T" and payload else None
+            return tests if isinstance(tests, dict) else None
+        except (OSError, PageGone, ValueError):
+            return None
 
     def wait(self) -> int:
         """The process's exit code, once it has ended (1 if it cannot be known, or if it was
@@ -280,12 +291,13 @@ def _import_page_modules() -> None:
 class _Child:
     """The page's process: takes rows in data order as their places arrive."""
 
-    def __init__(self, sock: socket.socket, spec: Any) -> None:
+    def __init__(self, sock: socket.socket, spec: Any, rows: int) -> None:
         from ..memtune import keep_freed_memory
         from ..report.pagedata import PageData
 
         keep_freed_memory()  # the page's strings are built, copied and freed: keep their pages
-        self.sock, self.spec = sock, spec
+        self.sock, self.spec, self.rows = sock, spec, rows
+        self.draws: Any = None
         self.page = PageData(spec)
         self.fd = -1
         self.path = ""
@@ -312,6 +324,8 @@ class _Child:
                 from .finish import package_versions
 
                 _send(self.sock, b"V", json.dumps(package_versions()).encode("utf-8"))
+                if self.spec.group_by is None:  # one system: as many segments as rows, if all are scored
+                    self._draw(self.rows)
             elif kind == b"R":
                 self._rows(payload)
             elif kind == b"E":
@@ -322,12 +336,32 @@ class _Child:
                 if why is not None:
                     _send(self.sock, b"X", why.encode("utf-8", "replace")[:2000])
                     return 0
-                _send(self.sock, b"I", pickle.dumps(self.page.for_tests(), protocol=pickle.HIGHEST_PROTOCOL))
-                self.page.blob_head()  # the page's bulk, while the parent works out the scores
+                _send(self.sock, b"O")
+                # while the parent works out the scores: the draws for the segments there are,
+                # if not those drawn ahead; the page's bulk
+                from ..report.build import draw_size
+
+                self._draw(draw_size(self.page))
+                self.page.blob_head()
             elif kind == b"G":
                 return self._write(*pickle.loads(payload))
             else:
                 return 0
+
+    def _draw(self, n: int) -> None:
+        """The bootstrap's counts for ``n`` segments, drawn now (:class:`~..report.stats.Draws`
+        keeps the last size drawn; the tests draw afresh for any other)."""
+        from ..report.stats import DEFAULT_SAMPLES, Draws, seed_from_env
+
+        try:
+            seed = seed_from_env()
+        except Exception:  # noqa: BLE001 - a bad seed is the tests' to report
+            return
+        if n <= 0 or seed is None:  # no seed: every draw is fresh, as in sacrebleu
+            return
+        if self.draws is None:
+            self.draws = Draws()
+        self.draws.get(seed, n, DEFAULT_SAMPLES["bs"])
 
     def _rows(self, payload: bytes) -> None:
         triples = array("q")
@@ -374,20 +408,18 @@ class _Child:
             self.page.add(rec)
             self.total += n
 
-    def _write(self, run_dir: str, scores: dict[str, Any], spec: Any) -> int:
+    def _write(self, run_dir: str, scores: dict[str, Any], spec: Any, stats: dict[str, Any]) -> int:
         from .finish import _write_html
 
         page = self.page if self.page.restrict(spec) else None  # else the page reads the rows itself
+        told: list[int] = []
 
-        def from_parent() -> dict[str, Any] | None:
-            try:
-                kind, data = _recv(self.sock)
-            except PageGone:
-                return None
-            try:
-                return json.loads(data) if kind == b"T" and data else None
-            except ValueError:
-                return None
+        def to_parent(tests: dict[str, Any]) -> None:
+            told.append(1)
+            _send(self.sock, b"T", json.dumps(tests, default=str).encode("utf-8"))
         # a page that cannot be written is said once, here (as a forked page's process does)
-        _write_html(Path(run_dir), scores, None, {}, from_parent, page=page)
+        _write_html(Path(run_dir), scores, stats, tests_to=to_parent, draws=self.draws, page=page)
+        if not told:  # the page failed before its tests: the parent is not to wait for them
+            with contextlib.suppress(OSError):
+                _send(self.sock, b"T")
         return 0

@@ -111,7 +111,7 @@ def _tests(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> 
     cache = run.tests_cache
     if cache is not None and cache.get("key") == key:
         return {c: {s: TestResult(**d) for s, d in by_system.items()} for c, by_system in cache["tests"].items()}
-    draws = Draws()
+    draws = run.draws if run.draws is not None else Draws()
     tests = {c.name: column_tests(run, c, systems, n_samples, draws) for c in cols}
     if cache is not None:
         cache.clear()
@@ -131,6 +131,19 @@ def page_tests(run_dir: Path | str, scores: dict[str, Any], seg_stats: dict[str,
     if cols:
         _tests(run, cols, run.systems(), n_samples)
     return run.tests_cache
+
+
+def draw_size(page: PageData) -> int:
+    """How many segments the bootstrap of the page's metric columns will resample, as far as the
+    page's rows tell: the items every system has a hypothesis for that have a reference. (It
+    also depends on which systems have a corpus score, known from the scores: a guess that is
+    wrong costs a second draw, never a wrong result.)"""
+    hyps = list(page.hyps.values())
+    if not hyps:
+        return 0
+    common = set(hyps[0]).intersection(*hyps[1:]) if len(hyps) > 1 else hyps[0]
+    refs = next(iter(page.refs.values()), {})
+    return sum(1 for i in common if i in refs)
 
 
 def _systems_section(run: Run, cols: list[Column], systems: list[str], n_samples: int) -> tuple[str, dict[str, dict[str, TestResult]]]:
@@ -329,6 +342,10 @@ def render_parts(run: Run, n_samples: int = 1000) -> list[str | bytes]:
                    f"{len(run.page_data().labels)}</strong> (intervals, significance, plots, numbers and the segment browser). "
                    "Corpus scores in the systems table are the whole run's; scores.json and report.md cover every "
                    "row.</p>")
+    if run.tests_to is not None:  # the tests first, for the caller to save while the page is written
+        if cols:
+            _tests(run, cols, systems, n_samples)
+        run.tests_to(run.tests_cache or {})
     # the sections without significance tests first: a page written in a child process gets its
     # tests from the parent meanwhile (``run.tests_from``)
     overview, meta, mqm = _overview(run, systems), _meta_section(run, cols, systems), _mqm_section(run, systems)
@@ -343,13 +360,17 @@ def write_report(run_dir: Path | str, n_samples: int = 1000, *, scores: dict[str
                  max_rows: int | None = None, seg_stats: dict[str, dict[str, Any]] | None = None,
                  tests_cache: dict[str, Any] | None = None,
                  tests_from: Callable[[], dict[str, Any] | None] | None = None,
+                 tests_to: Callable[[dict[str, Any]], None] | None = None, draws: Draws | None = None,
                  records: list[dict[str, Any]] | None = None, page: PageData | None = None) -> Path:
     """Write ``report.html`` into a finished run directory; returns its path. ``max_rows``
-    bounds the page (and its memory and time) to the first rows of a huge run."""
+    bounds the page (and its memory and time) to the first rows of a huge run. ``tests_to``
+    gets the significance tests (``tests_cache``'s form) as soon as they are worked out, before
+    the rest of the page; ``draws``: the bootstrap's counts, drawn ahead (:func:`draw_size`)."""
     run = load_run(run_dir, scores=scores, max_rows=max_rows, records=records, page=page)
     run.seg_stats = seg_stats  # sacreBLEU statistics per row key, from the finish phase
-    run.tests_cache = tests_cache  # the bootstrap results of the last page, reused or filled
+    run.tests_cache = tests_cache if tests_cache is not None or tests_to is None else {}
     run.tests_from = tests_from  # or worked out by another process meanwhile
+    run.tests_to, run.draws = tests_to, draws
     out = run.dir / "report.html"
     write_page(out, render_parts(run, n_samples))
     return out

@@ -10,7 +10,6 @@ the result is the one pass over all of them.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -221,16 +220,6 @@ class PageData:
             text = script_json('{"items":' + json_text(self.items) + ',"rows":[' + ",".join(self.rows) + "]")
             self._head = (key, page_bytes(text))
         return self._head[1]
-
-    def for_tests(self) -> "PageData":
-        """A copy with what the significance tests read (systems, items, columns, texts, row
-        keys: :func:`.build.page_tests`), without the segment browser's rows, usage, MQM counts
-        and latencies, which are the bulk."""
-        other = copy.copy(self)
-        other.rows, other.items, other.browse, other._head = [], {}, False, None
-        other.usage, other.mqm = [], {j: [{}, {}, {}] for j in self.mqm}
-        other.latency = Latencies(self.spec.models)
-        return other
 
     def restrict(self, spec: PageSpec) -> bool:
         """Make this the page data of ``spec`` when it differs from this one's only in its judges

@@ -50,6 +50,9 @@ class Run:
     # where a page written in a child process gets the tests its parent works out meanwhile
     # (the cache's form; None: work them out here)
     tests_from: Callable[[], dict[str, Any] | None] | None = field(default=None, repr=False)
+    # or worked out here first and handed to the caller before the rest of the page (its form)
+    tests_to: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
+    draws: Any = field(default=None, repr=False)  # the bootstrap's counts, if drawn ahead (stats.Draws)
     page: PageData | None = field(default=None, repr=False)  # the records taken once for every section
 
     @property

@@ -43,8 +43,8 @@ def live(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     seen: dict[str, list[Any]] = {"pages": [], "fallback": []}
     real_start = livepage.LivePage.start.__func__  # type: ignore[attr-defined]
 
-    def start(cls: type, spec: Any) -> Any:
-        page = real_start(cls, spec)
+    def start(cls: type, spec: Any, rows: int = 0) -> Any:
+        page = real_start(cls, spec, rows)
         seen["pages"].append(page)
         return page
 
@@ -117,11 +117,12 @@ def test_rows_whose_place_moved_send_the_finish_back_to_the_file(tmp_path: Path,
     assert steady(serial_page(d)) == streamed
 
 
-@pytest.mark.parametrize("when", ["open_file", "versions", "inputs", "render"])
+@pytest.mark.parametrize("when", ["open_file", "versions", "taken", "render"])
 def test_a_page_process_that_dies_costs_only_its_speed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        live: dict[str, list[Any]], when: str) -> None:
-    """Killed as the rows start, as the finish starts, as it asks for the rows taken (which may
-    be in the socket already), or before it writes the page: the finish reads the rows itself."""
+    """Killed as the rows start, as the finish starts, as it asks whether the rows taken are the
+    file's (the answer may be in the socket already), or before it works out the tests and writes
+    the page: the finish reads the rows itself."""
     import signal
 
     target = getattr(livepage.LivePage, when)
@@ -170,17 +171,28 @@ def test_a_finish_with_nothing_to_run_stops_the_process(tmp_path: Path, live: di
     assert len(live["pages"]) == 2 and all(_reaped(p.pid) and not p.alive for p in live["pages"])
 
 
+@pytest.mark.parametrize("after_tests", [False, True])
 def test_a_page_process_that_dies_writing_the_page_leaves_none_and_a_rerun_writes_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, live: dict[str, list[Any]]) -> None:
-    """As a forked page process (tests/pipelines/test_finish_page.py): the run's results and the
-    parent's tests stand, no page of the rows as they were is left, the next run writes it."""
-    monkeypatch.setattr(livepage._Child, "_write", lambda self, *a: os._exit(3))
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, live: dict[str, list[Any]], after_tests: bool) -> None:
+    """As a forked page process (tests/pipelines/test_finish_page.py): the run's results stand, no
+    page of the rows as they were is left, the next run writes it. Dead before it handed over
+    the tests, the saved state keeps the rows' statistics instead (for the next page's tests)."""
+    from promptweave.report import build
+
+    if after_tests:
+        monkeypatch.setattr(build, "segment_blob", lambda *a: os._exit(3))
+    else:
+        monkeypatch.setattr(livepage._Child, "_write", lambda self, *a: os._exit(3))
     cfg = multisystem_config(tmp_path, 15)
     d = run_pipeline(cfg, run_id="r").run_dir
     assert json.loads((d / "scores.json").read_text(encoding="utf-8"))["rows"] == 45
     assert not (d / "report.html").exists() and live["fallback"] == [] and _reaped(live["pages"][0].pid)
     saved = json.loads((d / finish.finishcache.STATE_FILE).read_text(encoding="utf-8"))
-    assert set(saved["tests"]["tests"]["bleu"]) == {"jdexplore", "ref-copy", "degraded"}
+    if after_tests:
+        assert set(saved["tests"]["tests"]["bleu"]) == {"jdexplore", "ref-copy", "degraded"} and not saved["stats"]
+    else:
+        scored = json.loads((d / "scores.json").read_text(encoding="utf-8"))["segments"]
+        assert not saved["tests"] and set(scored) <= set(saved["stats"]["bleu"])
     monkeypatch.undo()
     again = run_pipeline(cfg, run_id="r")
     assert again.ran == 0 and "95% bootstrap interval" in (d / "report.html").read_text(encoding="utf-8")
@@ -190,8 +202,8 @@ KILLED_MID_RUN = """
 import os, signal, sys
 from promptweave.pipelines import livepage, store
 real_start, real_append = livepage.LivePage.start.__func__, store.RunStore.append
-def start(cls, spec):
-    page = real_start(cls, spec)
+def start(cls, spec, rows=0):
+    page = real_start(cls, spec, rows)
     print(page.pid, flush=True)
     return page
 livepage.LivePage.start = classmethod(start)
@@ -275,3 +287,39 @@ def test_a_page_process_that_stalls_is_dropped(tmp_path: Path, monkeypatch: pyte
     else:
         assert live["fallback"] == [] and not (d / "report.html").exists()
         assert run_pipeline(cfg, run_id="r").ran == 0 and (d / "report.html").exists()
+
+
+def test_the_bootstrap_is_drawn_for_the_segments_the_tests_resample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     live: dict[str, list[Any]]) -> None:
+    """The page's process draws the bootstrap's counts ahead, for as many segments as its rows
+    say the tests will resample (``draw_size``): one system with failed rows, and three systems.
+    Its page, tests included, is the page of the file."""
+    from promptweave.report.build import draw_size
+    from promptweave.report.rundata import load_run
+
+    write_jsonl(tmp_path / "one.jsonl", [{"source": f"Satz {i} ist hier.", "reference": f"Sentence {i} is here."}
+                                         for i in range(40)])
+    one = tmp_path / "one.yaml"
+    one.write_text(f"""
+name: one
+model: {{backend: scripted, max_retries: 0, options: {{fail_first: 5, default: '{{{{echo}}}}'}}}}
+data: {{path: {tmp_path / 'one.jsonl'}, src_lang: de, tgt_lang: en}}
+steps:
+  - id: hyp
+    translate: {{prompt: tsp}}
+metrics: [bleu, chrf]
+cache: 'off'
+output: {tmp_path / 'runs'}
+""")
+    for cfg, systems in ((one, 1), (multisystem_config(tmp_path, 15), 3)):
+        d = run_pipeline(cfg, run_id="r").run_dir
+        saved = json.loads((d / finish.finishcache.STATE_FILE).read_text(encoding="utf-8"))["tests"]["tests"]
+        assert len(saved["bleu"]) == systems
+        n = {r["n"] for r in saved["bleu"].values()}
+        assert n == {draw_size(load_run(d).page_data(browse=False))}
+        assert 0 < n.pop() < (40 if systems == 1 else 15)  # failed rows are not resampled
+        streamed = steady((d / "report.html").read_text(encoding="utf-8"))
+        with monkeypatch.context() as m:
+            m.setattr(finish, "FORK_ROWS", 10**9)
+            assert steady(serial_page(d)) == streamed
+    assert live["fallback"] == [] and len(live["pages"]) == 2
