@@ -44,8 +44,12 @@ class LiveTally:
         self.tally.add(record)
         self.cursor += 1
         self._advance(final=False)
-        if len(self.keys) - self.cursor <= 2 * CHUNK:  # the finish waits for the last job: a small one
-            self.tally.chunk = TAIL_CHUNK
+        left = len(self.keys) - self.cursor
+        if left <= 2 * CHUNK:  # the finish waits for the last job: a small one
+            # jobs of the last rows come often: both workers take them (with one, the jobs
+            # queued up behind it, and the finish waited for them all); the very last are smaller
+            self.tally.chunk = TAIL_CHUNK if left > 2 * TAIL_CHUNK else TAIL_CHUNK // 2
+            self.tally.live = 2
         self.tally.poll()
 
     def _advance(self, final: bool) -> None:
