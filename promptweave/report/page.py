@@ -11,6 +11,7 @@ or ``<!--`` in a model's reply can end or alter the blob.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -95,11 +96,14 @@ def write_page(path: Path, text: str | list[str | bytes]) -> None:
         raise DataError(f"{path}: cannot be written ({exc.strerror or exc}); give a writable path") from None
 
 
+@functools.lru_cache(maxsize=None)
 def asset(name: str) -> str:
-    """A file from ``promptweave/report/assets`` (package data, inlined into every page)."""
+    """A file from ``promptweave/report/assets`` (package data, inlined into every page; read
+    once per process)."""
     return resources.files("promptweave.report").joinpath("assets").joinpath(name).read_text(encoding="utf-8")
 
 
+@functools.lru_cache(maxsize=8)
 def _hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
 

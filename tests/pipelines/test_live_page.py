@@ -323,3 +323,31 @@ output: {tmp_path / 'runs'}
             m.setattr(finish, "FORK_ROWS", 10**9)
             assert steady(serial_page(d)) == streamed
     assert live["fallback"] == [] and len(live["pages"]) == 2
+
+
+def test_a_page_process_that_falls_behind_never_holds_up_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  live: dict[str, list[Any]]) -> None:
+    """Stopped as the rows start, with a small socket: the rows' messages wait in the parent up to
+    BEHIND bytes, never blocking the loop; past that the process is dropped and the finish reads
+    the rows itself."""
+    import signal
+    import socket
+    import time
+
+    monkeypatch.setattr(livepage, "BEHIND", 512)
+    real_open = livepage.LivePage.open_file
+
+    def open_then_stop(self: livepage.LivePage, path: Path) -> None:
+        real_open(self, path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1024)
+        os.kill(self.pid, signal.SIGSTOP)
+
+    monkeypatch.setattr(livepage.LivePage, "open_file", open_then_stop)
+    t0 = time.monotonic()
+    d = run_pipeline(multisystem_config(tmp_path, 120), run_id="r").run_dir
+    assert time.monotonic() - t0 < livepage.TIMEOUT  # (the default: 120 s) no send waited on it
+    assert live["fallback"] == [1] and not live["pages"][0].alive and _reaped(live["pages"][0].pid)
+    streamed = steady((d / "report.html").read_text(encoding="utf-8"))
+    monkeypatch.undo()
+    monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
+    assert steady(serial_page(d)) == streamed
