@@ -309,12 +309,14 @@ class RunTally:
                 self._backlog.append((name, start, (self.specs[name], hyps, streams, True, False)))
 
     def poll(self) -> None:
-        """Live tallies: collect the jobs done (in order) and keep ``live`` jobs on the pool."""
+        """Live tallies: collect the jobs done (in order) and keep ``live`` jobs on the pool, one
+        more while more than a chunk's jobs wait (the workers fell behind: the finish would wait
+        for the queue)."""
         flight = self._flight
         while flight and flight[0][2].done():
             name, start, job = flight.popleft()
             self._take(name, start, *job.result())
-        self._submit(self.live)
+        self._submit(self.live + (len(self._backlog) > len(self.stat_names)))
 
     def _submit(self, limit: int) -> None:
         """Hand waiting chunks to the pool until ``limit`` jobs are out."""
