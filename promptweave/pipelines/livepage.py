@@ -271,13 +271,19 @@ class LivePage:
 
     def tests(self) -> dict[str, Any] | None:
         """The significance tests the process worked out (``tests_cache``'s form); None if it
-        did not say (its tests failed: the page says why; or it is gone or stalled: the
-        finish then ends it, :meth:`wait`)."""
+        did not say: its tests failed (the page says why, and it ends), or it is gone, stalled
+        (no answer in TIMEOUT) or answered out of turn (it is ended now: :meth:`wait` does not
+        wait for it again)."""
+        if not self.alive:
+            return None
         try:
             kind, payload = _recv(self.sock)
-            tests = json.loads(payload) if kind == b"T" and payload else None
+            if kind != b"T":
+                raise PageGone(f"answer {kind!r}")
+            tests = json.loads(payload) if payload else None
             return tests if isinstance(tests, dict) else None
-        except (OSError, PageGone, ValueError):
+        except (OSError, PageGone, ValueError) as exc:
+            self._fail(str(exc) or type(exc).__name__)
             return None
 
     def wait(self) -> int:

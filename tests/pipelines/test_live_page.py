@@ -260,12 +260,17 @@ def test_a_page_that_cannot_be_written_is_said_once(tmp_path: Path, caplog: pyte
 
 @pytest.mark.parametrize("when", ["open_file", "render"])
 def test_a_page_process_that_stalls_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture,
                                                live: dict[str, list[Any]], when: str) -> None:
     """Stopped (SIGSTOP) as the rows start: the parent waits TIMEOUT at most, ends it, and the
-    finish writes the page from the file. Stopped after it took the rows, before it writes the
-    page: the finish ends it after TIMEOUT, as it would a page's process that died there (no page,
-    the results stand, the next run writes it)."""
+    finish writes the page from the file. Stopped after it took the rows, before it works out the
+    tests and writes the page: the finish ends it after one TIMEOUT (not a second one for its
+    end), as it would a page's process that died there (no page, the results stand, the next run
+    writes it)."""
+    import logging
     import signal
+
+    caplog.set_level(logging.WARNING, logger="promptweave")
 
     monkeypatch.setattr(livepage, "TIMEOUT", 1.0)
     target = getattr(livepage.LivePage, when)
@@ -279,6 +284,7 @@ def test_a_page_process_that_stalls_is_dropped(tmp_path: Path, monkeypatch: pyte
     d = run_pipeline(cfg, run_id="r").run_dir
     assert not live["pages"][0].alive and _reaped(live["pages"][0].pid)
     assert json.loads((d / "scores.json").read_text(encoding="utf-8"))["rows"] == 36
+    assert "did not end" not in caplog.text  # waited on once
     monkeypatch.undo()
     monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
     if when == "open_file":
