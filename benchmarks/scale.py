@@ -2,8 +2,8 @@
 
 Pipeline runs: the scripted backend (echo), one ``translate`` step, BLEU + chrF, no progress bar.
 Each size runs in its own process, which prints wall time, row-loop time (``Engine.run``),
-finish time (scores, manifest, reports) and peak RSS (the process; the statistics workers'
-peak separately). The largest size is then resumed in a fresh process (0 model calls expected).
+finish time (scores, manifest, reports) and peak RSS (the process; its children's, the
+statistics workers and report.html's process, separately). The largest size is then resumed in a fresh process (0 model calls expected).
 
 Eval: the same N hypothesis/reference lines scored by ``sacrebleu REF -i HYP -m bleu chrf`` and
 by ``promptweave eval``, each in its own process (wall time, peak RSS from ``wait4``), scores and
@@ -11,9 +11,10 @@ signatures compared.
 
     .venv/bin/python benchmarks/scale.py [--sizes 10000 100000 1000000] [--eval-sizes 100000 1000000]
 
-Sizes under 100k rows run ``--repeat`` times (3), once in order and the rest after the largest
-size; the run of median wall time stands for the size. This machine's speed drifts by up to
-~1.5x within an hour: a 3-second run sees one moment of it, a 1M-row run averages minutes.
+Sizes under 100k rows run ``--repeat`` times (5): once in order, the rest just before and just
+after the largest size (half each); the run of median wall time stands for the size. This
+machine's speed drifts by up to ~1.5x within an hour: a 3-second run sees one moment of it, a
+1M-row run averages four minutes, so the small runs are taken on both sides of it.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ def one_run(rows: int, work: Path, resume: bool) -> dict[str, float]:
     t1 = time.perf_counter()
     scores = finish_run(engine, summary)
     t2 = time.perf_counter()
+    from promptweave.pipelines.livepage import reap_late
+
+    reap_late(block=True)  # report.html's process, done but not waited for: its peak RSS too
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     return {"load": os.getloadavg()[0], "rows": rows, "wall": t2 - t0, "loop": t1 - t0, "finish": t2 - t1, "rss_gb": me, "workers_rss_gb": kids,
@@ -131,9 +135,10 @@ def main() -> None:
     ap.add_argument("--work")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-resume", action="store_true", help="skip resuming the largest run")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="runs of each size under 100k rows (the median is compared): a few seconds' run "
-                         "sees one moment of a machine whose speed drifts, a 1M-row run averages minutes")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="runs of each size under 100k rows (the median is compared), the repeats on both "
+                         "sides of the largest size: a few seconds' run sees one moment of a machine whose "
+                         "speed drifts, a 1M-row run averages minutes")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one_run(args.one, Path(args.work), args.resume)))
@@ -144,8 +149,18 @@ def main() -> None:
     compileall.compile_dir(str(ROOT / "promptweave"), quiet=1)
     with tempfile.TemporaryDirectory(prefix="pw-scale-") as tmp:
         runs: dict[int, list[dict[str, float]]] = {n: [] for n in args.sizes}
-        # the small sizes' repeats come after the big ones, so that they see other moments too
-        order = list(args.sizes) + [n for n in args.sizes if n < 100_000 for _ in range(max(0, args.repeat - 1))]
+        # the small sizes' repeats on both sides of the largest size, whose run averages minutes
+        small, rest = [n for n in args.sizes if n < 100_000], max(0, args.repeat - 1)
+        largest = max(args.sizes, default=0)
+        order: list[int] = []
+        for n in args.sizes:
+            if n == largest and n >= 100_000:
+                order += [m for m in small for _ in range(rest // 2)] + [n] + \
+                         [m for m in small for _ in range(rest - rest // 2)]
+            else:
+                order.append(n)
+        if largest < 100_000:
+            order += [m for m in small for _ in range(rest)]
         for k, n in enumerate(order):
             work = Path(tmp) / f"run{n}-{k}"
             work.mkdir()
@@ -156,7 +171,7 @@ def main() -> None:
             runs[n].append(r)
             print(f"{n:>9} rows: wall {r['wall']:7.1f}s  row loop {r['loop']:7.1f}s  finish {r['finish']:6.1f}s "
                   f"({r['finish'] / r['loop']:.2f}x loop)  {1e6 * r['wall'] / n:6.1f} µs/row  "
-                  f"peak RSS {r['rss_gb']:.2f} GB (statistics workers {r['workers_rss_gb']:.2f} GB)  "
+                  f"peak RSS {r['rss_gb']:.2f} GB (child processes {r['workers_rss_gb']:.2f} GB)  "
                   f"load average {r['load']:.2f}", flush=True)
         # each size's run of median wall time
         results = [sorted(runs[n], key=lambda x: x["wall"])[(len(runs[n]) - 1) // 2] for n in args.sizes if runs[n]]

@@ -27,7 +27,8 @@ Messages (both ways) are a 9-byte head (kind, payload length) and a payload:
 - ``E`` (count, sum of lengths): no more rows; answer ``O`` when the rows taken are exactly
   these, else ``X`` (why not)
 - ``G`` pickled (run directory, scores, page spec, statistics per metric and row key): work out
-  the tests and answer ``T`` (JSON; empty if they failed), then write the page
+  the tests and answer ``T`` (JSON; empty if they failed), then write the page and answer ``D``
+  (done: the process exits; the parent waits for that later)
 - anything else, or the socket's end: leave without writing
 """
 
@@ -62,6 +63,8 @@ BEHIND = 4 << 20
 #: (stopped, swapped out) is dropped and the finish reads the rows itself
 TIMEOUT = 120.0
 _PARENT_ENDS: list[socket.socket] = []
+_LATE: list[int] = []  # page processes that said they are done, not waited for yet
+
 
 log = logging.getLogger("promptweave.report")
 
@@ -78,6 +81,21 @@ def _close_parent_ends() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_close_parent_ends)
+
+
+def reap_late(block: bool = False) -> None:
+    """Wait for the page processes that said they were done (:meth:`LivePage.wait` does not
+    wait for a process's exit, which takes ~10-30 ms here: its memory given back). Each is
+    waited for at the next page's start, as ``multiprocessing`` reaps its finished children at
+    the next process's start; a process that exits first leaves them to the system. ``block``:
+    wait for them to end (they are ending)."""
+    for pid in list(_LATE):
+        try:
+            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _LATE.remove(pid)
 
 
 class PageGone(Exception):
@@ -126,6 +144,7 @@ class LivePage:
         ``fork``."""
         if not hasattr(os, "fork") or not hasattr(socket, "socketpair"):
             return None
+        reap_late()
         try:
             mine, theirs = socket.socketpair()
         except OSError:
@@ -287,10 +306,32 @@ class LivePage:
             return None
 
     def wait(self) -> int:
-        """The process's exit code, once it has ended (1 if it cannot be known, or if it was
-        ended after ``TIMEOUT`` seconds without a sign of progress: stopped, say)."""
+        """0 once the process says it is done (the page written, or said why not; its exit is
+        waited for later: :func:`reap_late`); else its exit code once it has ended (1 if it
+        cannot be known, or if it was ended after ``TIMEOUT`` seconds without a sign of progress:
+        stopped, say)."""
+        said = False
+        if self.sock is not None:
+            try:
+                kind, _ = _recv(self.sock)
+                said = kind == b"D"
+            except TimeoutError:
+                log.warning("report.html: its process did not end in %.0f s; stopped", TIMEOUT)
+                self.stop()
+                return 1
+            except (OSError, PageGone):  # it went away: its exit code says how
+                pass
         self._close()
         self.alive = False
+        if said:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return 0
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            _LATE.append(self.pid)
+            return 0
         deadline = time.monotonic() + TIMEOUT
         while True:
             try:
@@ -462,7 +503,8 @@ class _Child:
             _send(self.sock, b"T", json.dumps(tests, default=str).encode("utf-8"))
         # a page that cannot be written is said once, here (as a forked page's process does)
         _write_html(Path(run_dir), scores, stats, tests_to=to_parent, draws=self.draws, page=page)
-        if not told:  # the page failed before its tests: the parent is not to wait for them
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if not told:  # the page failed before its tests: the parent is not to wait for them
                 _send(self.sock, b"T")
+            _send(self.sock, b"D")  # done: the parent need not wait for this process's exit
         return 0

@@ -14,7 +14,8 @@ import pytest
 from promptweave import run_pipeline
 from promptweave.pipelines import engine, finish, livepage, scoring
 from tests.helpers import write_jsonl
-from tests.pipelines.test_finish_page import _reaped, serial_page, steady
+from tests.pipelines.test_finish_page import _reaped as _waited_for
+from tests.pipelines.test_finish_page import serial_page, steady
 from tests.pipelines.test_streaming_scores import multisystem_config
 
 
@@ -32,6 +33,14 @@ def _gone(pid: int) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"process {pid} did not end")
+
+
+def _reaped(pid: int) -> bool:
+    """Whether the page's process ``pid`` has ended and been waited for, once the processes that
+    said they were done are waited for (the finish leaves that to the next page's start)."""
+    _gone(pid)
+    livepage.reap_late()
+    return _waited_for(pid)
 
 
 @pytest.fixture
@@ -357,3 +366,14 @@ def test_a_page_process_that_falls_behind_never_holds_up_the_rows(tmp_path: Path
     monkeypatch.undo()
     monkeypatch.setattr(finish, "FORK_ROWS", 10**9)
     assert steady(serial_page(d)) == streamed
+
+
+def test_a_done_page_process_is_waited_for_by_the_next_start(tmp_path: Path, live: dict[str, list[Any]]) -> None:
+    """The finish does not wait for the exit of a page process that said it was done; the next
+    page's start waits for it (no zombie outlives that)."""
+    cfg = multisystem_config(tmp_path, 10)
+    run_pipeline(cfg, run_id="a")
+    first = live["pages"][0].pid
+    _gone(first)
+    run_pipeline(cfg, run_id="b")
+    assert len(live["pages"]) == 2 and _waited_for(first)
