@@ -288,9 +288,7 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> 
     manifest = build_manifest(engine, summary, argv, scores)
     scores["numbers"] = tally.numbers()
     examples = ReportExamples(tally.n_errors, tally.errors, tally.samples)
-    write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))
-    write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, examples)
-                      + vision_markdown(scores.get("vision") or {}))
+    write_json_atomic(run_dir / "manifest.json", loaded.redact(manifest))  # (the page reads it)
     stats = tally.stats_by_key()
     # the segment scores of the rows report.html covers (the first REPORT_ROWS scored rows)
     segments = scores["segments"]
@@ -310,10 +308,10 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> 
         engine.release_page()
         page_rows.gather()
     page_rows.check(spec)
-    engine.release_pool()  # no threads left: report.html may be written by a forked child
     if live_ok and live_page.render(run_dir, page_scores, spec, stats):
-        page = _live_html(live_page)
+        page = _live_html(live_page)  # (the statistics workers end meanwhile, in write())
     else:
+        engine.release_pool()  # no threads left: report.html may be written by a forked child
         if live_ok:  # report.html's process went away: the rows are read here after all
             page_rows.read()
         # a Ray driver keeps Ray's threads and sockets: no fork there
@@ -321,6 +319,9 @@ def _finish_all(engine: Engine, summary: RunSummary, argv: list[str] | None) -> 
                            records=page_rows.records, page=page_rows.page)
 
     def write() -> None:  # while report.html is in the works
+        engine.release_pool()
+        write_text_atomic(run_dir / "report.md", render_report(loaded, scores, manifest, examples)
+                          + vision_markdown(scores.get("vision") or {}))
         write_scores(run_dir / "scores.json", written)
 
     def save(tests: dict[str, Any]) -> None:
