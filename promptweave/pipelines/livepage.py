@@ -250,33 +250,41 @@ class LivePage:
         except OSError as exc:
             self._fail(str(exc))
 
+    def _answer(self, kind: bytes) -> Any:
+        """The process's next message, which is to be ``kind``: its payload, or None (and the
+        process ended) if it is another (``X``: why not), none comes in TIMEOUT, or the process
+        is gone. JSON payloads are parsed (``json``); one that does not parse ends it too."""
+        if not self.alive:
+            return None
+        try:
+            got, payload = _recv(self.sock)
+            if got != kind:
+                raise PageGone(payload.decode("utf-8", "replace") if got == b"X" else f"answer {got!r}")
+            return payload
+        except (OSError, PageGone) as exc:
+            self._fail(str(exc) or type(exc).__name__)
+            return None
+
+    def _json(self, kind: bytes) -> dict[str, Any] | None:
+        """A ``kind`` answer whose payload is a JSON object (empty: None)."""
+        payload = self._answer(kind)
+        if not payload:
+            return None
+        try:
+            value = json.loads(payload)
+        except ValueError as exc:
+            self._fail(f"{kind.decode()}: {exc}")
+            return None
+        return value if isinstance(value, dict) else None
+
     def versions(self) -> dict[str, str] | None:
         """The package versions the process read as the rows started (it is a fork of this
         process: the same interpreter and packages); None if it did not say."""
-        if not self.alive:
-            return None
-        try:
-            kind, payload = _recv(self.sock)
-            if kind != b"V":
-                raise PageGone(f"answer {kind!r}")
-            versions = json.loads(payload)
-            return versions if isinstance(versions, dict) else None
-        except (OSError, PageGone, ValueError) as exc:
-            self._fail(str(exc))
-            return None
+        return self._json(b"V")
 
     def taken(self) -> bool:
         """Whether the process took exactly the file's rows (if not, it is gone)."""
-        if not self.alive:
-            return False
-        try:
-            kind, payload = _recv(self.sock)
-            if kind != b"O":
-                raise PageGone(payload.decode("utf-8", "replace") if kind == b"X" else f"answer {kind!r}")
-            return True
-        except (OSError, PageGone) as exc:
-            self._fail(str(exc))
-            return False
+        return self._answer(b"O") is not None
 
     def render(self, run_dir: Path, scores: dict[str, Any], spec: Any, stats: dict[str, Any]) -> bool:
         """Work out the tests (:meth:`tests`) and write the page; ``stats``: the rows' sacreBLEU
@@ -293,17 +301,7 @@ class LivePage:
         did not say: its tests failed (the page says why, and it ends), or it is gone, stalled
         (no answer in TIMEOUT) or answered out of turn (it is ended now: :meth:`wait` does not
         wait for it again)."""
-        if not self.alive:
-            return None
-        try:
-            kind, payload = _recv(self.sock)
-            if kind != b"T":
-                raise PageGone(f"answer {kind!r}")
-            tests = json.loads(payload) if payload else None
-            return tests if isinstance(tests, dict) else None
-        except (OSError, PageGone, ValueError) as exc:
-            self._fail(str(exc) or type(exc).__name__)
-            return None
+        return self._json(b"T")
 
     def wait(self) -> int:
         """0 once the process says it is done (the page written, or said why not; its exit is
