@@ -350,6 +350,7 @@ def test_a_page_process_that_falls_behind_never_holds_up_the_rows(tmp_path: Path
     import time
 
     monkeypatch.setattr(livepage, "BEHIND", 512)
+    monkeypatch.setattr(livepage, "BATCH", 8)  # many small messages: each takes a socket buffer's overhead
     real_open = livepage.LivePage.open_file
 
     def open_then_stop(self: livepage.LivePage, path: Path) -> None:
