@@ -3,7 +3,8 @@
 Pipeline runs: the scripted backend (echo), one ``translate`` step, BLEU + chrF, no progress bar.
 Each size runs in its own process, which prints wall time, row-loop time (``Engine.run``),
 finish time (scores, manifest, reports) and peak RSS (the process; its children's, the
-statistics workers and report.html's process, separately). The largest size is then resumed in a fresh process (0 model calls expected).
+statistics workers and report.html's process, separately). The largest size is then resumed in
+a fresh process (0 model calls expected).
 
 Eval: the same N hypothesis/reference lines scored by ``sacrebleu REF -i HYP -m bleu chrf`` and
 by ``promptweave eval``, each in its own process (wall time, peak RSS from ``wait4``), scores and

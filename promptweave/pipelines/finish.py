@@ -429,7 +429,8 @@ class _PageRows:
         parts = self.store.head_ranges(REPORT_ROWS, 4)
         if not parts:
             return None
-        path, spec = str(self.store.results_path), self._spec()
+        path = str(self.store.results_path)
+        spec = page_spec(self.loaded, self.store.results_path.parent)
         jobs = [self.pool.submit(page_part, path, spec, *part) for part in parts[2:]]
         page = page_part(path, spec, *parts[0])
         for part in parts[1:2]:
@@ -437,9 +438,6 @@ class _PageRows:
         for job in jobs:
             page.merge(job.result())
         return page
-
-    def _spec(self, judges: Iterable[str] | None = None, scores: dict[str, Any] | None = None) -> Any:
-        return page_spec(self.loaded, self.store.results_path.parent, judges, scores)
 
     def check(self, spec: Any) -> None:
         """The page data stands for ``spec``, the judges the run turned out to have (a subset
@@ -595,8 +593,6 @@ def _reap(pid: int) -> int:
     """Wait for the page's process; its exit code."""
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
-
-
 
 
 def _send(fd: int, data: bytes) -> None:

@@ -253,7 +253,7 @@ class LivePage:
     def _answer(self, kind: bytes) -> Any:
         """The process's next message, which is to be ``kind``: its payload, or None (and the
         process ended) if it is another (``X``: why not), none comes in TIMEOUT, or the process
-        is gone. JSON payloads are parsed (``json``); one that does not parse ends it too."""
+        is gone."""
         if not self.alive:
             return None
         try:
@@ -266,7 +266,8 @@ class LivePage:
             return None
 
     def _json(self, kind: bytes) -> dict[str, Any] | None:
-        """A ``kind`` answer whose payload is a JSON object (empty: None)."""
+        """A ``kind`` answer whose payload is a JSON object (empty: None); one that does not
+        parse ends the process too."""
         payload = self._answer(kind)
         if not payload:
             return None
@@ -314,9 +315,7 @@ class LivePage:
                 kind, _ = _recv(self.sock)
                 said = kind == b"D"
             except TimeoutError:
-                log.warning("report.html: its process did not end in %.0f s; stopped", TIMEOUT)
-                self.stop()
-                return 1
+                return self._stalled()
             except (OSError, PageGone):  # it went away: its exit code says how
                 pass
         self._close()
@@ -339,10 +338,16 @@ class LivePage:
             if pid:
                 return os.waitstatus_to_exitcode(status)
             if time.monotonic() > deadline:
-                log.warning("report.html: its process did not end in %.0f s; stopped", TIMEOUT)
-                kill_and_reap(self.pid)
-                return 1
+                return self._stalled()
             time.sleep(0.002)
+
+    def _stalled(self) -> int:
+        """A process that gave no sign of progress in TIMEOUT: ended (exit code 1)."""
+        log.warning("report.html: its process did not end in %.0f s; stopped", TIMEOUT)
+        self._close()
+        self.alive = False
+        kill_and_reap(self.pid)
+        return 1
 
     def stop(self) -> None:
         """End the process without a page (idempotent)."""

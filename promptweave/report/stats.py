@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import PromptweaveError
+from .sacrescore import SacreScore
 
 TestType = Literal["bs", "ar"]
 DEFAULT_SAMPLES = {"bs": 1000, "ar": 10000}
@@ -224,6 +225,4 @@ def sacrebleu_stats(metric: Any, hypotheses: Sequence[str],
         metric._check_corpus_score_args(list(hypotheses), [list(r) for r in references])
         metric._ref_cache = metric._cache_references(references)  # as sacrebleu's Metric(references=...)
     stats = np.array(metric._extract_corpus_statistics(list(hypotheses), None), dtype="float32")
-    from .sacrescore import SacreScore
-
     return stats, SacreScore(metric)
