@@ -221,6 +221,41 @@ async def test_resets_trip_the_breaker_too() -> None:
     assert backend.calls == 3
 
 
+async def test_resets_of_requests_in_flight_together_count_once() -> None:
+    """A live server that drops several requests in flight at one moment (the CI run where 5
+    of 64 concurrent requests reset together) is not a dead one; refusals still count each."""
+
+    class DropsAWave(BaseChatModel):
+        identity = {"backend": "wave", "model": "w"}
+
+        def __init__(self, kind: str) -> None:
+            self.kind, self.calls, self.first = kind, 0, set()
+            self.gate = asyncio.Event()
+
+        async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+            self.calls += 1
+            if messages[0].content in self.first:
+                return Completion("ok", 1, 1, "stop")
+            self.first.add(messages[0].content)
+            if len(self.first) == 8:
+                self.gate.set()
+            await self.gate.wait()  # all 8 in flight, then all dropped together
+            raise BackendError(f"{self.kind} failed", retryable=True, kind=self.kind)
+
+    backend = DropsAWave("connection")
+    runtime = rt(backend, max_retries=3, backoff_base=0.001, circuit_breaker=3, max_concurrency=8)
+    results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(8)])
+    assert all(r.ok and r.attempts == 2 for r in results) and backend.calls == 16
+
+    from promptweave.models.runtime import EndpointDown
+
+    refused = DropsAWave("connect")
+    runtime = rt(refused, max_retries=3, backoff_base=0.001, circuit_breaker=3, max_concurrency=8)
+    results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(8)],
+                                   return_exceptions=True)
+    assert all(isinstance(r, EndpointDown) for r in results) and refused.calls == 8
+
+
 async def test_timeouts_and_answers_do_not_trip_the_breaker() -> None:
     backend = DownAfter(good=0, kind="timeout")
     runtime = rt(backend, max_retries=6, backoff_base=0.001, circuit_breaker=2)
