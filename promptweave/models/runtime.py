@@ -285,12 +285,7 @@ class ModelRuntime:
                 raise self._down
             attempts += 1
             self.ledger.calls += 1
-            sent = time.monotonic()
-            try:
-                completion = await self._attempt(messages, params)
-            except BackendError as exc:
-                self._breaker(exc, sent)
-                raise
+            completion = await self._attempt(messages, params)
             self._connect_failures = 0
             return completion
 
@@ -396,22 +391,32 @@ class ModelRuntime:
             est_tokens = params.max_tokens + sum(m.approx_tokens() for m in messages)
             await self._limiter.acquire(est_tokens)
         async with self._sem:
-            if self._batcher is not None:
-                coro = self._batcher.submit(messages, params)
-            else:
-                coro = self.backend.complete(messages, params)
+            if self._down is not None:  # it tripped while this call waited for a slot
+                raise self._down
+            sent = time.monotonic()  # (after the waits for a slot: what the breaker orders by)
             try:
-                if self._own_timeout:
-                    return await coro
-                return await _with_timeout(coro, self.cfg.timeout)
-            except asyncio.TimeoutError:
-                raise BackendError(f"timed out after {self.cfg.timeout:g}s", retryable=True, kind="timeout") from None
-            except (BackendError, PromptweaveError, asyncio.CancelledError):
+                return await self._send(messages, params)
+            except BackendError as exc:
+                self._breaker(exc, sent)
                 raise
-            except Exception as exc:  # noqa: BLE001 - a backend bug fails its row with one line, not a traceback
-                log.debug("backend %s raised", self.backend.identity.get("backend"), exc_info=True)
-                raise BackendError(f"backend error: {type(exc).__name__}: {secrets.scrub(str(exc))[:200]}",
-                                   kind="internal") from None
+
+    async def _send(self, messages: list[Message], params: GenParams) -> Completion:
+        if self._batcher is not None:
+            coro = self._batcher.submit(messages, params)
+        else:
+            coro = self.backend.complete(messages, params)
+        try:
+            if self._own_timeout:
+                return await coro
+            return await _with_timeout(coro, self.cfg.timeout)
+        except asyncio.TimeoutError:
+            raise BackendError(f"timed out after {self.cfg.timeout:g}s", retryable=True, kind="timeout") from None
+        except (BackendError, PromptweaveError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a backend bug fails its row with one line, not a traceback
+            log.debug("backend %s raised", self.backend.identity.get("backend"), exc_info=True)
+            raise BackendError(f"backend error: {type(exc).__name__}: {secrets.scrub(str(exc))[:200]}",
+                               kind="internal") from None
 
     def _delay(self, failed_attempts: int, exc: BaseException | None) -> float:
         """Seconds to wait after ``failed_attempts`` failures, the last one ``exc``."""

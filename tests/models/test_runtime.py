@@ -256,6 +256,24 @@ async def test_resets_of_requests_in_flight_together_count_once() -> None:
     assert all(isinstance(r, EndpointDown) for r in results) and refused.calls == 8
 
 
+async def test_resets_one_after_another_count_each_though_their_rows_queued_together() -> None:
+    """One slot, five rows queued at once, every connection reset, no retries: each attempt is sent
+    after the one before failed, so the breaker trips at the third, not at none; the two rows
+    still waiting for the slot then send nothing."""
+    from promptweave.models.runtime import EndpointDown
+
+    class SlowReset(DownAfter):
+        async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+            await asyncio.sleep(0.01)  # the other rows are waiting for the slot by now
+            return await super().complete(messages, params)
+
+    backend = SlowReset(good=0, kind="connection")
+    runtime = rt(backend, max_retries=0, circuit_breaker=3, max_concurrency=1)
+    results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(5)],
+                                   return_exceptions=True)
+    assert backend.calls == 3 and sum(isinstance(r, EndpointDown) for r in results) >= 1
+
+
 async def test_timeouts_and_answers_do_not_trip_the_breaker() -> None:
     backend = DownAfter(good=0, kind="timeout")
     runtime = rt(backend, max_retries=6, backoff_base=0.001, circuit_breaker=2)
