@@ -9,6 +9,7 @@ with a short excerpt of the body, and never an ``AttributeError`` deep in a step
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import re
@@ -27,6 +28,7 @@ _SECONDS = re.compile(r"\d{1,10}(\.\d{1,6})?")
 # could be made at all: the endpoint is down or misnamed, which the runtime's circuit breaker counts
 _CONNECT_FAILURES: tuple[type[BaseException], ...] = (ConnectionRefusedError, socket.gaierror)
 _CONNECT_NAMES = {"ClientConnectorError", "ClientConnectorDNSError", "ConnectError"}
+_OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)
 
 
 def excerpt(body: bytes | str, n: int = EXCERPT) -> str:
@@ -83,13 +85,15 @@ def is_connect_failure(exc: BaseException) -> bool:
     """No connection was made (refused, unknown host), whichever transport said so and however
     it wrapped it: the whole cause/context chain is searched."""
     seen: set[int] = set()
+    chain: list[BaseException] = []
     node: BaseException | None = exc
     while node is not None and id(node) not in seen:
         seen.add(id(node))
-        if isinstance(node, _CONNECT_FAILURES) or type(node).__name__ in _CONNECT_NAMES:
-            return True
+        chain.append(node)
         node = node.__cause__ or node.__context__
-    return False
+    if any(isinstance(n, OSError) and n.errno in _OUT_OF_FILES for n in chain):
+        return False  # this machine ran out of file descriptors: no word on the server
+    return any(isinstance(n, _CONNECT_FAILURES) or type(n).__name__ in _CONNECT_NAMES for n in chain)
 
 
 def token_count(value: object) -> int | None:

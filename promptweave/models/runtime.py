@@ -28,7 +28,8 @@ log = logging.getLogger("promptweave.runtime")
 
 class EndpointDown(PromptweaveError):
     """The circuit breaker tripped: ``model.circuit_breaker`` connection attempts in a row failed
-    (refused, unknown host, reset). The run stops at once instead of retrying every row to exhaustion; rows already
+    (refused, unknown host, reset; after resets, nothing older was left in flight to be answered;
+    see ``ModelRuntime._breaker``). The run stops at once instead of retrying every row to exhaustion; rows already
     finished are saved and the others are left unrun (not recorded as errors), so running the
     same command again resumes."""
 
@@ -226,7 +227,10 @@ class ModelRuntime:
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
         # circuit breaker: connection failures in a row (any answer from the server resets it)
         self._connect_failures = 0
-        self._counted_at = float("-inf")  # when the breaker last counted a reset
+        self._streak_from = 0.0  # when the first of them failed
+        self._last_failure: BackendError | None = None
+        self._sent: dict[int, float] = {}  # attempts in flight: when each got its slot
+        self._token = 0
         self._down: EndpointDown | None = None
         self._down_event = asyncio.Event()
         self._identity_json: str | None = None
@@ -299,6 +303,8 @@ class ModelRuntime:
                     raise
                 completion = await self._retry(attempt, first)
         except BackendError as exc:
+            if self._down is not None:  # the breaker tripped (on this call's own last attempt, maybe):
+                raise self._down from None  # the row is left unrun, not recorded as an error
             self.ledger.errors += 1
             self._count_status(exc)
             reason = secrets.scrub(str(exc) or type(exc).__name__)
@@ -357,34 +363,41 @@ class ModelRuntime:
         assert self._down is not None
         raise self._down
 
-    def _breaker(self, exc: BackendError, sent: float) -> None:
-        """Count connection failures in a row; trip after ``circuit_breaker`` of them. A timeout
-        neither counts nor resets (a slow server is not a dead one); any answer resets.
+    def _breaker(self, exc: BackendError) -> None:
+        """Count connection failures in a row (none made, or made and then dropped); trip after
+        ``circuit_breaker`` of them. A timeout neither counts nor resets (a slow server is not a
+        dead one); any answer resets.
 
-        A connection never made (refused, unknown host) always counts: a live server never refuses.
-        A connection made and then dropped (a reset) counts only if its attempt was sent after
-        the last one counted: requests in flight together that drop together are one event, not
-        many (with 64 in flight and 6% of them reset, every 760 calls held runs of 3, and one in
-        CI a run of 5, which stopped a live server's run). A server that resets everything is
-        still stopped, in its first wave of retries.
+        A refusal or an unknown host trips it at once: a live server never refuses. A dropped
+        connection (a reset) trips it only once every attempt that was in flight when the run of
+        failures began has ended, since one of them may yet be answered: at high concurrency a live
+        server drops a few requests at a moment (64 in flight, 6% of connections reset: each 760
+        calls held runs of 3 with no answer between, and one CI run a run of 5, which stopped it
+        as dead), and one that resets some at once while its answers take a second chains several
+        resets before the next answer. A server that drops everything leaves nothing in flight
+        that could be answered, and trips it at the first reset after that.
         """
-        if exc.kind == "connection" and sent <= self._counted_at:
-            return  # dropped with the one counted: neither counts nor resets
         if exc.kind in ("connect", "connection"):
+            if self._connect_failures == 0:
+                self._streak_from = time.monotonic()
             self._connect_failures += 1
-            self._counted_at = time.monotonic()
-            limit = self.cfg.circuit_breaker
-            if limit and self._connect_failures >= limit and self._down is None:
-                where = self.backend.identity.get("base_url") or self.backend.identity.get("model")
-                last = secrets.scrub(str(exc)).rsplit("/: ", 1)[-1]  # the URL is said once
-                self._down = EndpointDown(
-                    f"cannot reach the model server at {where} ({self._connect_failures} connection attempts in a "
-                    f"row failed: {last}); the run stopped early with finished rows saved and the rest not run: "
-                    "start the server or fix model.base_url, then run the same command again to resume")
-                self._down_event.set()
-                log.debug("circuit breaker tripped for %s", where)
+            self._last_failure = exc
         elif exc.kind != "timeout":
             self._connect_failures = 0
+            return
+        limit = self.cfg.circuit_breaker
+        if not limit or self._connect_failures < limit or self._down is not None:
+            return
+        if exc.kind != "connect" and any(sent < self._streak_from for sent in self._sent.values()):
+            return
+        where = self.backend.identity.get("base_url") or self.backend.identity.get("model")
+        last = secrets.scrub(str(self._last_failure)).rsplit("/: ", 1)[-1]  # the URL is said once
+        self._down = EndpointDown(
+            f"cannot reach the model server at {where} ({self._connect_failures} connection attempts in a "
+            f"row failed: {last}); the run stopped early with finished rows saved and the rest not run: "
+            "start the server or fix model.base_url, then run the same command again to resume")
+        self._down_event.set()
+        log.debug("circuit breaker tripped for %s", where)
 
     async def _attempt(self, messages: list[Message], params: GenParams) -> Completion:
         if self._limiter.active:
@@ -393,12 +406,16 @@ class ModelRuntime:
         async with self._sem:
             if self._down is not None:  # it tripped while this call waited for a slot
                 raise self._down
-            sent = time.monotonic()  # (after the waits for a slot: what the breaker orders by)
+            token = self._token = self._token + 1
+            self._sent[token] = time.monotonic()  # (after the waits for a slot)
             try:
                 return await self._send(messages, params)
             except BackendError as exc:
-                self._breaker(exc, sent)
+                del self._sent[token]
+                self._breaker(exc)
                 raise
+            finally:
+                self._sent.pop(token, None)
 
     async def _send(self, messages: list[Message], params: GenParams) -> Completion:
         if self._batcher is not None:

@@ -79,3 +79,47 @@ def test_malformed_bodies_are_retryable_with_an_excerpt(body: bytes, what: str) 
     assert err.value.retryable and err.value.kind == "malformed"
     assert message.startswith(f"malformed reply: {what}") and "(HTTP 200, application/json)" in message
     assert body.decode()[:20] in message
+
+
+_CONNECT_PROBE = """
+import asyncio, resource, socket, sys
+import aiohttp
+from promptweave.models.replies import is_connect_failure
+
+async def main():
+    listening = socket.socket(); listening.bind(("127.0.0.1", 0)); listening.listen(8)
+    port = listening.getsockname()[1]
+    session = aiohttp.ClientSession()
+    closed = socket.socket(); closed.bind(("127.0.0.1", 0)); refused = closed.getsockname()[1]; closed.close()
+    out = []
+    for target, starve in ((refused, False), (port, True)):
+        held = []
+        if starve:  # this process, not the server, runs out of file descriptors
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+            try:
+                while True:
+                    held.append(open("/dev/null"))
+            except OSError:
+                pass
+        try:
+            await session.get(f"http://127.0.0.1:{target}/")
+        except Exception as exc:
+            out.append(is_connect_failure(exc))
+        for f in held:
+            f.close()
+    await session.close()
+    print(out)
+
+asyncio.run(main())
+"""
+
+
+def test_running_out_of_file_descriptors_is_no_word_on_the_server() -> None:
+    """A client out of file descriptors (too many concurrent requests for ``ulimit -n``) cannot
+    connect, but the server may be fine: the breaker must not call it unreachable. A refusal is."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("aiohttp")
+    res = subprocess.run([sys.executable, "-c", _CONNECT_PROBE], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "[True, False]", res.stderr

@@ -221,39 +221,66 @@ async def test_resets_trip_the_breaker_too() -> None:
     assert backend.calls == 3
 
 
-async def test_resets_of_requests_in_flight_together_count_once() -> None:
-    """A live server that drops several requests in flight at one moment (the CI run where 5
-    of 64 concurrent requests reset together) is not a dead one; refusals still count each."""
+async def test_resets_while_other_requests_are_in_flight_do_not_trip_the_breaker() -> None:
+    """A live server at high concurrency drops several requests at a moment while others are in
+    flight (the CI run where 5 of 64 concurrent requests reset with no answer between them): those
+    may yet be answered, so the breaker waits for them, and their answers reset the count."""
 
-    class DropsAWave(BaseChatModel):
-        identity = {"backend": "wave", "model": "w"}
+    class DropsSome(BaseChatModel):
+        identity = {"backend": "drops", "model": "d"}
 
-        def __init__(self, kind: str) -> None:
-            self.kind, self.calls, self.first = kind, 0, set()
+        def __init__(self, kind: str, answer_after: float) -> None:
+            self.kind, self.answer_after, self.calls, self.seen = kind, answer_after, 0, set()
             self.gate = asyncio.Event()
 
         async def complete(self, messages: list[Message], params: GenParams) -> Completion:
             self.calls += 1
-            if messages[0].content in self.first:
+            text = messages[0].content
+            if text in self.seen:
                 return Completion("ok", 1, 1, "stop")
-            self.first.add(messages[0].content)
-            if len(self.first) == 8:
+            self.seen.add(text)
+            if len(self.seen) == 8:
                 self.gate.set()
-            await self.gate.wait()  # all 8 in flight, then all dropped together
-            raise BackendError(f"{self.kind} failed", retryable=True, kind=self.kind)
+            await self.gate.wait()  # all 8 in flight; then 5 dropped together, 3 answered later
+            if text < "m5":
+                raise BackendError(f"{self.kind} failed", retryable=True, kind=self.kind)
+            await asyncio.sleep(self.answer_after)
+            return Completion("ok", 1, 1, "stop")
 
-    backend = DropsAWave("connection")
-    runtime = rt(backend, max_retries=3, backoff_base=0.001, circuit_breaker=3, max_concurrency=8)
+    backend = DropsSome("connection", answer_after=0.2)
+    runtime = rt(backend, max_retries=3, backoff_base=0.5, circuit_breaker=3, max_concurrency=8)
     results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(8)])
-    assert all(r.ok and r.attempts == 2 for r in results) and backend.calls == 16
+    assert all(r.ok for r in results) and backend.calls == 13
 
     from promptweave.models.runtime import EndpointDown
 
-    refused = DropsAWave("connect")
-    runtime = rt(refused, max_retries=3, backoff_base=0.001, circuit_breaker=3, max_concurrency=8)
+    refused = DropsSome("connect", answer_after=0.2)  # a refusal is no live server's answer
+    runtime = rt(refused, max_retries=3, backoff_base=0.5, circuit_breaker=3, max_concurrency=8)
     results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(8)],
                                    return_exceptions=True)
-    assert all(isinstance(r, EndpointDown) for r in results) and refused.calls == 8
+    assert sum(isinstance(r, EndpointDown) for r in results) == 5 and refused.calls == 8
+
+
+async def test_a_server_that_resets_every_request_late_trips_the_breaker_in_its_first_wave() -> None:
+    """Every request is accepted, held, then reset: the breaker trips once all that were in
+    flight together have failed, before any row is retried, and no row is recorded as an error."""
+    from promptweave.models.runtime import EndpointDown
+
+    class ResetsLate(BaseChatModel):
+        identity = {"backend": "late", "model": "l"}
+        calls = 0
+
+        async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+            self.calls += 1
+            await asyncio.sleep(0.05 + 0.001 * self.calls)
+            raise BackendError("connection reset", retryable=True, kind="connection")
+
+    backend = ResetsLate()
+    runtime = rt(backend, max_retries=4, backoff_base=0.5, circuit_breaker=5, max_concurrency=16)
+    results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(16)],
+                                   return_exceptions=True)
+    assert all(isinstance(r, EndpointDown) for r in results) and backend.calls == 16
+    assert "(16 connection attempts in a row failed: connection reset)" in str(results[0])
 
 
 async def test_resets_one_after_another_count_each_though_their_rows_queued_together() -> None:
@@ -272,6 +299,18 @@ async def test_resets_one_after_another_count_each_though_their_rows_queued_toge
     results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(5)],
                                    return_exceptions=True)
     assert backend.calls == 3 and sum(isinstance(r, EndpointDown) for r in results) >= 1
+
+
+async def test_a_trip_on_a_rows_last_attempt_leaves_the_row_unrun() -> None:
+    """The failure that trips the breaker is the row's last allowed attempt: the row is not
+    recorded as an error (a plain resume would skip it) but left unrun, like every other."""
+    from promptweave.models.runtime import EndpointDown
+
+    backend = DownAfter(good=0)
+    runtime = rt(backend, max_retries=2, backoff_base=0.001, circuit_breaker=3)
+    with pytest.raises(EndpointDown, match="3 connection attempts in a row failed"):
+        await runtime.chat(MSG)
+    assert backend.calls == 3 and runtime.ledger.errors == 0
 
 
 async def test_timeouts_and_answers_do_not_trip_the_breaker() -> None:
