@@ -29,7 +29,7 @@ log = logging.getLogger("promptweave.runtime")
 class EndpointDown(PromptweaveError):
     """The circuit breaker tripped: ``model.circuit_breaker`` connection attempts in a row failed
     (refused, unknown host, reset; after resets, nothing older was left in flight to be answered;
-    see ``ModelRuntime._breaker``). The run stops at once instead of retrying every row to exhaustion; rows already
+    see ``_Breaker``). The run stops at once instead of retrying every row to exhaustion; rows already
     finished are saved and the others are left unrun (not recorded as errors), so running the
     same command again resumes."""
 
@@ -200,6 +200,108 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(coro, timeout=seconds)
 
 
+class _Breaker:
+    """The circuit breaker: ``limit`` connection failures in a row (none made, or made and then
+    dropped) mean the endpoint is down. Any answer, even an HTTP 500, resets the count; a timeout
+    neither counts nor resets (a slow server is not a dead one).
+
+    A refusal or an unknown host trips it at once: a live server never refuses. After resets it
+    first waits for the attempts that were already in flight when the run of failures began,
+    since one of them may yet be answered. At high concurrency a live server drops a few requests
+    at a moment: with 64 in flight and 6% of connections reset, each 760 calls held runs of 3
+    with no answer between, and in one CI run a run of 5 stopped a live server as dead. One that
+    resets some at once while its answers take a second chains several resets before the next
+    answer. Such an attempt is waited for while it is younger than twice the slowest of the last
+    32 answers (at least 1 s), or, before any answer, until it times out (a wedged request does
+    not hold a dead server's trip for the whole timeout once answers have shown how long one
+    takes); and only while the run is shorter than ``limit`` for each of them and one more (one
+    wedged request among 40 resets is not the sign of a live server that 60 in flight are).
+
+    A call whose last attempt fails while a trip waits on those attempts waits with it, so that
+    its row is left unrun if the breaker trips, and recorded as an error only if an answer
+    comes first.
+    """
+
+    def __init__(self, limit: int, timeout: float, where: object, on_trip: Callable[[], None]) -> None:
+        self.limit, self.timeout, self.where, self.on_trip = limit, timeout, where, on_trip
+        self.failures = 0
+        self.since = 0.0  # when the first of them failed
+        self.last: BackendError | None = None
+        self.sent: dict[int, float] = {}  # attempts in flight: when each got its slot
+        self.token = 0
+        self.latencies: deque[float] = deque(maxlen=32)  # of the last answers
+        self.down: EndpointDown | None = None
+        self.tripped = asyncio.Event()
+        self.settled = asyncio.Event()  # a pending trip was decided (tripped, or the count reset)
+        self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def pending(self) -> bool:
+        """The count is at the limit, and the trip waits for older attempts in flight."""
+        return bool(self.limit) and self.failures >= self.limit and self.down is None
+
+    def begin(self) -> int:
+        self.token += 1
+        self.sent[self.token] = time.monotonic()
+        return self.token
+
+    def answered(self, token: int) -> None:
+        self.latencies.append(time.monotonic() - self.sent.pop(token))
+        self._reset()
+
+    def failed(self, token: int, exc: BackendError) -> None:
+        self.sent.pop(token, None)
+        if exc.kind in ("connect", "connection"):
+            if self.failures == 0:
+                self.since = time.monotonic()
+            self.failures += 1
+            self.last = exc
+            self.check(at_once=exc.kind == "connect")
+        elif exc.kind == "timeout":
+            self.check()
+        else:
+            self._reset()
+
+    def ended(self, token: int) -> None:
+        """An attempt ended with neither an answer nor a backend error (cancelled, say)."""
+        self.sent.pop(token, None)
+        self.check()
+
+    async def hold(self) -> None:
+        """Wait while a trip is pending."""
+        while self.pending:
+            self.settled.clear()
+            await self.settled.wait()
+
+    def check(self, at_once: bool = False) -> None:
+        if not self.pending:
+            return
+        if not at_once:
+            now = time.monotonic()
+            wait = max(1.0, 2 * max(self.latencies)) if self.latencies else self.timeout
+            left = [sent + wait - now for sent in self.sent.values() if sent < self.since and now - sent < wait]
+            if left and self.failures < self.limit * (1 + len(left)):
+                # one of them may yet be answered: decide when the oldest is too old to be
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer = asyncio.get_running_loop().call_later(min(left) + 0.001, self.check)
+                return
+        last = secrets.scrub(str(self.last)).rsplit("/: ", 1)[-1]  # the URL is said once
+        self.down = EndpointDown(
+            f"cannot reach the model server at {self.where} ({self.failures} connection attempts in a "
+            f"row failed: {last}); the run stopped early with finished rows saved and the rest not run: "
+            "start the server or fix model.base_url, then run the same command again to resume")
+        self.tripped.set()
+        self.settled.set()
+        self.on_trip()
+        log.debug("circuit breaker tripped for %s", self.where)
+
+    def _reset(self) -> None:
+        if self.failures:
+            self.failures = 0
+            self.settled.set()
+
+
 class ModelRuntime:
     """Wraps one backend with everything a production call needs."""
 
@@ -225,14 +327,11 @@ class ModelRuntime:
         self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
         self._batcher = _Batcher(backend, backend.max_batch) if backend.max_batch > 1 else None
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
-        # circuit breaker: connection failures in a row (any answer from the server resets it)
-        self._connect_failures = 0
-        self._streak_from = 0.0  # when the first of them failed
-        self._last_failure: BackendError | None = None
-        self._sent: dict[int, float] = {}  # attempts in flight: when each got its slot
-        self._token = 0
-        self._down: EndpointDown | None = None
-        self._down_event = asyncio.Event()
+        # a trip wakes the calls waiting for a slot (all of them may be held by wedged requests):
+        # one extra slot lets the first in, it sees the trip and leaves, which lets the next in
+        self._breaker = _Breaker(cfg.circuit_breaker, cfg.timeout,
+                                 backend.identity.get("base_url") or backend.identity.get("model"),
+                                 on_trip=self._sem.release)
         self._identity_json: str | None = None
         self._params_json = ""
 
@@ -249,8 +348,8 @@ class ModelRuntime:
 
     async def chat(self, messages: list[Message], **overrides: Any) -> CallResult:
         """Send one chat request; ``overrides`` change sampling params (e.g. temperature)."""
-        if self._down is not None:
-            raise self._down
+        if self._breaker.down is not None:
+            raise self._breaker.down
         params = self.params.merged(**overrides)
         key = self._key(params, messages)
         self.ledger.requests += 1
@@ -285,13 +384,11 @@ class ModelRuntime:
 
         async def attempt() -> Completion:
             nonlocal attempts
-            if self._down is not None:
-                raise self._down
+            if self._breaker.down is not None:
+                raise self._breaker.down
             attempts += 1
             self.ledger.calls += 1
-            completion = await self._attempt(messages, params)
-            self._connect_failures = 0
-            return completion
+            return await self._attempt(messages, params)
 
         try:
             try:
@@ -303,8 +400,9 @@ class ModelRuntime:
                     raise
                 completion = await self._retry(attempt, first)
         except BackendError as exc:
-            if self._down is not None:  # the breaker tripped (on this call's own last attempt, maybe):
-                raise self._down from None  # the row is left unrun, not recorded as an error
+            await self._breaker.hold()  # a trip that waits on older attempts: this row waits with it
+            if self._breaker.down is not None:  # tripped (on this call's own last attempt, maybe):
+                raise self._breaker.down from None  # the row is left unrun, not recorded as an error
             self.ledger.errors += 1
             self._count_status(exc)
             reason = secrets.scrub(str(exc) or type(exc).__name__)
@@ -355,67 +453,32 @@ class ModelRuntime:
 
     async def _sleep(self, seconds: float) -> None:
         """A backoff wait that ends at once, raising :class:`EndpointDown`, when the breaker trips."""
-        if self._down is None:
+        if self._breaker.down is None:
             try:
-                await asyncio.wait_for(self._down_event.wait(), seconds)
+                await asyncio.wait_for(self._breaker.tripped.wait(), seconds)
             except asyncio.TimeoutError:
                 return
-        assert self._down is not None
-        raise self._down
-
-    def _breaker(self, exc: BackendError) -> None:
-        """Count connection failures in a row (none made, or made and then dropped); trip after
-        ``circuit_breaker`` of them. A timeout neither counts nor resets (a slow server is not a
-        dead one); any answer resets.
-
-        A refusal or an unknown host trips it at once: a live server never refuses. A dropped
-        connection (a reset) trips it only once every attempt that was in flight when the run of
-        failures began has ended, since one of them may yet be answered: at high concurrency a live
-        server drops a few requests at a moment (64 in flight, 6% of connections reset: each 760
-        calls held runs of 3 with no answer between, and one CI run a run of 5, which stopped it
-        as dead), and one that resets some at once while its answers take a second chains several
-        resets before the next answer. A server that drops everything leaves nothing in flight
-        that could be answered, and trips it at the first reset after that.
-        """
-        if exc.kind in ("connect", "connection"):
-            if self._connect_failures == 0:
-                self._streak_from = time.monotonic()
-            self._connect_failures += 1
-            self._last_failure = exc
-        elif exc.kind != "timeout":
-            self._connect_failures = 0
-            return
-        limit = self.cfg.circuit_breaker
-        if not limit or self._connect_failures < limit or self._down is not None:
-            return
-        if exc.kind != "connect" and any(sent < self._streak_from for sent in self._sent.values()):
-            return
-        where = self.backend.identity.get("base_url") or self.backend.identity.get("model")
-        last = secrets.scrub(str(self._last_failure)).rsplit("/: ", 1)[-1]  # the URL is said once
-        self._down = EndpointDown(
-            f"cannot reach the model server at {where} ({self._connect_failures} connection attempts in a "
-            f"row failed: {last}); the run stopped early with finished rows saved and the rest not run: "
-            "start the server or fix model.base_url, then run the same command again to resume")
-        self._down_event.set()
-        log.debug("circuit breaker tripped for %s", where)
+        assert self._breaker.down is not None
+        raise self._breaker.down
 
     async def _attempt(self, messages: list[Message], params: GenParams) -> Completion:
         if self._limiter.active:
             est_tokens = params.max_tokens + sum(m.approx_tokens() for m in messages)
             await self._limiter.acquire(est_tokens)
         async with self._sem:
-            if self._down is not None:  # it tripped while this call waited for a slot
-                raise self._down
-            token = self._token = self._token + 1
-            self._sent[token] = time.monotonic()  # (after the waits for a slot)
+            if self._breaker.down is not None:  # it tripped while this call waited for a slot
+                raise self._breaker.down
+            token = self._breaker.begin()  # (after the waits for a slot)
             try:
-                return await self._send(messages, params)
+                completion = await self._send(messages, params)
             except BackendError as exc:
-                del self._sent[token]
-                self._breaker(exc)
+                self._breaker.failed(token, exc)
                 raise
-            finally:
-                self._sent.pop(token, None)
+            except BaseException:
+                self._breaker.ended(token)
+                raise
+            self._breaker.answered(token)
+            return completion
 
     async def _send(self, messages: list[Message], params: GenParams) -> Completion:
         if self._batcher is not None:

@@ -8,7 +8,7 @@ import pytest
 
 from promptweave.models import BackendError, BaseChatModel, Completion, GenParams, Message, ModelConfig
 from promptweave.models.cache import CompletionCache, cache_key
-from promptweave.models.runtime import ModelRuntime
+from promptweave.models.runtime import CallResult, ModelRuntime
 from promptweave.models.scripted import ScriptedModel
 
 MSG = [Message("user", "hello")]
@@ -280,7 +280,69 @@ async def test_a_server_that_resets_every_request_late_trips_the_breaker_in_its_
     results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(16)],
                                    return_exceptions=True)
     assert all(isinstance(r, EndpointDown) for r in results) and backend.calls == 16
-    assert "(16 connection attempts in a row failed: connection reset)" in str(results[0])
+    assert "connection attempts in a row failed: connection reset" in str(results[0])
+
+
+class Wedged(BaseChatModel):
+    """Answers the first ``good`` calls after ``latency``; then wedges: never answers the next
+    call, resets the ``resets`` after it at once, and never answers any later one."""
+
+    identity = {"backend": "wedged", "model": "w"}
+
+    def __init__(self, good: int, latency: float = 0.01, resets: int = 5) -> None:
+        self.good, self.latency, self.resets, self.calls = good, latency, resets, 0
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        self.calls += 1
+        n = self.calls - self.good
+        if n <= 0:
+            await asyncio.sleep(self.latency)
+            return Completion("ok", 1, 1, "stop")
+        if 2 <= n <= 1 + self.resets:
+            raise BackendError("connection reset", retryable=True, kind="connection")
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable: the runtime's timeout ends the call")
+
+
+async def test_rows_whose_retries_run_out_while_a_trip_waits_are_left_unrun() -> None:
+    """9 resets in a row while a request sent before them hangs: the trip waits for it (it may yet
+    be answered; with no answer seen, until it times out), and rows 5-9, whose one attempt failed
+    meanwhile, wait with it and are left unrun. (Rows 1-4 failed before the count reached the
+    limit: with ``max_retries: 0`` those are errors, as nothing yet said the server was down.)"""
+    from promptweave.models.runtime import EndpointDown
+
+    backend = Wedged(good=0, resets=9)
+    runtime = rt(backend, max_retries=0, timeout=1.5, circuit_breaker=5, max_concurrency=10)
+    started = time.monotonic()
+    results = await asyncio.gather(*[runtime.chat([Message("user", f"m{i}")]) for i in range(30)],
+                                   return_exceptions=True)
+    assert 1.4 < time.monotonic() - started < 10
+    assert [isinstance(r, CallResult) and r.error == "connection reset" for r in results[:5]] == [False] + [True] * 4
+    assert all(isinstance(r, EndpointDown) for r in [results[0], *results[5:]]), results
+    assert runtime.ledger.errors == 4
+
+
+async def test_once_answers_show_how_long_one_takes_a_wedged_request_holds_a_trip_only_that_long() -> None:
+    """A server that answered in 10 ms wedges: the hanging request holds the trip for 1 s (twice
+    the slowest recent answer, at least 1 s), not until it times out (here 4 s; 120 by default)."""
+    from promptweave.models.runtime import EndpointDown
+
+    backend = Wedged(good=40)
+    runtime = rt(backend, max_retries=2, backoff_base=0.001, timeout=4, circuit_breaker=5, max_concurrency=8)
+    stopped: list[float] = []
+
+    async def call(i: int) -> CallResult | EndpointDown:
+        try:
+            return await runtime.chat([Message("user", f"m{i}")])
+        except EndpointDown as exc:
+            stopped.append(time.monotonic())
+            return exc
+
+    started = time.monotonic()
+    results = await asyncio.gather(*[call(i) for i in range(100)])
+    assert 0.9 < min(stopped) - started < 2.5
+    ok = [r for r in results if isinstance(r, CallResult) and r.ok]
+    assert len(ok) == 40 and len(stopped) == 60 and runtime.ledger.errors == 0
 
 
 async def test_resets_one_after_another_count_each_though_their_rows_queued_together() -> None:
