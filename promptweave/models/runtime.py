@@ -215,7 +215,7 @@ class _Breaker:
     32 answers (at least 1 s), or, before any answer, until it times out (a wedged request does
     not hold a dead server's trip for the whole timeout once answers have shown how long one
     takes); and only while the run is shorter than ``limit`` for each of them and one more (one
-    wedged request among 40 resets is not the sign of a live server that 60 in flight are).
+    wedged request against 10 resets is not the sign of a live server that 60 in flight are).
 
     A call whose last attempt fails while a trip waits on those attempts waits with it, so that
     its row is left unrun if the breaker trips, and recorded as an error only if an answer
